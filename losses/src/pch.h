@@ -1,0 +1,3 @@
+// Precompiled header of ostrov::losses (internal).
+#pragma once
+#include <ATen/ATen.h>

@@ -1,0 +1,227 @@
+#include "ostrov/core/image.h"
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include <ATen/ATen.h>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "ostrov/core/error.h"
+#include "ostrov/io/checkpoint.h"
+
+namespace fs = std::filesystem;
+
+namespace ostrov::core {
+
+namespace {
+
+std::string read_bytes(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw IoError(path + ": no such file");
+  if (fs::is_directory(path, ec)) throw IoError(path + ": is a directory, expected an image");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError(path + ": cannot open for reading");
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// OpenCV decodes a truncated JPEG without error (the missing part comes back grey) and some
+// truncated PNGs too, so check the container's end marker ourselves.
+void check_complete(const std::string& path, const std::string& bytes) {
+  const auto* b = reinterpret_cast<const unsigned char*>(bytes.data());
+  const size_t n = bytes.size();
+  if (n >= 2 && b[0] == 0xFF && b[1] == 0xD8) {  // JPEG: must end with EOI (FF D9)
+    size_t end = n;
+    while (end > 2 && (b[end - 1] == 0x00 || b[end - 1] == 0x0A || b[end - 1] == 0x0D)) --end;
+    if (end < 4 || b[end - 2] != 0xFF || b[end - 1] != 0xD9) {
+      throw IoError(path + ": truncated JPEG (no end-of-image marker)");
+    }
+  } else if (n >= 8 && b[0] == 0x89 && b[1] == 'P' && b[2] == 'N' && b[3] == 'G') {
+    static const unsigned char kIend[] = {'I', 'E', 'N', 'D'};
+    if (n < 12 || !std::equal(kIend, kIend + 4, b + n - 8)) {
+      throw IoError(path + ": truncated PNG (no IEND chunk)");
+    }
+  }
+}
+
+cv::Mat decode(const std::string& path, int flags) {
+  const std::string bytes = read_bytes(path);
+  if (bytes.empty()) throw IoError(path + ": empty file, expected an image");
+  check_complete(path, bytes);
+  cv::Mat image;
+  try {
+    image = cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8UC1,
+                                 const_cast<char*>(bytes.data())),
+                         flags);
+  } catch (const cv::Exception& e) {
+    throw IoError(path + ": cannot decode image: " + e.what());
+  }
+  if (image.empty()) throw IoError(path + ": not a readable image (unknown format or corrupt)");
+  return image;
+}
+
+}  // namespace
+
+at::Tensor image_to_tensor(const cv::Mat& image) {
+  TORCH_CHECK(!image.empty(), "image_to_tensor: empty image");
+  TORCH_CHECK(image.depth() == CV_8U, "image_to_tensor: expected an 8-bit image, got depth ",
+              image.depth());
+  cv::Mat rgb;
+  if (image.channels() == 3) {
+    cv::cvtColor(image, rgb, cv::COLOR_BGR2RGB);
+  } else if (image.channels() == 1) {
+    cv::cvtColor(image, rgb, cv::COLOR_GRAY2RGB);
+  } else if (image.channels() == 4) {
+    cv::cvtColor(image, rgb, cv::COLOR_BGRA2RGB);
+  } else {
+    TORCH_CHECK(false, "image_to_tensor: expected 1, 3 or 4 channels, got ", image.channels());
+  }
+  // from_blob does not copy: the permute+to(float) below makes the owning copy.
+  auto hwc = at::from_blob(rgb.data, {rgb.rows, rgb.cols, 3},
+                           {static_cast<int64_t>(rgb.step[0]), 3, 1}, at::kByte);
+  return hwc.permute({2, 0, 1}).to(at::kFloat).div_(255.0).contiguous();
+}
+
+cv::Mat tensor_to_image(const at::Tensor& tensor) {
+  at::Tensor t = tensor;
+  if (t.dim() == 4) {
+    TORCH_CHECK(t.size(0) == 1, "tensor_to_image: expected [3,H,W] or [1,3,H,W], got ",
+                t.sizes());
+    t = t.squeeze(0);
+  }
+  TORCH_CHECK(t.dim() == 3 && t.size(0) == 3, "tensor_to_image: expected [3,H,W], got ",
+              t.sizes());
+  auto hwc = t.detach()
+                 .to(at::kCPU, at::kFloat)
+                 .clamp(0.0, 1.0)
+                 .mul(255.0)
+                 .round()
+                 .to(at::kByte)
+                 .permute({1, 2, 0})
+                 .contiguous();
+  cv::Mat rgb(static_cast<int>(hwc.size(0)), static_cast<int>(hwc.size(1)), CV_8UC3,
+              hwc.data_ptr<uint8_t>());
+  cv::Mat bgr;
+  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);  // writes into new memory owned by bgr
+  return bgr;
+}
+
+namespace {
+at::Tensor channel_stats(const std::vector<double>& values, const at::Tensor& like, int64_t dims,
+                         const char* what) {
+  TORCH_CHECK(values.size() == 3, what, ": expected 3 values (RGB), got ", values.size());
+  auto t = at::tensor(values, like.options().dtype(at::kDouble)).to(like.scalar_type());
+  return dims == 4 ? t.view({1, 3, 1, 1}) : t.view({3, 1, 1});
+}
+}  // namespace
+
+at::Tensor normalize(const at::Tensor& image, const std::vector<double>& mean,
+                     const std::vector<double>& std) {
+  TORCH_CHECK((image.dim() == 3 && image.size(0) == 3) || (image.dim() == 4 && image.size(1) == 3),
+              "normalize: expected [3,H,W] or [N,3,H,W], got ", image.sizes());
+  for (double s : std) TORCH_CHECK(s > 0.0, "normalize: std must be positive, got ", s);
+  return (image - channel_stats(mean, image, image.dim(), "normalize mean")) /
+         channel_stats(std, image, image.dim(), "normalize std");
+}
+
+at::Tensor denormalize(const at::Tensor& image, const std::vector<double>& mean,
+                       const std::vector<double>& std) {
+  TORCH_CHECK((image.dim() == 3 && image.size(0) == 3) || (image.dim() == 4 && image.size(1) == 3),
+              "denormalize: expected [3,H,W] or [N,3,H,W], got ", image.sizes());
+  return image * channel_stats(std, image, image.dim(), "denormalize std") +
+         channel_stats(mean, image, image.dim(), "denormalize mean");
+}
+
+at::Tensor stack_images(const std::vector<at::Tensor>& images) {
+  TORCH_CHECK(!images.empty(), "stack_images: no images");
+  for (size_t i = 0; i < images.size(); ++i) {
+    TORCH_CHECK(images[i].sizes() == images[0].sizes(), "stack_images: image ", i, " has size ",
+                images[i].sizes(), " but image 0 has ", images[0].sizes());
+  }
+  return at::stack(images);
+}
+
+cv::Mat read_image(const std::string& path) {
+  cv::Mat image = decode(path, cv::IMREAD_UNCHANGED);
+  if (image.depth() != CV_8U) {
+    throw IoError(path + ": expected an 8-bit image, got " +
+                  std::to_string(8 * image.elemSize1()) + "-bit");
+  }
+  if (image.channels() == 1) {
+    cv::cvtColor(image, image, cv::COLOR_GRAY2BGR);
+  } else if (image.channels() == 4) {
+    cv::cvtColor(image, image, cv::COLOR_BGRA2BGR);
+  } else if (image.channels() != 3) {
+    throw IoError(path + ": expected 1, 3 or 4 channels, got " + std::to_string(image.channels()));
+  }
+  return image;
+}
+
+void write_image(const std::string& path, const cv::Mat& image) {
+  TORCH_CHECK(!image.empty(), "write_image: empty image for ", path);
+  const std::string ext = fs::path(path).extension().string();
+  if (ext.empty()) throw IoError(path + ": no extension, cannot choose an image format");
+  std::vector<uchar> buffer;
+  bool ok = false;
+  try {
+    ok = cv::imencode(ext, image, buffer);
+  } catch (const cv::Exception& e) {
+    throw IoError(path + ": cannot encode image: " + e.what());
+  }
+  if (!ok) throw IoError(path + ": cannot encode image as " + ext);
+  io::write_file_atomic(path, std::string(buffer.begin(), buffer.end()));
+}
+
+at::Tensor read_mask(const std::string& path) {
+  cv::Mat mask = decode(path, cv::IMREAD_UNCHANGED);
+  if (mask.depth() != CV_8U) {
+    throw IoError(path + ": a class mask must be 8-bit, got " +
+                  std::to_string(8 * mask.elemSize1()) + "-bit");
+  }
+  if (mask.channels() != 1) {
+    throw IoError(path + ": a class mask must have 1 channel (class index per pixel), got " +
+                  std::to_string(mask.channels()));
+  }
+  return mat_to_mask(mask);
+}
+
+cv::Mat mask_to_mat(const at::Tensor& mask) {
+  TORCH_CHECK(mask.dim() == 2, "mask_to_mat: expected [H,W], got ", mask.sizes());
+  TORCH_CHECK(!at::isFloatingType(mask.scalar_type()), "mask_to_mat: expected an integer mask, got ",
+              mask.scalar_type());
+  auto m = mask.detach().to(at::kCPU);
+  if (m.numel() > 0) {
+    const int64_t lo = m.min().item<int64_t>();
+    const int64_t hi = m.max().item<int64_t>();
+    TORCH_CHECK(lo >= 0 && hi <= 255, "mask_to_mat: labels must be in [0,255], got [", lo, ",", hi,
+                "]");
+  }
+  auto bytes = m.to(at::kByte).contiguous();
+  cv::Mat wrapped(static_cast<int>(bytes.size(0)), static_cast<int>(bytes.size(1)), CV_8UC1,
+                  bytes.data_ptr<uint8_t>());
+  return wrapped.clone();
+}
+
+at::Tensor mat_to_mask(const cv::Mat& mask) {
+  TORCH_CHECK(mask.type() == CV_8UC1, "mat_to_mask: expected CV_8UC1, got type ", mask.type());
+  auto t = at::from_blob(mask.data, {mask.rows, mask.cols},
+                         {static_cast<int64_t>(mask.step[0]), 1}, at::kByte);
+  return t.to(at::kLong);  // copies
+}
+
+at::Tensor resize_mask(const at::Tensor& mask, int64_t height, int64_t width) {
+  TORCH_CHECK(mask.dim() == 2 || mask.dim() == 3, "resize_mask: expected [H,W] or [N,H,W], got ",
+              mask.sizes());
+  TORCH_CHECK(height > 0 && width > 0, "resize_mask: size must be positive, got ", height, "x",
+              width);
+  // Nearest neighbour as OpenCV's INTER_NEAREST: source index floor(dst * in / out).
+  const int64_t in_h = mask.size(-2), in_w = mask.size(-1);
+  auto opts = mask.options().dtype(at::kLong);
+  auto ys = (at::arange(height, opts) * in_h).div(height, "floor").clamp_max(in_h - 1);
+  auto xs = (at::arange(width, opts) * in_w).div(width, "floor").clamp_max(in_w - 1);
+  return mask.index_select(-2, ys).index_select(-1, xs);
+}
+
+}  // namespace ostrov::core

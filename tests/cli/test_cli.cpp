@@ -1,0 +1,27 @@
+#include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include "support.h"
+
+using ostrov::test::run;
+
+TEST_CASE("ostrov info prints versions and threads as JSON", "[cli]") {
+  auto r = run(std::string(OSTROV_CLI) + " info --json");
+  REQUIRE(r.exit_code == 0);
+  auto j = nlohmann::json::parse(r.output);
+  CHECK(j["torch"].get<std::string>().rfind("1.13", 0) == 0);
+  CHECK(j["intra_op_threads"].get<int>() == j["available_cores"].get<int>());
+  CHECK(j.contains("blas"));
+}
+
+TEST_CASE("ostrov usage errors exit 2 with a message on stderr", "[cli]") {
+  auto none = run(std::string(OSTROV_CLI) + " 2>&1");
+  CHECK(none.exit_code == 2);
+  auto unknown = run(std::string(OSTROV_CLI) + " frobnicate", /*merge_stderr=*/true);
+  CHECK(unknown.exit_code == 2);
+  CHECK_THAT(unknown.output, Catch::Contains("frobnicate"));
+  auto help = run(std::string(OSTROV_CLI) + " --help");
+  CHECK(help.exit_code == 0);
+  CHECK_THAT(help.output, Catch::Contains("info"));
+}

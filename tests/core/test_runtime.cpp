@@ -1,0 +1,58 @@
+#include <catch2/catch.hpp>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <spdlog/logger.h>
+
+#include "ostrov/core/device.h"
+#include "ostrov/core/error.h"
+#include "ostrov/core/random.h"
+#include "ostrov/core/runtime.h"
+
+using namespace ostrov;
+
+TEST_CASE("parse_device accepts cpu and rejects bad strings with the string", "[core][device]") {
+  CHECK(core::parse_device("cpu").is_cpu());
+  CHECK(core::parse_device("cpu:0").is_cpu());
+  CHECK(core::parse_device("auto") == (core::cuda_available() ? c10::Device("cuda:0") : c10::Device("cpu")));
+  CHECK_THROWS_AS(core::parse_device("gpu"), ConfigError);
+  CHECK_THROWS_WITH(core::parse_device("gpu"), Catch::Contains("\"gpu\""));
+  CHECK_THROWS_WITH(core::parse_device("cuda:x"), Catch::Contains("cuda:x"));
+  if (!core::cuda_available()) {
+    CHECK_THROWS_WITH(core::parse_device("cuda"), Catch::Contains("CUDA is not available"));
+    CHECK_THROWS_WITH(core::parse_device("cuda:1"), Catch::Contains("cuda:1"));
+  } else {
+    CHECK(core::parse_device("cuda").is_cuda());
+    CHECK_THROWS_WITH(core::parse_device("cuda:99"), Catch::Contains("cuda:99"));
+  }
+}
+
+TEST_CASE("seed_everything repeats torch and std randomness", "[core][runtime]") {
+  core::seed_everything(123);
+  auto a = at::rand({8});
+  auto ia = core::generator()();
+  core::seed_everything(123);
+  auto b = at::rand({8});
+  auto ib = core::generator()();
+  CHECK(at::equal(a, b));
+  CHECK(ia == ib);
+  core::seed_everything(124);
+  CHECK_FALSE(at::equal(at::rand({8}), a));
+}
+
+TEST_CASE("set_num_threads defaults to the available cores", "[core][runtime]") {
+  const int before = at::get_num_threads();
+  CHECK(core::available_cores() >= 1);
+  CHECK(core::set_num_threads(0) == core::available_cores());
+  CHECK(core::set_num_threads(1) == 1);
+  at::set_num_threads(before);
+}
+
+TEST_CASE("runtime_info reports versions and the BLAS in use", "[core][runtime]") {
+  auto info = core::runtime_info();
+  CHECK(info.torch_version.rfind("1.13", 0) == 0);
+  CHECK(info.opencv_version.rfind("4.", 0) == 0);
+  CHECK_FALSE(info.blas.empty());
+  CHECK(core::logger()->name() == "ostrov");
+}

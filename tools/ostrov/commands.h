@@ -1,0 +1,22 @@
+#pragma once
+// Subcommands of the ostrov CLI. Each registers itself on the app and returns the function
+// that runs it; the function returns the process exit code.
+
+#include <functional>
+
+namespace CLI {
+class App;
+}
+
+namespace ostrov::cli {
+
+/// Exit codes (DESIGN.md §2): 0 ok, 1 data or runtime error, 2 usage or config error.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitRuntime = 1;
+inline constexpr int kExitUsage = 2;
+
+using Command = std::function<int()>;
+
+Command add_info(CLI::App& app);
+
+}  // namespace ostrov::cli
