@@ -25,3 +25,17 @@ TEST_CASE("ostrov usage errors exit 2 with a message on stderr", "[cli]") {
   CHECK(help.exit_code == 0);
   CHECK_THAT(help.output, Catch::Contains("info"));
 }
+
+TEST_CASE("ostrov receptive-field prints AlexNet's pool5 field of 195 px", "[cli]") {
+  auto r = run(std::string(OSTROV_CLI) + " receptive-field --preset alexnet --json");
+  REQUIRE(r.exit_code == 0);
+  auto rows = nlohmann::json::parse(r.output);
+  CHECK(rows.back()["layer"] == "pool5");
+  CHECK(rows.back()["receptive_field"] == 195);
+  CHECK(rows.back()["jump"] == 32);
+  auto table = run(std::string(OSTROV_CLI) + " receptive-field --preset vgg16");
+  CHECK_THAT(table.output, Catch::Contains("pool5") && Catch::Contains("212"));
+  auto bad = run(std::string(OSTROV_CLI) + " receptive-field --preset lenet", true);
+  CHECK(bad.exit_code == 2);
+  CHECK_THAT(bad.output, Catch::Contains("lenet"));
+}

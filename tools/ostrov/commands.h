@@ -18,5 +18,11 @@ inline constexpr int kExitUsage = 2;
 using Command = std::function<int()>;
 
 Command add_info(CLI::App& app);
+Command add_receptive_field(CLI::App& app);
+Command add_make_scenes(CLI::App& app);
+Command add_train(CLI::App& app, int argc, char** argv);
+Command add_eval(CLI::App& app);
+Command add_predict(CLI::App& app);
+Command add_stylize(CLI::App& app);
 
 }  // namespace ostrov::cli

@@ -1,0 +1,36 @@
+#pragma once
+// Training history: DIR/metrics.jsonl (one JSON object per line) and a loss/metric curve PNG.
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace ostrov::train {
+
+/// Appends records to a JSON-lines file and keeps them in memory for plotting. Each record
+/// has at least `epoch`, `step`, `split` ("train" | "val") and `loss`.
+class History {
+ public:
+  /// Opens (and, with `resume`, first reads back) `path`. Without resume the file is truncated.
+  explicit History(std::string path, bool resume = false);
+  /// Appends one record (a line, flushed) and remembers it.
+  void append(const nlohmann::json& record);
+  const std::vector<nlohmann::json>& records() const { return records_; }
+  /// Drops records with step > `step` (after resuming from an earlier checkpoint) and rewrites
+  /// the file atomically.
+  void truncate_after(int64_t step);
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::vector<nlohmann::json> records_;
+};
+
+/// Draws train loss (per step, smoothed) and val loss and `metric` (per evaluation, on a second
+/// axis scaled to [0,1]) with OpenCV and writes the PNG atomically. Records without the keys
+/// are skipped; fewer than 2 points draws an empty frame.
+void plot_history(const std::vector<nlohmann::json>& records, const std::string& png_path,
+                  const std::string& metric = "");
+
+}  // namespace ostrov::train

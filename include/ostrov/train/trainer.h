@@ -1,0 +1,152 @@
+#pragma once
+// The Trainer: epochs over a DataLoader, optimizer + LR schedule, gradient clipping,
+// evaluation, checkpoints (last + best, atomic), DIR/metrics.jsonl, DIR/loss.png, progress,
+// early stopping, a non-finite-loss guard, exact resume and data-parallel gradients.
+//
+// What is trained is a `Task`: it owns the model, turns a batch into a loss, and accumulates
+// evaluation metrics. ostrov's CLI has tasks for segmentation, detection and instances; users
+// write their own for anything else.
+//
+//   MyTask task(model);
+//   auto optimizer = ostrov::train::make_optimizer({.name = "adam", .lr = 1e-3}, model->parameters());
+//   ostrov::train::Trainer trainer(task, *optimizer, schedule, train_loader, &val_loader,
+//                                  ostrov::train::TrainerOptions().epochs(5).out_dir("runs/a"));
+//   auto result = trainer.fit();
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <nlohmann/json.hpp>
+#include <torch/arg.h>
+#include <torch/nn/module.h>
+
+#include "ostrov/data/loader.h"
+#include "ostrov/data/sample.h"
+#include "ostrov/train/optim.h"
+
+namespace torch::optim {
+class Optimizer;
+}
+
+namespace ostrov::train {
+
+class DataParallel;
+
+/// What the Trainer trains and evaluates.
+class Task {
+ public:
+  virtual ~Task() = default;
+  /// The model whose parameters the optimizer updates (checkpointed by the Trainer).
+  virtual torch::nn::Module& model() = 0;
+  /// Scalar training loss of a batch already on the model's device (model in train mode).
+  virtual at::Tensor loss(const data::Batch& batch) = 0;
+  /// Clears the evaluation accumulators.
+  virtual void begin_evaluation() = 0;
+  /// Accumulates loss and metrics of one batch (model in eval mode, gradients off).
+  virtual void evaluate(const data::Batch& batch) = 0;
+  /// Sums the accumulators over ranks (called only with world_size > 1).
+  virtual void merge(DataParallel& dp) {}
+  /// The metrics of the pass, e.g. {"loss": 0.21, "miou": 0.83, "pixel_accuracy": 0.97}.
+  virtual nlohmann::json end_evaluation() = 0;
+};
+
+struct TrainerOptions {
+  /// Passes over the training loader.
+  TORCH_ARG(int64_t, epochs) = 10;
+  /// Stop after this many optimizer steps (0: epochs decide).
+  TORCH_ARG(int64_t, max_steps) = 0;
+  /// Stop (after the current step, then evaluate and save) once this much wall time has
+  /// passed (0: no limit). The demo trains for a fixed time this way.
+  TORCH_ARG(double, time_limit_s) = 0.0;
+  /// Folder for last.pt, best.pt, metrics.jsonl, loss.png ("" writes nothing).
+  TORCH_ARG(std::string, out_dir) = "";
+  /// Train records (metrics.jsonl and the log) every N steps.
+  TORCH_ARG(int64_t, log_every) = 10;
+  /// Evaluate every N epochs (and at the end).
+  TORCH_ARG(int64_t, eval_every) = 1;
+  /// Also write last.pt every N steps (0: at the end of each epoch only).
+  TORCH_ARG(int64_t, checkpoint_every) = 0;
+  /// Metric of the evaluation that decides best.pt and early stopping.
+  TORCH_ARG(std::string, best_metric) = "loss";
+  /// Higher is better for best_metric (true for miou, map; false for loss).
+  TORCH_ARG(bool, higher_is_better) = false;
+  /// Stop after N evaluations without improvement (0: never).
+  TORCH_ARG(int64_t, early_stopping) = 0;
+  /// Clip the global gradient norm (0: off).
+  TORCH_ARG(double, grad_clip) = 0.0;
+  /// Continue from out_dir/last.pt (model, optimizer, step, RNG, loader position).
+  TORCH_ARG(bool, resume) = false;
+  /// The run's config, stored in checkpoints.
+  TORCH_ARG(nlohmann::json, config) = nlohmann::json::object();
+  /// Device the batches are moved to (the model must already be there).
+  TORCH_ARG(c10::Device, device) = c10::Device(c10::kCPU);
+  /// Progress bar on stderr: "auto" (when stderr is a terminal), "bar", "log".
+  TORCH_ARG(std::string, progress) = "auto";
+};
+
+/// What one optimizer step did (given to callbacks).
+struct StepInfo {
+  int64_t step = 0;   ///< 1-based count of optimizer steps so far
+  int64_t epoch = 0;
+  int64_t batch = 0;  ///< index of the batch within the epoch
+  int64_t batches_per_epoch = 0;
+  double loss = 0.0;
+  double lr = 0.0;
+  double images_per_second = 0.0;
+};
+
+class Callback {
+ public:
+  virtual ~Callback() = default;
+  virtual void on_step(const StepInfo& info) {}
+  virtual void on_evaluation(int64_t epoch, int64_t step, const nlohmann::json& metrics) {}
+};
+
+struct TrainResult {
+  int64_t steps = 0;
+  int64_t epochs = 0;              ///< epochs completed
+  double seconds = 0.0;
+  nlohmann::json last_evaluation;  ///< metrics of the final evaluation (null if none)
+  nlohmann::json best_evaluation;
+  std::string stop_reason;         ///< "epochs", "max_steps", "time_limit", "early_stopping"
+  std::vector<double> losses;      ///< training loss of every step of this call
+};
+
+class Trainer {
+ public:
+  /// `val` may be null (no evaluation); `dp` may be null (one process).
+  Trainer(Task& task, torch::optim::Optimizer& optimizer, LrSchedule schedule,
+          data::DataLoader& train, data::DataLoader* val, TrainerOptions options,
+          DataParallel* dp = nullptr);
+  void add_callback(std::shared_ptr<Callback> callback);
+  /// Trains; throws ostrov::Error on a non-finite loss (naming the step; last.pt keeps the
+  /// last good state) and passes data errors through.
+  TrainResult fit();
+  /// One evaluation pass over `loader` (model in eval mode, no gradients); merged over ranks.
+  nlohmann::json evaluate(data::DataLoader& loader);
+
+ private:
+  void save(const std::string& name, int64_t step, int64_t epoch, int64_t batch_in_epoch,
+            const nlohmann::json& extra);
+  bool is_main() const;
+
+  Task& task_;
+  torch::optim::Optimizer& optimizer_;
+  LrSchedule schedule_;
+  data::DataLoader& train_;
+  data::DataLoader* val_;
+  TrainerOptions options_;
+  DataParallel* dp_;
+  std::vector<std::shared_ptr<Callback>> callbacks_;
+  nlohmann::json best_;
+};
+
+/// Moves a batch's tensors to `device` (non-blocking where possible).
+data::Batch to_device(const data::Batch& batch, const c10::Device& device);
+
+}  // namespace ostrov::train

@@ -1,0 +1,85 @@
+#pragma once
+// Building segmentation networks from the `model` object of an ostrov JSON config, for the CLI,
+// the trainer and users' own programs.
+//
+// Design: every segmentation network is a torch::nn::Module (for parameters(), train(), to(),
+// checkpoints) that also implements ostrov::models::SegmentationNetwork (forward to logits,
+// forward_with_aux for deep supervision). `build` returns both views of the one object in a
+// `SegmentationModel`; code that clones the module (data-parallel replicas) recovers the
+// interface with `as_segmentation_network`.
+//
+// Config keys (unknown keys are ostrov::ConfigError naming the key path, e.g. model.depht):
+//   name              "unet" | "fcn32s" | "fcn16s" | "fcn8s" | "fc_densenet56" |
+//                     "fc_densenet67" | "fc_densenet103" | "pspnet"
+//   weights           optional path: a whole-model state_dict (ostrov or Python with the same
+//                     names), loaded strictly after everything else
+//   backbone_weights  optional path: a torchvision ImageNet checkpoint for the encoder
+//                     (fcn*: AlexNet, converted by FCN::load_torchvision_alexnet; pspnet: the
+//                     ResNet of backbone_depth); an error for unet and fc_densenet*
+//   input_padding     "reflect" | "zero" (every model)
+//   unet:          in_channels, depth, base_width, batch_norm, upsampling, padding
+//   fcn*:          fc_channels, dropout, skip16_stage, skip8_stage
+//   fc_densenet*:  in_channels, growth_rate, layers_per_block, first_channels, dropout
+//   pspnet:        backbone_depth, bins, pooling, reduce_dimension, head_channels, dropout,
+//                  aux, aux_channels, aux_weight
+// Defaults are the options structs' (UNetOptions, FCNOptions, FCDenseNetOptions,
+// PSPNetOptions).
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+#include <torch/nn/module.h>
+
+#include "ostrov/models/segmentation/network.h"
+#include "ostrov/nn/receptive_field.h"
+
+namespace ostrov::models {
+
+/// A built segmentation network: one object seen as a Module and as a SegmentationNetwork.
+struct SegmentationModel {
+  /// The config's `name` ("unet", "fcn8s", ...).
+  std::string name;
+  /// The network as a module: parameters(), train()/eval(), to(device), state dicts.
+  std::shared_ptr<torch::nn::Module> module;
+  /// The same object's segmentation interface.
+  std::shared_ptr<SegmentationNetwork> network;
+
+  /// x: `[N, C_in, H, W]` float -> logits `[N, K, H, W]`.
+  at::Tensor forward(const at::Tensor& x) const { return network->forward(x); }
+  /// Main logits, auxiliary logits (PSPNet; undefined otherwise) and the auxiliary weight.
+  SegmentationOutput forward_with_aux(const at::Tensor& x) const {
+    return network->forward_with_aux(x);
+  }
+};
+
+/// Builds the network named by `model_config["name"]` with `num_classes` outputs, then loads
+/// `backbone_weights` and `weights` if given. `where` names the config file in errors.
+/// Throws ostrov::ConfigError (unknown name or key, wrong type, invalid value — naming the key
+/// path `model.x`) and ostrov::IoError (weights files: unreadable, or keys/shapes that do not
+/// match, listed).
+SegmentationModel build(const nlohmann::json& model_config, int64_t num_classes,
+                        const std::string& where);
+
+/// The SegmentationNetwork interface of a module built here (or of its clone()); throws
+/// c10::Error when the module is not a segmentation network.
+std::shared_ptr<SegmentationNetwork> as_segmentation_network(
+    const std::shared_ptr<torch::nn::Module>& module);
+
+/// The names `build` accepts.
+std::vector<std::string> segmentation_model_names();
+
+/// The layers of the model's encoder path, for `ostrov receptive-field CONFIG` (apply
+/// ostrov::nn::receptive_fields): unet: its 3x3 convs and 2x2 poolings down to the
+/// bottleneck; fcn*: AlexNet's features, fc6 (6x6) and fc7; fc_densenet*: the first conv,
+/// each dense layer's 3x3 conv and each transition down's 1x1 conv and pooling, the
+/// bottleneck's convs; pspnet: the ResNet stem and every 3x3 conv of the main path (with
+/// their dilation) and the 3x3 bottleneck (the pyramid's global pooling is not a window).
+/// Validates the config like `build` (ConfigError) without building the network.
+std::vector<nn::LayerSpec> receptive_field_layers(const nlohmann::json& model_config,
+                                                  const std::string& where);
+
+}  // namespace ostrov::models

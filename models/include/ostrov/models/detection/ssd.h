@@ -1,0 +1,257 @@
+#pragma once
+// SSD: Single Shot MultiBox Detector (W. Liu et al., ECCV 2016, arXiv:1512.02325).
+//
+// Two configurations built from the same parts:
+//  - SSD300-VGG16 exactly as torchvision 0.14's `ssd300_vgg16` (models/detection/ssd.py): the
+//    same layers, initialisation, parameter names (its state_dict loads with
+//    ostrov::io::load_weights), head layout, default boxes and post-processing;
+//  - a light variant for CPU training (SSDOptions::light): ResNet-18 (torchvision layout) tapped
+//    at layer3 and layer4, three extra Conv-BN-ReLU stages, 256x256 input, 1524 default boxes.
+//
+// Unlike torchvision's SSD module, the input transform (ssd_preprocess), the network (SSD) and
+// the post-processing (ssd_postprocess) are separate steps, and training targets come from
+// ssd_targets (ssd_targets.h) + ostrov::losses::functional::multibox_loss:
+// ```
+// ostrov::models::SSD net(ostrov::models::SSDOptions::ssd300_vgg16(91));
+// ostrov::io::load_weights(*net, "ssd300_vgg16_coco.pth");   // torch.save(model.state_dict())
+// net->eval();
+// auto x = net->preprocess(image);                 // [3,H,W] float in [0,1] -> [1,3,300,300]
+// auto out = net->forward(x);                      // SSDOutput
+// auto dets = net->postprocess(out, {{H, W}});     // boxes in the original image's pixels
+// ```
+
+#include <ATen/core/Tensor.h>
+#include <torch/arg.h>
+#include <torch/nn/cloneable.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/pimpl.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "ostrov/ops/priors.h"
+
+namespace ostrov::models {
+
+/// Options of ssd_postprocess, with the defaults of torchvision's SSD.
+struct SSDPostprocessOptions {
+  /// Candidates need softmax score > score_threshold (strictly).
+  TORCH_ARG(double, score_threshold) = 0.01;
+  /// IoU threshold of the per-class NMS (ops::batched_nms).
+  TORCH_ARG(double, nms_threshold) = 0.45;
+  /// Best-scoring candidates kept per class before NMS.
+  TORCH_ARG(int64_t, topk_candidates) = 400;
+  /// Detections kept per image after NMS.
+  TORCH_ARG(int64_t, detections_per_image) = 200;
+};
+
+/// Options of `SSD`. `SSDOptions(91)` (= `SSDOptions::ssd300_vgg16(91)`) is torchvision's
+/// `ssd300_vgg16(weights=None, weights_backbone=None)`.
+struct SSDOptions {
+  explicit SSDOptions(int64_t num_classes) : num_classes_(num_classes) {}
+
+  /// C, classes including background (class 0). torchvision's COCO model: 91.
+  TORCH_ARG(int64_t, num_classes);
+  /// "vgg16" (SSD300: torchvision's SSDFeatureExtractorVGG, 6 feature maps, needs a 300x300
+  /// input) or "resnet18" (light: layer3, layer4 and `num_extra` extra stages).
+  TORCH_ARG(std::string, backbone) = "vgg16";
+  /// Side of the square network input, pixels (ssd_preprocess resizes to it).
+  TORCH_ARG(int64_t, image_size) = 300;
+  /// Default boxes; its aspect_ratios must have one entry per feature map of the backbone.
+  TORCH_ARG(ops::DefaultBoxOptions, box_options) = ops::DefaultBoxOptions::ssd300();
+  /// resnet18 only: extra stride-2 stages after layer4 (feature maps = 2 + num_extra).
+  TORCH_ARG(int64_t, num_extra) = 3;
+  /// Per-channel mean subtracted by ssd_preprocess (image in [0,1]); torchvision's SSD300:
+  /// [0.48235, 0.45882, 0.40784].
+  TORCH_ARG(std::vector<double>, image_mean) = std::vector<double>{0.48235, 0.45882, 0.40784};
+  /// Per-channel divisor after the mean; SSD300: 1/255 (undoes ToTensor's scaling, as the
+  /// caffe VGG weights expect 0..255 input).
+  TORCH_ARG(std::vector<double>, image_std) = std::vector<double>{1.0 / 255.0, 1.0 / 255.0,
+                                                                  1.0 / 255.0};
+  /// Post-processing of `SSDImpl::postprocess`.
+  TORCH_ARG(SSDPostprocessOptions, postprocess) = {};
+
+ public:
+  /// torchvision's ssd300_vgg16 with `num_classes` classes.
+  static SSDOptions ssd300_vgg16(int64_t num_classes = 91);
+  /// The light CPU variant: resnet18, `image_size` input (default 256), ImageNet mean/std,
+  /// 5 feature maps (strides 16, 32, 64, 128, 256: 16, 8, 4, 2, 1 cells at 256) with aspect
+  /// ratios [[2],[2,3],[2,3],[2],[2]] and linear scales 0.1..0.9 (DefaultBoxOptions
+  /// min_ratio/max_ratio, no steps): 1524 default boxes at 256x256. The last maps are 1x1,
+  /// so training (BatchNorm in train mode) needs batches of at least 2 images.
+  static SSDOptions light(int64_t num_classes, int64_t image_size = 256);
+};
+
+/// What `SSD::forward` returns for a batch of N images; P = number of default boxes.
+struct SSDOutput {
+  at::Tensor locations;  ///< [N,P,4] float: box offsets (BoxCoder(10,10,5,5) codes)
+  at::Tensor scores;     ///< [N,P,C] float: class logits (no softmax), class 0 = background
+  at::Tensor priors;     ///< [P,4] float: default boxes x1,y1,x2,y2 in input pixels
+  ops::GridSize image_size{{0, 0}};  ///< {H, W} of the network input
+};
+
+/// Detections of one image (K boxes, best first).
+struct Detections {
+  at::Tensor boxes;   ///< [K,4] float x1,y1,x2,y2 in the (original) image's pixels
+  at::Tensor scores;  ///< [K] float softmax probabilities
+  at::Tensor labels;  ///< [K] int64 classes in 1..C-1
+};
+
+/// The common interface of SSD backbones: the feature maps the heads read.
+class SSDBackbone {
+ public:
+  virtual ~SSDBackbone() = default;
+  /// x: [N,3,H,W] -> feature maps, finest first.
+  virtual std::vector<at::Tensor> forward_maps(const at::Tensor& x) = 0;
+  /// Channels of each feature map.
+  virtual std::vector<int64_t> out_channels() const = 0;
+};
+
+/// torchvision's SSDFeatureExtractorVGG (highres = false) over VGG-16. Children and keys:
+///   scale_weight  [512] L2Norm scale of conv4_3, initialised to 20
+///   features      VGG-16 features[0:23] (to relu4_3), maxpool3 (index 16) with ceil_mode
+///   extra.0       VGG-16 features[23:30] (pool4, conv5_x) + `7` = Sequential(0 MaxPool 3/1/1,
+///                 1 fc6 Conv 3x3 dilation 6 512->1024, 2 ReLU, 3 fc7 Conv 1x1 1024->1024, 4 ReLU)
+///   extra.1..4    Sequential(0 Conv 1x1, 1 ReLU, 2 Conv 3x3, 3 ReLU): conv8_2 .. conv11_2
+/// Feature maps at 300x300: 512x38x38 (L2-normalised x scale), 1024x19x19, 512x10x10,
+/// 256x5x5, 256x3x3, 256x1x1. VGG layers keep VGG's init, the rest xavier_uniform / zero bias.
+class SSDVGGBackboneImpl : public torch::nn::Cloneable<SSDVGGBackboneImpl>, public SSDBackbone {
+ public:
+  SSDVGGBackboneImpl();
+  void reset() override;
+  std::vector<at::Tensor> forward_maps(const at::Tensor& x) override;
+  std::vector<int64_t> out_channels() const override;
+
+  at::Tensor scale_weight;
+  torch::nn::Sequential features{nullptr};
+  torch::nn::ModuleList extra{nullptr};
+};
+TORCH_MODULE(SSDVGGBackbone);
+
+/// Light backbone: torchvision ResNet-18's conv1, bn1, layer1..layer4 (same names, so
+/// `load_state_dict_into(backbone, resnet18 state, strict=false)` takes ImageNet weights),
+/// feature maps layer3 (256 ch, stride 16), layer4 (512, stride 32), then `extra.i` =
+/// Sequential(Conv 1x1 ->128, BN, ReLU, Conv 3x3/2 pad 1 ->256, BN, ReLU) each halving the map.
+class SSDResNetBackboneImpl : public torch::nn::Cloneable<SSDResNetBackboneImpl>,
+                              public SSDBackbone {
+ public:
+  explicit SSDResNetBackboneImpl(int64_t num_extra = 3);
+  void reset() override;
+  std::vector<at::Tensor> forward_maps(const at::Tensor& x) override;
+  std::vector<int64_t> out_channels() const override;
+
+  int64_t num_extra;
+  torch::nn::Conv2d conv1{nullptr};
+  torch::nn::BatchNorm2d bn1{nullptr};
+  torch::nn::Sequential layer1{nullptr};
+  torch::nn::Sequential layer2{nullptr};
+  torch::nn::Sequential layer3{nullptr};
+  torch::nn::Sequential layer4{nullptr};
+  torch::nn::ModuleList extra{nullptr};
+};
+TORCH_MODULE(SSDResNetBackbone);
+
+/// torchvision's SSDScoringHead: one 3x3 conv (padding 1) per feature map, in_channels[i] ->
+/// num_anchors[i] * num_columns, outputs reshaped (N, A*K, H, W) -> view (N, A, K, H, W) ->
+/// permute (N, H, W, A, K) -> (N, HWA, K) and concatenated over the maps. Key:
+/// `module_list.i.{weight,bias}`; xavier_uniform weights, zero biases.
+class SSDScoringHeadImpl : public torch::nn::Cloneable<SSDScoringHeadImpl> {
+ public:
+  SSDScoringHeadImpl(std::vector<int64_t> in_channels, std::vector<int64_t> num_anchors,
+                     int64_t num_columns);
+  void reset() override;
+  /// maps[i]: [N, in_channels[i], H_i, W_i] -> [N, sum_i H_i W_i A_i, num_columns].
+  at::Tensor forward(const std::vector<at::Tensor>& maps);
+
+  std::vector<int64_t> in_channels;
+  std::vector<int64_t> num_anchors;
+  int64_t num_columns;
+  torch::nn::ModuleList module_list{nullptr};
+};
+TORCH_MODULE(SSDScoringHead);
+
+/// torchvision's SSDHead: `classification_head` (K = num_classes) and `regression_head` (K = 4).
+class SSDHeadImpl : public torch::nn::Cloneable<SSDHeadImpl> {
+ public:
+  SSDHeadImpl(std::vector<int64_t> in_channels, std::vector<int64_t> num_anchors,
+              int64_t num_classes);
+  void reset() override;
+
+  std::vector<int64_t> in_channels;
+  std::vector<int64_t> num_anchors;
+  int64_t num_classes;
+  SSDScoringHead classification_head{nullptr};
+  SSDScoringHead regression_head{nullptr};
+};
+TORCH_MODULE(SSDHead);
+
+/// The SSD network. Children: `backbone` (SSDVGGBackbone or SSDResNetBackbone) and `head`
+/// (SSDHead), so for "vgg16" the state_dict keys are torchvision's ssd300_vgg16 keys
+/// (backbone.scale_weight, backbone.features.*, backbone.extra.*, head.*).
+class SSDImpl : public torch::nn::Cloneable<SSDImpl> {
+ public:
+  explicit SSDImpl(SSDOptions options);
+  void reset() override;
+
+  /// x: [N,3,H,W] float, already preprocessed (see preprocess) -> locations, class logits and
+  /// the default boxes for the feature-map sizes this input gives (cached per size).
+  SSDOutput forward(const at::Tensor& x);
+
+  /// ssd_preprocess with this model's image size, mean and std.
+  at::Tensor preprocess(const at::Tensor& images) const;
+
+  /// ssd_postprocess with this model's postprocess options.
+  std::vector<Detections> postprocess(const SSDOutput& output,
+                                      const std::vector<ops::GridSize>& original_sizes = {}) const;
+
+  /// The feature maps of the backbone (what the head reads), finest first.
+  std::vector<at::Tensor> forward_maps(const at::Tensor& x);
+
+  /// The default boxes [P,4] (x1,y1,x2,y2 pixels) of a square input of options.image_size().
+  at::Tensor priors();
+
+  /// Boxes per cell of each feature map.
+  std::vector<int64_t> num_anchors_per_location() const;
+
+  void pretty_print(std::ostream& stream) const override;
+
+  SSDOptions options;
+  std::shared_ptr<torch::nn::Module> backbone;
+  SSDHead head{nullptr};
+
+ private:
+  SSDBackbone* backbone_maps_ = nullptr;
+  std::shared_ptr<ops::DefaultBoxGenerator> generator_;
+  std::vector<ops::GridSize> cached_grids_;
+  ops::GridSize cached_image_size_{{0, 0}};
+  at::Tensor cached_priors_;
+  at::Tensor priors_for(const std::vector<ops::GridSize>& grids, ops::GridSize image_size,
+                        const at::Tensor& like);
+};
+TORCH_MODULE(SSD);
+
+/// torchvision's GeneralizedRCNNTransform for SSD (eval): images [3,H,W] or [N,3,H,W] float
+/// in [0,1] -> (x - mean) / std per channel, then bilinear resize (align_corners = false) to
+/// size x size -> [N,3,size,size] float. mean and std have 3 values.
+at::Tensor ssd_preprocess(const at::Tensor& images, int64_t size, const std::vector<double>& mean,
+                          const std::vector<double>& stddev);
+
+/// torchvision's SSD.postprocess_detections + transform.postprocess: for each image, decode
+/// locations [N,P,4] on priors [P,4] (BoxCoder(10,10,5,5)), clip to image_size {H,W}; softmax
+/// of logits [N,P,C]; for each class 1..C-1 the candidates with score > score_threshold, the
+/// topk_candidates best; batched NMS per class; the detections_per_image best. Boxes are then
+/// rescaled from image_size to original_sizes[n] {H,W} (empty = no rescaling; otherwise one
+/// entry per image) as torchvision's resize_boxes.
+std::vector<Detections> ssd_postprocess(const at::Tensor& locations, const at::Tensor& logits,
+                                        const at::Tensor& priors, ops::GridSize image_size,
+                                        const std::vector<ops::GridSize>& original_sizes = {},
+                                        const SSDPostprocessOptions& options = {});
+
+}  // namespace ostrov::models

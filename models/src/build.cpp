@@ -1,0 +1,299 @@
+#include "ostrov/models/build.h"
+
+#include <algorithm>
+#include <array>
+#include <utility>
+
+#include <c10/util/Exception.h>
+#include <c10/util/Optional.h>
+
+#include "ostrov/core/error.h"
+#include "ostrov/io/json.h"
+#include "ostrov/io/state_dict.h"
+#include "ostrov/io/weights.h"
+#include "ostrov/models/segmentation/fc_densenet.h"
+#include "ostrov/models/segmentation/fcn.h"
+#include "ostrov/models/segmentation/pspnet.h"
+#include "ostrov/models/segmentation/unet.h"
+
+namespace ostrov::models {
+
+namespace {
+
+using io::ConfigReader;
+
+const std::array<const char*, 8> kNames = {"unet",          "fcn32s",        "fcn16s",
+                                           "fcn8s",         "fc_densenet56", "fc_densenet67",
+                                           "fc_densenet103", "pspnet"};
+
+std::string known_names() {
+  std::string out;
+  for (const char* n : kNames) {
+    out += (out.empty() ? "" : ", ") + std::string(n);
+  }
+  return out;
+}
+
+/// Reads a string option and converts it with `parse`, turning its c10::Error into a
+/// ConfigError that names the key.
+template <typename Parse>
+auto parse_string(ConfigReader& r, const std::string& key, const std::string& fallback,
+                  Parse parse) {
+  const auto value = r.get<std::string>(key, fallback);
+  try {
+    return parse(value);
+  } catch (const c10::Error& e) {
+    throw ConfigError(r.where() + ": key " + r.path_of(key) + ": " + e.what_without_backtrace());
+  }
+}
+
+/// The model section, parsed and checked for unknown keys.
+struct ParsedModel {
+  std::string name;
+  std::string weights;
+  std::string backbone_weights;
+  c10::optional<UNetOptions> unet;
+  c10::optional<FCNOptions> fcn;
+  c10::optional<FCDenseNetOptions> fc_densenet;
+  c10::optional<PSPNetOptions> pspnet;
+};
+
+ParsedModel parse(const nlohmann::json& config, int64_t num_classes, const std::string& where) {
+  ConfigReader r(config, where, "model");
+  ParsedModel m;
+  m.name = r.required<std::string>("name");
+  m.weights = r.get<std::string>("weights", "");
+  m.backbone_weights = r.get<std::string>("backbone_weights", "");
+  const InputPadding padding =
+      parse_string(r, "input_padding", "reflect", input_padding_from_string);
+
+  if (m.name == "unet") {
+    UNetOptions o(num_classes);
+    o.in_channels(r.get<int64_t>("in_channels", o.in_channels()))
+        .depth(r.get<int64_t>("depth", o.depth()))
+        .base_width(r.get<int64_t>("base_width", o.base_width()))
+        .batch_norm(r.get<bool>("batch_norm", o.batch_norm()))
+        .upsampling(parse_string(r, "upsampling", to_string(o.upsampling()),
+                                 unet_upsampling_from_string))
+        .padding(parse_string(r, "padding", nn::to_string(o.padding()),
+                              nn::padding_mode_from_string))
+        .input_padding(padding);
+    m.unet = o;
+  } else if (m.name == "fcn32s" || m.name == "fcn16s" || m.name == "fcn8s") {
+    FCNOptions o(num_classes);
+    o.variant(fcn_variant_from_string(m.name))
+        .fc_channels(r.get<int64_t>("fc_channels", o.fc_channels()))
+        .dropout(r.get<double>("dropout", o.dropout()))
+        .skip16_stage(r.get<std::string>("skip16_stage", o.skip16_stage()))
+        .skip8_stage(r.get<std::string>("skip8_stage", o.skip8_stage()))
+        .input_padding(padding);
+    m.fcn = o;
+  } else if (m.name.rfind("fc_densenet", 0) == 0 &&
+             std::find(kNames.begin(), kNames.end(), m.name) != kNames.end()) {
+    FCDenseNetOptions o(num_classes);
+    o.depth(std::stoll(m.name.substr(11)))
+        .in_channels(r.get<int64_t>("in_channels", o.in_channels()))
+        .first_channels(r.get<int64_t>("first_channels", o.first_channels()))
+        .dropout(r.get<double>("dropout", o.dropout()))
+        .input_padding(padding);
+    if (r.has("growth_rate")) {
+      o.growth_rate(r.get<int64_t>("growth_rate", 0));
+    }
+    if (r.has("layers_per_block")) {
+      o.layers_per_block(r.get<std::vector<int64_t>>("layers_per_block", {}));
+    }
+    m.fc_densenet = o;
+  } else if (m.name == "pspnet") {
+    PSPNetOptions o(num_classes);
+    o.backbone_depth(r.get<int64_t>("backbone_depth", o.backbone_depth()))
+        .bins(r.get<std::vector<int64_t>>("bins", o.bins()))
+        .pooling(parse_string(r, "pooling", to_string(o.pooling()), pyramid_pooling_from_string))
+        .reduce_dimension(r.get<bool>("reduce_dimension", o.reduce_dimension()))
+        .head_channels(r.get<int64_t>("head_channels", o.head_channels()))
+        .dropout(r.get<double>("dropout", o.dropout()))
+        .aux(r.get<bool>("aux", o.aux()))
+        .aux_channels(r.get<int64_t>("aux_channels", o.aux_channels()))
+        .aux_weight(r.get<double>("aux_weight", o.aux_weight()))
+        .input_padding(padding);
+    m.pspnet = o;
+  } else {
+    throw ConfigError(where + ": key " + r.path_of("name") + ": unknown model \"" + m.name +
+                      "\" (known: " + known_names() + ")");
+  }
+  r.finish();
+  if (!m.backbone_weights.empty() && (m.unet || m.fc_densenet)) {
+    throw ConfigError(where + ": key " + r.path_of("backbone_weights") + ": " + m.name +
+                      " has no pretrained backbone (model.weights loads a whole-model file)");
+  }
+  return m;
+}
+
+nn::LayerSpec conv(std::string name, int64_t k, int64_t stride = 1, int64_t padding = 0,
+                   int64_t dilation = 1) {
+  return nn::LayerSpec{std::move(name), "conv", k, stride, padding, dilation};
+}
+
+nn::LayerSpec pool(std::string name, int64_t k, int64_t stride, int64_t padding = 0) {
+  return nn::LayerSpec{std::move(name), "pool", k, stride, padding, 1};
+}
+
+std::vector<nn::LayerSpec> unet_layers(const UNetOptions& o) {
+  const int64_t p = o.padding() == nn::PaddingMode::kValid ? 0 : 1;
+  std::vector<nn::LayerSpec> layers;
+  for (int64_t l = 1; l <= o.depth() + 1; ++l) {
+    const std::string level = std::to_string(l);
+    layers.push_back(conv("conv" + level + "_1", 3, 1, p));
+    layers.push_back(conv("conv" + level + "_2", 3, 1, p));
+    if (l <= o.depth()) {
+      layers.push_back(pool("pool" + level, 2, 2));
+    }
+  }
+  return layers;
+}
+
+std::vector<nn::LayerSpec> fcn_layers() {
+  auto layers = nn::alexnet_layers();
+  layers.push_back(conv("fc6", 6));
+  layers.push_back(conv("fc7", 1));
+  return layers;
+}
+
+std::vector<nn::LayerSpec> fc_densenet_layers(const FCDenseNetOptions& o) {
+  const auto blocks = o.effective_layers_per_block();
+  const size_t pools = blocks.size() / 2;
+  std::vector<nn::LayerSpec> layers{conv("first_conv", 3, 1, 1)};
+  for (size_t b = 0; b <= pools; ++b) {
+    const std::string block = b < pools ? "block" + std::to_string(b + 1) : "bottleneck";
+    for (int64_t i = 1; i <= blocks[b]; ++i) {
+      layers.push_back(conv(block + "_layer" + std::to_string(i), 3, 1, 1));
+    }
+    if (b < pools) {
+      layers.push_back(conv("td" + std::to_string(b + 1) + "_conv", 1));
+      layers.push_back(pool("td" + std::to_string(b + 1) + "_pool", 2, 2));
+    }
+  }
+  return layers;
+}
+
+std::vector<nn::LayerSpec> pspnet_layers(const PSPNetOptions& o) {
+  std::array<int64_t, 4> blocks{};
+  bool basic = false;
+  switch (o.backbone_depth()) {
+    case 18:
+      blocks = {2, 2, 2, 2};
+      basic = true;
+      break;
+    case 34:
+      blocks = {3, 4, 6, 3};
+      basic = true;
+      break;
+    case 50:
+      blocks = {3, 4, 6, 3};
+      break;
+    case 101:
+      blocks = {3, 4, 23, 3};
+      break;
+    case 152:
+      blocks = {3, 8, 36, 3};
+      break;
+    default:
+      TORCH_CHECK(false, "ResNet depth must be 18, 34, 50, 101 or 152, got ", o.backbone_depth());
+  }
+  std::vector<nn::LayerSpec> layers{conv("conv1", 7, 2, 3), pool("maxpool", 3, 2, 1)};
+  // Per layer: stride of its first block, dilation of the first block's strided 3x3 conv and
+  // of every other 3x3 conv (layer3/layer4 dilated instead of strided).
+  const std::array<std::array<int64_t, 3>, 4> plan = {
+      {{1, 1, 1}, {2, 1, 1}, {1, 1, 2}, {1, 2, 4}}};
+  for (size_t l = 0; l < 4; ++l) {
+    const auto [stride, first_dilation, dilation] = plan[l];
+    for (int64_t b = 0; b < blocks[l]; ++b) {
+      const std::string prefix = "layer" + std::to_string(l + 1) + "." + std::to_string(b) + ".";
+      const int64_t d0 = b == 0 ? first_dilation : dilation;
+      const int64_t s0 = b == 0 ? stride : 1;
+      if (basic) {
+        layers.push_back(conv(prefix + "conv1", 3, s0, d0, d0));
+        layers.push_back(conv(prefix + "conv2", 3, 1, dilation, dilation));
+      } else {
+        layers.push_back(conv(prefix + "conv2", 3, s0, d0, d0));
+      }
+    }
+  }
+  layers.push_back(conv("bottleneck", 3, 1, 1));
+  return layers;
+}
+
+}  // namespace
+
+std::vector<std::string> segmentation_model_names() { return {kNames.begin(), kNames.end()}; }
+
+std::shared_ptr<SegmentationNetwork> as_segmentation_network(
+    const std::shared_ptr<torch::nn::Module>& module) {
+  auto network = std::dynamic_pointer_cast<SegmentationNetwork>(module);
+  TORCH_CHECK(network != nullptr, "as_segmentation_network: ",
+              module ? module->name() : std::string("null module"),
+              " is not an ostrov segmentation network");
+  return network;
+}
+
+SegmentationModel build(const nlohmann::json& model_config, int64_t num_classes,
+                        const std::string& where) {
+  const ParsedModel m = parse(model_config, num_classes, where);
+  // Read the backbone file first: a wrong path fails before a large network is allocated.
+  const io::StateDict backbone_state =
+      m.backbone_weights.empty() ? io::StateDict{} : io::load_state_dict(m.backbone_weights);
+  SegmentationModel out;
+  out.name = m.name;
+  try {
+    if (m.unet) {
+      auto net = std::make_shared<UNetImpl>(*m.unet);
+      out.module = net;
+      out.network = net;
+    } else if (m.fcn) {
+      auto net = std::make_shared<FCNImpl>(*m.fcn);
+      out.module = net;
+      out.network = net;
+    } else if (m.fc_densenet) {
+      auto net = std::make_shared<FCDenseNetImpl>(*m.fc_densenet);
+      out.module = net;
+      out.network = net;
+    } else {
+      auto net = std::make_shared<PSPNetImpl>(*m.pspnet);
+      out.module = net;
+      out.network = net;
+    }
+  } catch (const c10::Error& e) {
+    throw ConfigError(where + ": model \"" + m.name + "\": " + e.what_without_backtrace());
+  }
+  if (!m.backbone_weights.empty()) {
+    if (auto* fcn = out.module->as<FCNImpl>()) {
+      fcn->load_torchvision_alexnet(backbone_state, m.backbone_weights);
+    } else if (auto* psp = out.module->as<PSPNetImpl>()) {
+      psp->load_backbone_weights(backbone_state, m.backbone_weights);
+    }
+  }
+  if (!m.weights.empty()) {
+    io::load_weights(*out.module, m.weights, /*strict=*/true);
+  }
+  return out;
+}
+
+std::vector<nn::LayerSpec> receptive_field_layers(const nlohmann::json& model_config,
+                                                  const std::string& where) {
+  const ParsedModel m = parse(model_config, /*num_classes=*/2, where);
+  try {
+    if (m.unet) {
+      return unet_layers(*m.unet);
+    }
+    if (m.fcn) {
+      return fcn_layers();
+    }
+    if (m.fc_densenet) {
+      return fc_densenet_layers(*m.fc_densenet);
+    }
+    return pspnet_layers(*m.pspnet);
+  } catch (const c10::Error& e) {
+    throw ConfigError(where + ": model \"" + m.name + "\": " + e.what_without_backtrace());
+  }
+}
+
+}  // namespace ostrov::models

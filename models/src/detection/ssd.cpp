@@ -1,0 +1,468 @@
+#include "ostrov/models/detection/ssd.h"
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+#include <torch/nn/functional/normalization.h>
+#include <torch/nn/init.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/pooling.h>
+#include <torch/utils.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "ostrov/models/backbones/resnet.h"
+#include "ostrov/ops/box_coder.h"
+#include "ostrov/ops/boxes.h"
+#include "ostrov/ops/nms.h"
+
+namespace ostrov::models {
+
+namespace {
+
+namespace nn = torch::nn;
+
+/// torchvision's _xavier_init: xavier_uniform_ weights and zero biases of every Conv2d.
+void xavier_init(nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (const auto& m : module.modules(/*include_self=*/true)) {
+    if (auto* conv = m->as<nn::Conv2d>()) {
+      nn::init::xavier_uniform_(conv->weight);
+      if (conv->bias.defined()) {
+        nn::init::constant_(conv->bias, 0.0);
+      }
+    }
+  }
+}
+
+/// A Sequential that can sit inside another Sequential (a non-template forward, as AnyModule
+/// needs); its children are named "0", "1", ... like a Sequential's.
+class NestedSequentialImpl : public nn::SequentialImpl {
+ public:
+  using nn::SequentialImpl::SequentialImpl;
+  at::Tensor forward(const at::Tensor& x) { return nn::SequentialImpl::forward(x); }
+};
+TORCH_MODULE(NestedSequential);
+
+nn::ReLU relu() { return nn::ReLU(nn::ReLUOptions(/*inplace=*/true)); }
+
+/// Output side of a 3x3 stride-2 padding-1 conv or pool (also ResNet's 7x7/2/3 conv1).
+int64_t halve(int64_t side) { return (side - 1) / 2 + 1; }
+
+void check_maps(const std::vector<at::Tensor>& maps, size_t expected, const char* who) {
+  TORCH_CHECK(maps.size() == expected, who, " expects ", expected, " feature maps, got ",
+              maps.size());
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------- options
+
+SSDOptions SSDOptions::ssd300_vgg16(int64_t num_classes) { return SSDOptions(num_classes); }
+
+SSDOptions SSDOptions::light(int64_t num_classes, int64_t image_size) {
+  SSDOptions o(num_classes);
+  o.backbone("resnet18")
+      .image_size(image_size)
+      .num_extra(3)
+      .box_options(
+          ops::DefaultBoxOptions({{2}, {2, 3}, {2, 3}, {2}, {2}}).min_ratio(0.1).max_ratio(0.9))
+      .image_mean({0.485, 0.456, 0.406})
+      .image_std({0.229, 0.224, 0.225});
+  return o;
+}
+
+// ------------------------------------------------------------------------------ VGG backbone
+
+SSDVGGBackboneImpl::SSDVGGBackboneImpl() { reset(); }
+
+void SSDVGGBackboneImpl::reset() {
+  // VGG-16's `features` as torchvision's make_layers (config D) with its initialisation
+  // (kaiming_normal_ fan_out / relu, zero bias), built here rather than through VGG so the
+  // 120M-parameter classifier is never allocated. Max-pools sit at 4, 9, 16, 23, 30.
+  nn::Sequential layers;
+  {
+    torch::NoGradGuard no_grad;
+    int64_t in = 3;
+    const int64_t pool = 0;
+    for (const int64_t v : {64L, 64L, pool, 128L, 128L, pool, 256L, 256L, 256L, pool, 512L, 512L,
+                            512L, pool, 512L, 512L, 512L}) {
+      if (v == pool) {
+        // maxpool3 (index 16) with ceil_mode, as torchvision patches it for the paper's sizes.
+        layers->push_back(
+            nn::MaxPool2d(nn::MaxPool2dOptions(2).stride(2).ceil_mode(layers->size() == 16)));
+        continue;
+      }
+      nn::Conv2d conv(nn::Conv2dOptions(in, v, 3).padding(1));
+      nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
+      nn::init::constant_(conv->bias, 0.0);
+      layers->push_back(conv);
+      layers->push_back(relu());
+      in = v;
+    }
+  }
+  TORCH_INTERNAL_ASSERT(layers->size() == 30, "VGG-16 features has ", layers->size(), " layers");
+
+  scale_weight = register_parameter("scale_weight", torch::ones({512}) * 20.0);
+
+  features = nn::Sequential();
+  for (size_t i = 0; i < 23; ++i) {  // up to relu4_3 (maxpool4 excluded)
+    features->push_back(*(layers->begin() + static_cast<std::ptrdiff_t>(i)));
+  }
+  features = register_module("features", features);
+
+  NestedSequential fc(nn::MaxPool2d(nn::MaxPool2dOptions(3).stride(1).padding(1)),         // pool5
+                      nn::Conv2d(nn::Conv2dOptions(512, 1024, 3).padding(6).dilation(6)),  // fc6
+                      relu(),                                                              //
+                      nn::Conv2d(nn::Conv2dOptions(1024, 1024, 1)),                        // fc7
+                      relu());
+  xavier_init(*fc);
+  nn::Sequential block0;
+  for (size_t i = 23; i < 30; ++i) {  // maxpool4, conv5_1..conv5_3 (maxpool5 skipped)
+    block0->push_back(*(layers->begin() + static_cast<std::ptrdiff_t>(i)));
+  }
+  block0->push_back(fc);
+
+  auto extra_block = [](int64_t in, int64_t mid, int64_t out, bool stride2) {
+    auto conv = nn::Conv2dOptions(mid, out, 3);
+    if (stride2) {
+      conv.stride(2).padding(1);
+    }
+    return nn::Sequential(nn::Conv2d(nn::Conv2dOptions(in, mid, 1)), relu(), nn::Conv2d(conv),
+                          relu());
+  };
+  nn::ModuleList extras;
+  extras->push_back(extra_block(1024, 256, 512, true));  // conv8_2
+  extras->push_back(extra_block(512, 128, 256, true));   // conv9_2
+  extras->push_back(extra_block(256, 128, 256, false));  // conv10_2
+  extras->push_back(extra_block(256, 128, 256, false));  // conv11_2
+  xavier_init(*extras);
+
+  nn::ModuleList all;
+  all->push_back(block0);
+  for (const auto& m : *extras) {
+    all->push_back(m);
+  }
+  extra = register_module("extra", all);
+}
+
+std::vector<at::Tensor> SSDVGGBackboneImpl::forward_maps(const at::Tensor& x) {
+  TORCH_CHECK(x.defined() && x.dim() == 4 && x.size(1) == 3,
+              "SSD VGG backbone expects input [N,3,H,W], got ",
+              x.defined() ? x.sizes() : at::IntArrayRef{});
+  auto y = features->forward(x);
+  std::vector<at::Tensor> maps;
+  namespace F = torch::nn::functional;
+  maps.push_back(scale_weight.view({1, -1, 1, 1}) *
+                 F::normalize(y, F::NormalizeFuncOptions().p(2.0).dim(1).eps(1e-12)));
+  for (const auto& block : *extra) {
+    y = block->as<nn::Sequential>()->forward(y);
+    maps.push_back(y);
+  }
+  return maps;
+}
+
+std::vector<int64_t> SSDVGGBackboneImpl::out_channels() const {
+  return {512, 1024, 512, 256, 256, 256};
+}
+
+// --------------------------------------------------------------------------- ResNet backbone
+
+SSDResNetBackboneImpl::SSDResNetBackboneImpl(int64_t num_extra) : num_extra(num_extra) { reset(); }
+
+void SSDResNetBackboneImpl::reset() {
+  TORCH_CHECK(num_extra >= 0, "SSD ResNet backbone num_extra must be >= 0, got ", num_extra);
+  ResNet resnet(ResNetOptions(18));
+  conv1 = register_module("conv1", resnet->conv1);
+  bn1 = register_module("bn1", resnet->bn1);
+  layer1 = register_module("layer1", resnet->layer1);
+  layer2 = register_module("layer2", resnet->layer2);
+  layer3 = register_module("layer3", resnet->layer3);
+  layer4 = register_module("layer4", resnet->layer4);
+  extra = nn::ModuleList();
+  int64_t in = 512;
+  for (int64_t i = 0; i < num_extra; ++i) {
+    extra->push_back(nn::Sequential(
+        nn::Conv2d(nn::Conv2dOptions(in, 128, 1).bias(false)), nn::BatchNorm2d(128), relu(),
+        nn::Conv2d(nn::Conv2dOptions(128, 256, 3).stride(2).padding(1).bias(false)),
+        nn::BatchNorm2d(256), relu()));
+    in = 256;
+  }
+  extra = register_module("extra", extra);
+}
+
+std::vector<at::Tensor> SSDResNetBackboneImpl::forward_maps(const at::Tensor& x) {
+  TORCH_CHECK(x.defined() && x.dim() == 4 && x.size(1) == 3,
+              "SSD ResNet backbone expects input [N,3,H,W], got ",
+              x.defined() ? x.sizes() : at::IntArrayRef{});
+  auto y = at::relu(bn1->forward(conv1->forward(x)));
+  y = at::max_pool2d(y, {3, 3}, {2, 2}, {1, 1});
+  y = layer2->forward(layer1->forward(y));
+  std::vector<at::Tensor> maps;
+  y = layer3->forward(y);
+  maps.push_back(y);
+  y = layer4->forward(y);
+  maps.push_back(y);
+  for (const auto& block : *extra) {
+    y = block->as<nn::Sequential>()->forward(y);
+    maps.push_back(y);
+  }
+  return maps;
+}
+
+std::vector<int64_t> SSDResNetBackboneImpl::out_channels() const {
+  std::vector<int64_t> channels{256, 512};
+  channels.resize(static_cast<size_t>(2 + num_extra), 256);
+  return channels;
+}
+
+// ---------------------------------------------------------------------------------- heads
+
+SSDScoringHeadImpl::SSDScoringHeadImpl(std::vector<int64_t> in_channels,
+                                       std::vector<int64_t> num_anchors, int64_t num_columns)
+    : in_channels(std::move(in_channels)),
+      num_anchors(std::move(num_anchors)),
+      num_columns(num_columns) {
+  reset();
+}
+
+void SSDScoringHeadImpl::reset() {
+  TORCH_CHECK(in_channels.size() == num_anchors.size(), "SSD head: ", in_channels.size(),
+              " feature maps but ", num_anchors.size(), " anchor counts");
+  TORCH_CHECK(num_columns > 0, "SSD head num_columns must be positive, got ", num_columns);
+  module_list = nn::ModuleList();
+  for (size_t i = 0; i < in_channels.size(); ++i) {
+    module_list->push_back(
+        nn::Conv2d(nn::Conv2dOptions(in_channels[i], num_anchors[i] * num_columns, 3).padding(1)));
+  }
+  xavier_init(*module_list);
+  module_list = register_module("module_list", module_list);
+}
+
+at::Tensor SSDScoringHeadImpl::forward(const std::vector<at::Tensor>& maps) {
+  check_maps(maps, module_list->size(), "SSD head");
+  std::vector<at::Tensor> results;
+  results.reserve(maps.size());
+  for (size_t i = 0; i < maps.size(); ++i) {
+    auto r = module_list->ptr(i)->as<nn::Conv2d>()->forward(maps[i]);
+    const int64_t n = r.size(0), h = r.size(2), w = r.size(3);
+    // (N, A*K, H, W) -> (N, A, K, H, W) -> (N, H, W, A, K) -> (N, HWA, K), as torchvision.
+    r = r.view({n, -1, num_columns, h, w}).permute({0, 3, 4, 1, 2}).reshape({n, -1, num_columns});
+    results.push_back(r);
+  }
+  return at::cat(results, 1);
+}
+
+SSDHeadImpl::SSDHeadImpl(std::vector<int64_t> in_channels, std::vector<int64_t> num_anchors,
+                         int64_t num_classes)
+    : in_channels(std::move(in_channels)),
+      num_anchors(std::move(num_anchors)),
+      num_classes(num_classes) {
+  reset();
+}
+
+void SSDHeadImpl::reset() {
+  classification_head =
+      register_module("classification_head", SSDScoringHead(in_channels, num_anchors, num_classes));
+  regression_head = register_module("regression_head", SSDScoringHead(in_channels, num_anchors, 4));
+}
+
+// ------------------------------------------------------------------------------------ SSD
+
+SSDImpl::SSDImpl(SSDOptions options) : options(std::move(options)) { reset(); }
+
+void SSDImpl::reset() {
+  TORCH_CHECK(options.num_classes() >= 2,
+              "SSD num_classes counts the background and must be >= 2, got ",
+              options.num_classes());
+  TORCH_CHECK(options.image_size() >= 32, "SSD image_size must be >= 32, got ",
+              options.image_size());
+  TORCH_CHECK(options.image_mean().size() == 3 && options.image_std().size() == 3,
+              "SSD image_mean and image_std need 3 values, got ", options.image_mean().size(),
+              " and ", options.image_std().size());
+  if (options.backbone() == "vgg16") {
+    TORCH_CHECK(options.image_size() == 300,
+                "SSD backbone \"vgg16\" is SSD300 and needs "
+                "image_size 300, got ",
+                options.image_size());
+    SSDVGGBackbone b;
+    backbone = register_module("backbone", b.ptr());
+    backbone_maps_ = b.get();
+  } else if (options.backbone() == "resnet18") {
+    SSDResNetBackbone b(options.num_extra());
+    backbone = register_module("backbone", b.ptr());
+    backbone_maps_ = b.get();
+  } else {
+    TORCH_CHECK(false, "SSD backbone must be \"vgg16\" or \"resnet18\", got \"", options.backbone(),
+                "\"");
+  }
+  generator_ = std::make_shared<ops::DefaultBoxGenerator>(options.box_options());
+  const auto channels = backbone_maps_->out_channels();
+  TORCH_CHECK(channels.size() == options.box_options().aspect_ratios().size(), "SSD backbone \"",
+              options.backbone(), "\" gives ", channels.size(),
+              " feature maps but box_options has aspect ratios for ",
+              options.box_options().aspect_ratios().size());
+  head = register_module(
+      "head", SSDHead(channels, generator_->num_anchors_per_location(), options.num_classes()));
+  cached_grids_.clear();
+  cached_priors_ = at::Tensor();
+}
+
+std::vector<at::Tensor> SSDImpl::forward_maps(const at::Tensor& x) {
+  return backbone_maps_->forward_maps(x);
+}
+
+SSDOutput SSDImpl::forward(const at::Tensor& x) {
+  TORCH_CHECK(x.defined() && x.dim() == 4 && x.size(1) == 3, "SSD expects input [N,3,H,W], got ",
+              x.defined() ? x.sizes() : at::IntArrayRef{});
+  const auto maps = forward_maps(x);
+  SSDOutput out;
+  out.locations = head->regression_head->forward(maps);
+  out.scores = head->classification_head->forward(maps);
+  std::vector<ops::GridSize> grids;
+  for (const auto& m : maps) {
+    grids.push_back({m.size(2), m.size(3)});
+  }
+  out.image_size = {x.size(2), x.size(3)};
+  out.priors = priors_for(grids, out.image_size, x);
+  return out;
+}
+
+at::Tensor SSDImpl::priors_for(const std::vector<ops::GridSize>& grids, ops::GridSize image_size,
+                               const at::Tensor& like) {
+  if (!cached_priors_.defined() || grids != cached_grids_ || image_size != cached_image_size_) {
+    cached_priors_ = generator_->forward(grids, image_size, at::kFloat);
+    cached_grids_ = grids;
+    cached_image_size_ = image_size;
+  }
+  if (cached_priors_.device() != like.device()) {
+    cached_priors_ = cached_priors_.to(like.device());
+  }
+  return cached_priors_;
+}
+
+at::Tensor SSDImpl::priors() {
+  const int64_t s = options.image_size();
+  std::vector<ops::GridSize> grids;
+  if (options.backbone() == "vgg16") {
+    grids = ops::ssd300_grid_sizes();
+  } else {
+    int64_t side = halve(halve(s));  // conv1, maxpool
+    side = halve(halve(side));       // layer2, layer3
+    grids.push_back({side, side});
+    for (int64_t i = 0; i <= options.num_extra(); ++i) {  // layer4 and the extras
+      side = halve(side);
+      grids.push_back({side, side});
+    }
+  }
+  return priors_for(grids, {s, s}, at::empty({0}));
+}
+
+std::vector<int64_t> SSDImpl::num_anchors_per_location() const {
+  return generator_->num_anchors_per_location();
+}
+
+at::Tensor SSDImpl::preprocess(const at::Tensor& images) const {
+  return ssd_preprocess(images, options.image_size(), options.image_mean(), options.image_std());
+}
+
+std::vector<Detections> SSDImpl::postprocess(
+    const SSDOutput& output, const std::vector<ops::GridSize>& original_sizes) const {
+  return ssd_postprocess(output.locations, output.scores, output.priors, output.image_size,
+                         original_sizes, options.postprocess());
+}
+
+void SSDImpl::pretty_print(std::ostream& stream) const {
+  stream << "ostrov::models::SSD(backbone=" << options.backbone()
+         << ", num_classes=" << options.num_classes() << ", image_size=" << options.image_size()
+         << ")";
+}
+
+// ---------------------------------------------------------------------- pre/post-processing
+
+at::Tensor ssd_preprocess(const at::Tensor& images, int64_t size, const std::vector<double>& mean,
+                          const std::vector<double>& stddev) {
+  TORCH_CHECK(images.defined() && (images.dim() == 3 || images.dim() == 4),
+              "ssd_preprocess expects images [3,H,W] or [N,3,H,W], got ",
+              images.defined() ? images.sizes() : at::IntArrayRef{});
+  const auto x = images.dim() == 3 ? images.unsqueeze(0) : images;
+  TORCH_CHECK(x.size(1) == 3, "ssd_preprocess expects 3 channels, got ", images.sizes());
+  TORCH_CHECK(x.is_floating_point(), "ssd_preprocess expects a floating image in [0,1], got ",
+              x.scalar_type());
+  TORCH_CHECK(mean.size() == 3 && stddev.size() == 3,
+              "ssd_preprocess needs 3 means and 3 stds, got ", mean.size(), " and ", stddev.size());
+  TORCH_CHECK(size > 0, "ssd_preprocess size must be positive, got ", size);
+  // As GeneralizedRCNNTransform: normalise (mean and std as tensors of the image's dtype),
+  // then F.interpolate(size, mode="bilinear", align_corners=False).
+  const auto m = at::tensor(mean, at::kDouble).to(x.options()).view({1, 3, 1, 1});
+  const auto s = at::tensor(stddev, at::kDouble).to(x.options()).view({1, 3, 1, 1});
+  const auto normalised = (x - m) / s;
+  return at::upsample_bilinear2d(normalised, {size, size}, /*align_corners=*/false);
+}
+
+std::vector<Detections> ssd_postprocess(const at::Tensor& locations, const at::Tensor& logits,
+                                        const at::Tensor& priors, ops::GridSize image_size,
+                                        const std::vector<ops::GridSize>& original_sizes,
+                                        const SSDPostprocessOptions& options) {
+  TORCH_CHECK(locations.defined() && locations.dim() == 3 && locations.size(2) == 4,
+              "ssd_postprocess: locations should be [N,P,4], got ",
+              locations.defined() ? locations.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(logits.defined() && logits.dim() == 3 && logits.size(0) == locations.size(0) &&
+                  logits.size(1) == locations.size(1) && logits.size(2) >= 2,
+              "ssd_postprocess: logits should be [N,P,C] with C >= 2 matching locations ",
+              locations.sizes(), ", got ", logits.defined() ? logits.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(priors.defined() && priors.dim() == 2 && priors.size(0) == locations.size(1) &&
+                  priors.size(1) == 4,
+              "ssd_postprocess: priors should be [", locations.size(1), ",4], got ",
+              priors.defined() ? priors.sizes() : at::IntArrayRef{});
+  const int64_t n = locations.size(0);
+  TORCH_CHECK(original_sizes.empty() || static_cast<int64_t>(original_sizes.size()) == n,
+              "ssd_postprocess: ", original_sizes.size(), " original sizes for ", n, " images");
+  TORCH_CHECK(options.topk_candidates() > 0 && options.detections_per_image() > 0,
+              "ssd_postprocess: topk_candidates and detections_per_image must be positive, got ",
+              options.topk_candidates(), " and ", options.detections_per_image());
+
+  const ops::BoxCoder coder({10.0, 10.0, 5.0, 5.0});
+  const auto probabilities = at::softmax(logits, -1);
+  const int64_t num_classes = logits.size(2);
+  std::vector<Detections> detections;
+  detections.reserve(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    auto boxes = coder.decode(locations[i], priors);
+    boxes = ops::clip_boxes_to_image(boxes, image_size[0], image_size[1]);
+    const auto scores = probabilities[i];
+    std::vector<at::Tensor> image_boxes, image_scores, image_labels;
+    for (int64_t label = 1; label < num_classes; ++label) {
+      auto score = scores.select(1, label);
+      const auto keep = score > options.score_threshold();
+      score = score.index({keep});
+      auto box = boxes.index({keep});
+      const int64_t k = std::min(options.topk_candidates(), score.size(0));
+      auto top = score.topk(k);
+      score = std::get<0>(top);
+      box = box.index_select(0, std::get<1>(top));
+      image_boxes.push_back(box);
+      image_scores.push_back(score);
+      image_labels.push_back(at::full({k}, label, score.options().dtype(at::kLong)));
+    }
+    const auto all_boxes = at::cat(image_boxes, 0);
+    const auto all_scores = at::cat(image_scores, 0);
+    const auto all_labels = at::cat(image_labels, 0);
+    auto keep = ops::batched_nms(all_boxes, all_scores, all_labels, options.nms_threshold());
+    keep = keep.slice(0, 0, options.detections_per_image());
+    Detections d{all_boxes.index_select(0, keep), all_scores.index_select(0, keep),
+                 all_labels.index_select(0, keep)};
+    if (!original_sizes.empty()) {
+      // torchvision's resize_boxes: float32 ratios new / old, one multiply per coordinate.
+      const auto& original = original_sizes[static_cast<size_t>(i)];
+      const float ratio_h = static_cast<float>(original[0]) / static_cast<float>(image_size[0]);
+      const float ratio_w = static_cast<float>(original[1]) / static_cast<float>(image_size[1]);
+      const auto c = d.boxes.unbind(1);
+      d.boxes = at::stack({c[0] * ratio_w, c[1] * ratio_h, c[2] * ratio_w, c[3] * ratio_h}, 1);
+    }
+    detections.push_back(std::move(d));
+  }
+  return detections;
+}
+
+}  // namespace ostrov::models

@@ -1,0 +1,214 @@
+#include "ostrov/ops/matchers.h"
+
+#include <algorithm>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
+#include "ostrov/ops/assignment.h"
+#include "ostrov/ops/box_coder.h"
+
+namespace ostrov::ops {
+
+namespace {
+
+void check_matcher_boxes(const at::Tensor& boxes, const char* fn, const char* name) {
+  TORCH_CHECK(boxes.defined(), fn, ": ", name, " is an undefined tensor");
+  TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4, fn, ": ", name, " should be [N,4], got ",
+              boxes.sizes());
+  TORCH_CHECK(at::isFloatingType(boxes.scalar_type()), fn, ": ", name,
+              " should be floating point, got ", boxes.scalar_type());
+  if (boxes.numel() == 0) return;
+  const auto bad = (boxes.slice(1, 2, 4) <= boxes.slice(1, 0, 2))
+                       .any(1)
+                       .logical_or(boxes.isfinite().all(1).logical_not());
+  if (!bad.any().item<bool>()) return;
+  const int64_t i = bad.nonzero()[0][0].item<int64_t>();
+  const auto b = boxes[i].to(at::kCPU, at::kDouble);
+  const double* p = b.data_ptr<double>();
+  TORCH_CHECK(false, fn, ": ", name, " ", i, " is degenerate: [", p[0], ", ", p[1], ", ", p[2],
+              ", ", p[3], "] (x1, y1, x2, y2 with x2 <= x1 or y2 <= y1, or not finite)");
+}
+
+// torchvision.ops.box_iou: a [N,4], b [M,4] -> [N,M] in a's dtype. A direct loop (one pass, no
+// [N,M,2] temporaries) doing the same IEEE operations in the same order as torchvision's
+// tensor code, so the values are bit for bit those of torchvision.ops.box_iou and thresholds
+// decide alike.
+template <typename T>
+void pairwise_iou_kernel(const T* a, int64_t n, const T* b, int64_t m, T* out) {
+  std::vector<T> area_b(m);
+  for (int64_t j = 0; j < m; ++j) {
+    area_b[j] = (b[4 * j + 2] - b[4 * j]) * (b[4 * j + 3] - b[4 * j + 1]);
+  }
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const T* p = a + 4 * i;
+      const T area_a = (p[2] - p[0]) * (p[3] - p[1]);
+      T* row = out + i * m;
+      for (int64_t j = 0; j < m; ++j) {
+        const T* q = b + 4 * j;
+        const T w = std::max<T>(std::min(p[2], q[2]) - std::max(p[0], q[0]), T(0));
+        const T h = std::max<T>(std::min(p[3], q[3]) - std::max(p[1], q[1]), T(0));
+        const T inter = w * h;
+        row[j] = inter / (area_a + area_b[j] - inter);
+      }
+    }
+  });
+}
+
+at::Tensor pairwise_iou(const at::Tensor& a, const at::Tensor& b) {
+  const auto ac = a.to(at::kCPU).contiguous();
+  const auto bc = b.to(at::kCPU, a.scalar_type()).contiguous();
+  auto out = at::empty({a.size(0), b.size(0)}, ac.options());
+  AT_DISPATCH_FLOATING_TYPES(ac.scalar_type(), "box_iou", [&] {
+    pairwise_iou_kernel<scalar_t>(ac.data_ptr<scalar_t>(), ac.size(0), bc.data_ptr<scalar_t>(),
+                                  bc.size(0), out.data_ptr<scalar_t>());
+  });
+  return out.to(a.device());
+}
+
+void check_quality(const at::Tensor& quality, const char* fn) {
+  TORCH_CHECK(quality.defined() && quality.dim() == 2, fn,
+              ": quality should be [G,P] (ground truths x priors), got ",
+              quality.defined() ? quality.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(quality.size(0) > 0, fn, ": no ground-truth boxes (quality is ", quality.sizes(),
+              ")");
+  TORCH_CHECK(quality.size(1) > 0, fn, ": no priors (quality is ", quality.sizes(), ")");
+}
+
+}  // namespace
+
+at::Tensor match(const at::Tensor& quality, const MatcherOptions& options) {
+  check_quality(quality, "match");
+  TORCH_CHECK(options.low_threshold() <= options.high_threshold(),
+              "match: low_threshold should be <= high_threshold, got ", options.low_threshold(),
+              " > ", options.high_threshold());
+  // torchvision's Matcher.__call__.
+  auto [matched_vals, matches] = quality.max(0);
+  const auto all_matches = matches.clone();
+  const auto below = matched_vals < options.low_threshold();
+  const auto between = (matched_vals >= options.low_threshold())
+                           .logical_and(matched_vals < options.high_threshold());
+  matches.masked_fill_(below, kBackground);
+  matches.masked_fill_(between, kBetweenThresholds);
+  if (options.allow_low_quality_matches()) {
+    // set_low_quality_matches_: every prior tied for a ground truth's best quality keeps its
+    // own best ground truth.
+    const auto highest = std::get<0>(quality.max(1));
+    const auto tied = (quality == highest.unsqueeze(1)).any(0);
+    matches = at::where(tied, all_matches, matches);
+  }
+  return matches;
+}
+
+at::Tensor ssd_match(const at::Tensor& quality, double threshold) {
+  check_quality(quality, "ssd_match");
+  auto matches = match(quality, MatcherOptions(threshold, threshold)).contiguous();
+  // Each ground truth forces its best prior, in index order, so the later one wins a prior
+  // both want (what torchvision's sequential index_put_ does on the CPU).
+  const auto best = std::get<1>(quality.max(1)).to(at::kCPU).contiguous();
+  auto cpu = matches.to(at::kCPU).contiguous();
+  int64_t* m = cpu.data_ptr<int64_t>();
+  const int64_t* b = best.data_ptr<int64_t>();
+  for (int64_t g = 0; g < best.size(0); ++g) m[b[g]] = g;
+  return cpu.to(quality.device());
+}
+
+at::Tensor threshold_match(const at::Tensor& gt_boxes, const at::Tensor& priors, double threshold) {
+  check_matcher_boxes(gt_boxes, "threshold_match", "ground-truth box");
+  check_matcher_boxes(priors, "threshold_match", "prior");
+  TORCH_CHECK(priors.size(0) > 0, "threshold_match: no priors");
+  if (gt_boxes.size(0) == 0) {
+    return at::full({priors.size(0)}, kBackground, priors.options().dtype(at::kLong));
+  }
+  return ssd_match(pairwise_iou(gt_boxes, priors), threshold);
+}
+
+at::Tensor hungarian_cost(const at::Tensor& gt_boxes, const at::Tensor& priors,
+                          const HungarianMatcherOptions& options, const at::Tensor& confidence,
+                          const at::Tensor& gt_labels, const at::Tensor& pred_codes) {
+  check_matcher_boxes(gt_boxes, "hungarian_cost", "ground-truth box");
+  check_matcher_boxes(priors, "hungarian_cost", "prior");
+  const int64_t g = gt_boxes.size(0);
+  const int64_t p = priors.size(0);
+  const auto gt = gt_boxes.to(at::kDouble);
+  const auto pr = priors.to(gt.device(), at::kDouble);
+
+  at::Tensor location;
+  if (options.location_cost() == LocationCost::kOneMinusIou) {
+    TORCH_CHECK(!pred_codes.defined(), "hungarian_cost: pred_codes are only used with ",
+                "LocationCost::kEncodedL1");
+    location = 1.0 - pairwise_iou(gt, pr);
+  } else {
+    const auto target = BoxCoder(options.coder_weights())
+                            .encode(gt.unsqueeze(1).expand({g, p, 4}).reshape({-1, 4}),
+                                    pr.unsqueeze(0).expand({g, p, 4}).reshape({-1, 4}))
+                            .reshape({g, p, 4});
+    if (pred_codes.defined()) {
+      TORCH_CHECK(pred_codes.dim() == 2 && pred_codes.size(0) == p && pred_codes.size(1) == 4,
+                  "hungarian_cost: pred_codes should be [P,4] with P = ", p, " priors, got ",
+                  pred_codes.sizes());
+      location = (target - pred_codes.to(gt.device(), at::kDouble).unsqueeze(0)).abs().sum(2);
+    } else {
+      location = target.abs().sum(2);
+    }
+  }
+  auto cost = options.location_weight() * location;
+
+  if (confidence.defined()) {
+    const auto conf = confidence.to(gt.device(), at::kDouble);
+    at::Tensor term;  // [G,P] or [P]
+    if (conf.dim() == 1) {
+      TORCH_CHECK(conf.size(0) == p,
+                  "hungarian_cost: confidence should be [P] or [P,C] with P = ", p, " priors, got ",
+                  confidence.sizes());
+      TORCH_CHECK(!gt_labels.defined(), "hungarian_cost: gt_labels are only used with class ",
+                  "scores confidence [P,C], got confidence ", confidence.sizes());
+      term = -conf.unsqueeze(0);
+    } else {
+      TORCH_CHECK(conf.dim() == 2 && conf.size(0) == p,
+                  "hungarian_cost: confidence should be [P] or [P,C] with P = ", p, " priors, got ",
+                  confidence.sizes());
+      TORCH_CHECK(gt_labels.defined() && gt_labels.dim() == 1 && gt_labels.size(0) == g,
+                  "hungarian_cost: class scores [P,C] need gt_labels [G] with G = ", g, ", got ",
+                  gt_labels.defined() ? gt_labels.sizes() : at::IntArrayRef{});
+      const auto labels = gt_labels.to(gt.device(), at::kLong);
+      if (g > 0) {
+        const int64_t lo = labels.min().item<int64_t>();
+        const int64_t hi = labels.max().item<int64_t>();
+        TORCH_CHECK(lo >= 0 && hi < conf.size(1), "hungarian_cost: gt_labels must lie in [0, ",
+                    conf.size(1), ") (C of confidence [P,C]), got values in [", lo, ", ", hi, "]");
+      }
+      term = -conf.index_select(1, labels).t();  // [G,P]
+    }
+    TORCH_CHECK(conf.isfinite().all().item<bool>(), "hungarian_cost: confidence has NaN or inf");
+    cost = cost + options.confidence_weight() * term;
+  }
+  return cost.contiguous();
+}
+
+at::Tensor hungarian_match(const at::Tensor& gt_boxes, const at::Tensor& priors,
+                           const HungarianMatcherOptions& options, const at::Tensor& confidence,
+                           const at::Tensor& gt_labels, const at::Tensor& pred_codes) {
+  const auto cost = hungarian_cost(gt_boxes, priors, options, confidence, gt_labels, pred_codes);
+  const int64_t p = priors.size(0);
+  TORCH_CHECK(p > 0, "hungarian_match: no priors");
+  at::Tensor matches;
+  if (options.add_threshold_positives() && gt_boxes.size(0) > 0) {
+    const auto q = pairwise_iou(gt_boxes.to(at::kDouble), priors);
+    matches = match(q, MatcherOptions(options.threshold(), options.threshold()))
+                  .to(at::kCPU)
+                  .contiguous();
+  } else {
+    matches = at::full({p}, kBackground, at::kLong);
+  }
+  if (gt_boxes.size(0) > 0) {
+    const auto [rows, cols] = linear_sum_assignment(cost.to(at::kCPU));
+    matches.index_put_({cols.to(at::kCPU)}, rows.to(at::kCPU));
+  }
+  return matches.to(priors.device());
+}
+
+}  // namespace ostrov::ops

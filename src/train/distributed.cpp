@@ -1,0 +1,159 @@
+#include "ostrov/train/distributed.h"
+
+#include <cstdlib>
+
+#include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/types.h>
+
+#include "ostrov/core/error.h"
+
+namespace ostrov::train {
+
+namespace {
+
+int env_int(const char* name, int fallback) {
+  const char* value = std::getenv(name);
+  if (value == nullptr || *value == '\0') return fallback;
+  char* end = nullptr;
+  const long parsed = std::strtol(value, &end, 10);
+  if (end == value || *end != '\0') {
+    throw ConfigError(std::string("environment variable ") + name + "=\"" + value +
+                      "\" is not an integer");
+  }
+  return static_cast<int>(parsed);
+}
+
+}  // namespace
+
+DistributedEnv DistributedEnv::from_environment() {
+  DistributedEnv env;
+  env.world_size = env_int("WORLD_SIZE", 1);
+  env.rank = env_int("RANK", 0);
+  env.local_rank = env_int("LOCAL_RANK", env.rank);
+  env.master_port = env_int("MASTER_PORT", env.master_port);
+  if (const char* addr = std::getenv("MASTER_ADDR"); addr != nullptr && *addr != '\0') {
+    env.master_addr = addr;
+  }
+  if (env.world_size < 1) throw ConfigError("WORLD_SIZE must be >= 1, got " + std::to_string(env.world_size));
+  if (env.rank < 0 || env.rank >= env.world_size) {
+    throw ConfigError("RANK=" + std::to_string(env.rank) + " is outside [0, WORLD_SIZE=" +
+                      std::to_string(env.world_size) + ")");
+  }
+  if (env.master_port <= 0 || env.master_port > 65535) {
+    throw ConfigError("MASTER_PORT=" + std::to_string(env.master_port) + " is not a port");
+  }
+  return env;
+}
+
+struct DataParallel::Impl {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  std::chrono::milliseconds timeout;
+
+  void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) {
+    try {
+      work->wait(timeout);
+    } catch (const std::exception& e) {
+      throw Error(std::string("distributed ") + what + " failed (another rank may have died): " +
+                  e.what());
+    }
+  }
+};
+
+DataParallel::DataParallel(const DistributedEnv& env, std::chrono::milliseconds timeout)
+    : env_(env), impl_(std::make_unique<Impl>()) {
+  impl_->timeout = timeout;
+  if (env_.world_size == 1) return;
+  try {
+    c10d::TCPStoreOptions options;
+    options.port = static_cast<std::uint16_t>(env_.master_port);
+    options.isServer = env_.rank == 0;
+    options.numWorkers = static_cast<size_t>(env_.world_size);
+    options.waitWorkers = true;
+    options.timeout = timeout;
+    impl_->store = c10::make_intrusive<c10d::TCPStore>(env_.master_addr, options);
+    auto group_options = c10d::ProcessGroupGloo::Options::create(timeout);
+    group_options->devices.push_back(
+        c10d::ProcessGroupGloo::createDeviceForHostname(env_.master_addr == "localhost"
+                                                            ? "127.0.0.1"
+                                                            : env_.master_addr));
+    group_options->threads = 2;
+    impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, env_.rank,
+                                                               env_.world_size, group_options);
+  } catch (const std::exception& e) {
+    throw Error("rank " + std::to_string(env_.rank) + ": cannot join the process group at " +
+                env_.master_addr + ":" + std::to_string(env_.master_port) + ": " + e.what());
+  }
+}
+
+DataParallel::~DataParallel() = default;
+
+void DataParallel::broadcast_module(torch::nn::Module& module) {
+  if (env_.world_size == 1) return;
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> tensors;
+  for (auto& p : module.parameters()) tensors.push_back(p);
+  for (auto& b : module.buffers()) tensors.push_back(b);
+  for (auto& t : tensors) {
+    std::vector<at::Tensor> one{t.data()};
+    c10d::BroadcastOptions options;
+    options.rootRank = 0;
+    impl_->wait(impl_->group->broadcast(one, options), "broadcast");
+  }
+}
+
+void DataParallel::average_gradients(torch::nn::Module& module, size_t bucket_bytes) {
+  if (env_.world_size == 1) return;
+  std::vector<at::Tensor> params;
+  for (auto& p : module.parameters()) {
+    if (p.requires_grad()) params.push_back(p);
+  }
+  size_t start = 0;
+  while (start < params.size()) {
+    // Gather a bucket of consecutive parameters of one dtype up to bucket_bytes.
+    size_t end = start;
+    size_t bytes = 0;
+    const auto dtype = params[start].scalar_type();
+    while (end < params.size() && params[end].scalar_type() == dtype &&
+           (end == start || bytes + params[end].nbytes() <= bucket_bytes)) {
+      bytes += params[end].nbytes();
+      ++end;
+    }
+    std::vector<at::Tensor> grads;
+    for (size_t i = start; i < end; ++i) {
+      auto& p = params[i];
+      grads.push_back(p.grad().defined() ? p.grad().reshape({-1}) : at::zeros({p.numel()}, p.options()));
+    }
+    std::vector<at::Tensor> flat{at::cat(grads)};
+    impl_->wait(impl_->group->allreduce(flat), "all-reduce");
+    flat[0].div_(env_.world_size);
+    int64_t offset = 0;
+    for (size_t i = start; i < end; ++i) {
+      auto& p = params[i];
+      auto slice = flat[0].narrow(0, offset, p.numel()).view_as(p);
+      if (p.grad().defined()) {
+        p.mutable_grad().copy_(slice);
+      } else {
+        p.mutable_grad() = slice.clone();
+      }
+      offset += p.numel();
+    }
+    start = end;
+  }
+}
+
+at::Tensor DataParallel::all_reduce_sum(at::Tensor tensor) {
+  if (env_.world_size == 1) return tensor;
+  std::vector<at::Tensor> one{tensor};
+  impl_->wait(impl_->group->allreduce(one), "all-reduce");
+  return tensor;
+}
+
+void DataParallel::barrier() {
+  if (env_.world_size == 1) return;
+  impl_->wait(impl_->group->barrier(), "barrier");
+}
+
+}  // namespace ostrov::train

@@ -1,0 +1,320 @@
+#include "ostrov/train/trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include <ATen/ATen.h>
+#include <spdlog/spdlog.h>
+#include <torch/optim/optimizer.h>
+#include <torch/types.h>
+
+#include "ostrov/core/error.h"
+#include "ostrov/core/runtime.h"
+#include "ostrov/io/checkpoint.h"
+#include "ostrov/train/distributed.h"
+#include "ostrov/train/history.h"
+
+namespace fs = std::filesystem;
+
+namespace ostrov::train {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+std::string format_duration(double seconds) {
+  const auto s = static_cast<int64_t>(std::max(0.0, seconds));
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%02lld:%02lld", static_cast<long long>(s / 60),
+                static_cast<long long>(s % 60));
+  return buffer;
+}
+
+// One-line progress on stderr, redrawn in place on a terminal.
+class Progress {
+ public:
+  Progress(bool bar, int64_t log_every) : bar_(bar), log_every_(log_every) {}
+  void update(const StepInfo& info, int64_t total_steps, double elapsed) {
+    const double eta = info.step > 0 && total_steps > 0
+                           ? elapsed / static_cast<double>(info.step) *
+                                 static_cast<double>(total_steps - info.step)
+                           : 0.0;
+    if (bar_) {
+      const int width = 24;
+      const double frac = total_steps > 0 ? static_cast<double>(info.step) / total_steps : 0.0;
+      const int filled = static_cast<int>(frac * width);
+      std::fprintf(stderr, "\r[%s%s] step %lld/%lld epoch %lld  loss %.4f  %.1f img/s  ETA %s ",
+                   std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
+                   static_cast<long long>(info.step), static_cast<long long>(total_steps),
+                   static_cast<long long>(info.epoch), info.loss, info.images_per_second,
+                   format_duration(eta).c_str());
+      std::fflush(stderr);
+    } else if (log_every_ > 0 && info.step % log_every_ == 0) {
+      core::logger()->info("step {}/{} epoch {} loss {:.4f} lr {:.3g} {:.1f} img/s ETA {}",
+                           info.step, total_steps, info.epoch, info.loss, info.lr,
+                           info.images_per_second, format_duration(eta));
+    }
+  }
+  void end_line() {
+    if (bar_) std::fprintf(stderr, "\n");
+  }
+
+ private:
+  bool bar_;
+  int64_t log_every_;
+};
+
+bool better(double candidate, double best, bool higher) {
+  return higher ? candidate > best : candidate < best;
+}
+
+}  // namespace
+
+data::Batch to_device(const data::Batch& batch, const c10::Device& device) {
+  if (device.is_cpu()) return batch;
+  data::Batch out = batch;
+  auto move = [&device](at::Tensor& t) {
+    if (t.defined()) t = t.to(device, /*non_blocking=*/true);
+  };
+  move(out.images);
+  move(out.masks);
+  for (auto* list : {&out.instances, &out.boxes, &out.labels}) {
+    for (auto& t : *list) move(t);
+  }
+  return out;
+}
+
+Trainer::Trainer(Task& task, torch::optim::Optimizer& optimizer, LrSchedule schedule,
+                 data::DataLoader& train, data::DataLoader* val, TrainerOptions options,
+                 DataParallel* dp)
+    : task_(task),
+      optimizer_(optimizer),
+      schedule_(std::move(schedule)),
+      train_(train),
+      val_(val),
+      options_(std::move(options)),
+      dp_(dp) {
+  TORCH_CHECK(options_.epochs() > 0 || options_.max_steps() > 0,
+              "Trainer: epochs or max_steps must be positive");
+}
+
+void Trainer::add_callback(std::shared_ptr<Callback> callback) {
+  callbacks_.push_back(std::move(callback));
+}
+
+bool Trainer::is_main() const { return dp_ == nullptr || dp_->is_main(); }
+
+void Trainer::save(const std::string& name, int64_t step, int64_t epoch, int64_t batch_in_epoch,
+                   const nlohmann::json& extra) {
+  if (options_.out_dir().empty() || !is_main()) return;
+  io::CheckpointMeta meta;
+  meta.step = step;
+  meta.epoch = epoch;
+  meta.config = options_.config();
+  meta.extra = extra;
+  meta.extra["batch_in_epoch"] = batch_in_epoch;
+  meta.extra["best"] = best_;
+  io::save_checkpoint((fs::path(options_.out_dir()) / name).string(), task_.model(), &optimizer_,
+                      meta);
+}
+
+nlohmann::json Trainer::evaluate(data::DataLoader& loader) {
+  auto& model = task_.model();
+  const bool was_training = model.is_training();
+  model.eval();
+  nlohmann::json metrics;
+  {
+    torch::NoGradGuard no_grad;
+    task_.begin_evaluation();
+    loader.set_epoch(0);
+    while (auto batch = loader.next()) task_.evaluate(to_device(*batch, options_.device()));
+    if (dp_ != nullptr && dp_->world_size() > 1) task_.merge(*dp_);
+    metrics = task_.end_evaluation();
+  }
+  model.train(was_training);
+  return metrics;
+}
+
+TrainResult Trainer::fit() {
+  const auto start = Clock::now();
+  TrainResult result;
+  auto& model = task_.model();
+  const int64_t batches_per_epoch = train_.num_batches();
+  if (batches_per_epoch <= 0) {
+    throw DataError("Trainer: the training loader has no batches (empty dataset, or fewer samples "
+                    "than batch_size with drop_last)");
+  }
+  const int64_t total_steps = options_.max_steps() > 0
+                                  ? options_.max_steps()
+                                  : options_.epochs() * batches_per_epoch;
+  const bool write = !options_.out_dir().empty() && is_main();
+  const fs::path dir(options_.out_dir());
+  if (write) fs::create_directories(dir);
+
+  int64_t step = 0, first_epoch = 0, skip = 0;
+  best_ = nullptr;
+  if (options_.resume()) {
+    const std::string last = (dir / "last.pt").string();
+    if (!fs::exists(last)) throw IoError(last + ": no checkpoint to resume from");
+    const auto meta = io::load_checkpoint(last, model, &optimizer_, /*restore_rng=*/true);
+    step = meta.step;
+    first_epoch = meta.epoch;
+    skip = meta.extra.value("batch_in_epoch", int64_t{0});
+    best_ = meta.extra.value("best", nlohmann::json());
+    core::logger()->info("resuming from {} at step {} (epoch {}, batch {})", last, step,
+                         first_epoch, skip);
+  }
+  std::unique_ptr<History> history;
+  if (write) {
+    history = std::make_unique<History>((dir / "metrics.jsonl").string(), options_.resume());
+    if (options_.resume()) history->truncate_after(step);
+  }
+  if (dp_ != nullptr) dp_->broadcast_module(model);
+
+  const bool bar = options_.progress() == "bar" ||
+                   (options_.progress() == "auto" && ::isatty(STDERR_FILENO) && is_main());
+  Progress progress(bar, is_main() ? options_.log_every() : 0);
+  std::vector<at::Tensor> params = model.parameters();
+  int64_t evals_without_improvement = 0;
+  std::string stop;
+  double loss_sum = 0.0;
+  int64_t loss_count = 0;
+  auto window_start = Clock::now();
+  int64_t window_images = 0;
+  double images_per_second = 0.0;
+  const int64_t last_epoch = options_.max_steps() > 0 && options_.epochs() <= 0
+                                 ? std::numeric_limits<int64_t>::max()
+                                 : std::max<int64_t>(options_.epochs(), 1);
+
+  model.train();
+  for (int64_t epoch = first_epoch; epoch < last_epoch && stop.empty(); ++epoch) {
+    train_.set_epoch(epoch);
+    int64_t b = 0;
+    bool epoch_complete = true;
+    while (auto batch = train_.next()) {
+      if (b < skip) {  // resume inside an epoch: the loader order is a function of the epoch
+        ++b;
+        continue;
+      }
+      if (options_.max_steps() > 0 && step >= options_.max_steps()) {
+        stop = "max_steps";
+        epoch_complete = false;
+        break;
+      }
+      const data::Batch on_device = to_device(*batch, options_.device());
+      schedule_.apply(optimizer_, step);
+      optimizer_.zero_grad();
+      at::Tensor loss = task_.loss(on_device);
+      const double value = loss.item<double>();
+      if (!std::isfinite(value)) {
+        progress.end_line();
+        throw Error("non-finite training loss (" + std::to_string(value) + ") at step " +
+                    std::to_string(step + 1) + " (epoch " + std::to_string(epoch) + ", batch " +
+                    std::to_string(b) + "); training stopped" +
+                    (write ? ", " + (dir / "last.pt").string() + " keeps the last good state"
+                           : std::string()) +
+                    ". Lower the learning rate or check the data.");
+      }
+      loss.backward();
+      if (dp_ != nullptr) dp_->average_gradients(model);
+      if (options_.grad_clip() > 0.0) clip_grad_norm(params, options_.grad_clip());
+      optimizer_.step();
+      ++step;
+      ++b;
+      result.losses.push_back(value);
+      loss_sum += value;
+      ++loss_count;
+      window_images += on_device.size();
+      const double window = seconds_since(window_start);
+      if (window >= 1.0 || step == 1) {
+        images_per_second = static_cast<double>(window_images) * (dp_ ? dp_->world_size() : 1) /
+                            std::max(window, 1e-9);
+        window_start = Clock::now();
+        window_images = 0;
+      }
+      StepInfo info{step, epoch, b - 1, batches_per_epoch, value,
+                    optimizer_.param_groups()[0].options().get_lr(), images_per_second};
+      for (auto& cb : callbacks_) cb->on_step(info);
+      progress.update(info, total_steps, seconds_since(start));
+      if (history && options_.log_every() > 0 && step % options_.log_every() == 0) {
+        history->append({{"epoch", epoch},
+                         {"step", step},
+                         {"split", "train"},
+                         {"loss", loss_sum / static_cast<double>(loss_count)},
+                         {"lr", info.lr},
+                         {"images_per_second", images_per_second}});
+        loss_sum = 0.0;
+        loss_count = 0;
+      }
+      if (options_.checkpoint_every() > 0 && step % options_.checkpoint_every() == 0) {
+        save("last.pt", step, epoch, b, {});
+      }
+      if (options_.time_limit_s() > 0.0 && seconds_since(start) >= options_.time_limit_s()) {
+        stop = "time_limit";
+      } else if (options_.max_steps() > 0 && step >= options_.max_steps()) {
+        stop = "max_steps";
+      }
+      if (!stop.empty()) {
+        epoch_complete = b >= batches_per_epoch;
+        break;
+      }
+    }
+    skip = 0;
+    if (epoch_complete) result.epochs = epoch + 1;
+    // Where a resume continues: the next epoch, or the next batch of this one.
+    const int64_t resume_epoch = epoch_complete ? epoch + 1 : epoch;
+    const int64_t resume_batch = epoch_complete ? 0 : b;
+    save("last.pt", step, resume_epoch, resume_batch, {});
+
+    const bool final_epoch = !stop.empty() || epoch + 1 >= last_epoch;
+    if (val_ != nullptr && (final_epoch || (epoch + 1) % std::max<int64_t>(options_.eval_every(), 1) == 0)) {
+      progress.end_line();
+      nlohmann::json metrics = evaluate(*val_);
+      result.last_evaluation = metrics;
+      for (auto& cb : callbacks_) cb->on_evaluation(epoch, step, metrics);
+      nlohmann::json record = {{"epoch", epoch}, {"step", step}, {"split", "val"}};
+      record.update(metrics);
+      if (is_main()) {
+        core::logger()->info("evaluation after epoch {} (step {}): {}", epoch, step, metrics.dump());
+      }
+      if (history) history->append(record);
+      const auto& key = options_.best_metric();
+      if (!metrics.contains(key) || !metrics[key].is_number()) {
+        throw ConfigError("best metric \"" + key + "\" is not among the evaluation's metrics " +
+                          metrics.dump());
+      }
+      const double value = metrics[key].get<double>();
+      if (best_.is_null() || better(value, best_[key].get<double>(), options_.higher_is_better())) {
+        best_ = record;
+        evals_without_improvement = 0;
+        save("best.pt", step, resume_epoch, resume_batch, {{"metrics", metrics}});
+        save("last.pt", step, resume_epoch, resume_batch, {});  // carries the new best
+      } else {
+        ++evals_without_improvement;
+      }
+      if (history) plot_history(history->records(), (dir / "loss.png").string(), key);
+      if (options_.early_stopping() > 0 && evals_without_improvement >= options_.early_stopping() &&
+          stop.empty()) {
+        stop = "early_stopping";
+      }
+    } else if (history && final_epoch) {
+      plot_history(history->records(), (dir / "loss.png").string());
+    }
+  }
+  progress.end_line();
+  result.steps = step;
+  result.best_evaluation = best_;
+  result.stop_reason = stop.empty() ? "epochs" : stop;
+  result.seconds = seconds_since(start);
+  return result;
+}
+
+}  // namespace ostrov::train

@@ -1,0 +1,144 @@
+// The ostrov CLI end to end on tiny Fashion-MNIST scenes: make-scenes, train, resume, eval,
+// predict, and the exit codes of bad configs and files.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "support.h"
+
+using ostrov::test::quote;
+using ostrov::test::run;
+using ostrov::test::TempDir;
+
+namespace {
+
+std::string cli() { return std::string(OSTROV_CLI); }
+
+// A small U-Net config over DIR/train and DIR/val.
+std::string write_config(const TempDir& dir, const nlohmann::json& train_overrides = {}) {
+  nlohmann::json config = {
+      {"task", "segmentation"},
+      {"data",
+       {{"format", "folder"},
+        {"train", {{"root", dir / "train"}}},
+        {"val", {{"root", dir / "val"}}},
+        {"num_classes", 11},
+        {"image_size", {32, 32}}}},
+      {"model", {{"name", "unet"}, {"depth", 2}, {"base_width", 4}}},
+      {"loss", {{"name", "cross_entropy"}}},
+      {"train",
+       {{"epochs", 2}, {"batch_size", 2}, {"optimizer", "adam"}, {"lr", 0.01}, {"workers", 0},
+        {"seed", 3}, {"log_every", 1}, {"threads", 1}}}};
+  if (train_overrides.is_object()) config["train"].update(train_overrides);
+  const std::string path = dir / "run.json";
+  std::ofstream(path) << config.dump(2);
+  return path;
+}
+
+void make_scenes(const TempDir& dir) {
+  for (const char* split : {"train", "val"}) {
+    auto r = run(cli() + " make-scenes --count 4 --size 64x64 --seed 1 --out " +
+                     quote(dir / split),
+                 true);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("ostrov make-scenes writes the same files for the same seed", "[cli][train]") {
+  TempDir dir;
+  auto a = run(cli() + " make-scenes --count 3 --size 48x40 --seed 7 --out " + quote(dir / "a"), true);
+  auto b = run(cli() + " make-scenes --count 3 --size 48x40 --seed 7 --out " + quote(dir / "b"), true);
+  REQUIRE(a.exit_code == 0);
+  REQUIRE(b.exit_code == 0);
+  CHECK(ostrov::test::read_bytes(dir / "a/instances.json") ==
+        ostrov::test::read_bytes(dir / "b/instances.json"));
+  CHECK(ostrov::test::read_bytes(dir / "a/images/scene_000000.png") ==
+        ostrov::test::read_bytes(dir / "b/images/scene_000000.png"));
+  CHECK(std::filesystem::exists(dir / "a/masks/scene_000002.png"));
+  auto bad = run(cli() + " make-scenes --count 3 --size 48by40 --out " + quote(dir / "c"), true);
+  CHECK(bad.exit_code == 2);
+  CHECK_THAT(bad.output, Catch::Contains("48by40"));
+}
+
+TEST_CASE("ostrov train, resume, eval and predict on tiny scenes", "[cli][train]") {
+  TempDir dir;
+  make_scenes(dir);
+  const std::string config = write_config(dir);
+  const std::string out = dir / "run";
+  auto t = run(cli() + " train " + quote(config) + " --out " + quote(out), true);
+  INFO(t.output);
+  REQUIRE(t.exit_code == 0);
+  for (const char* f : {"last.pt", "best.pt", "metrics.jsonl", "loss.png"}) {
+    CHECK(std::filesystem::exists(out + "/" + f));
+  }
+  // metrics.jsonl: one object per line with epoch, step, split, loss; val lines carry miou.
+  std::ifstream lines(out + "/metrics.jsonl");
+  std::string line;
+  int val = 0;
+  while (std::getline(lines, line)) {
+    auto j = nlohmann::json::parse(line);
+    CHECK(j.contains("epoch"));
+    CHECK(j.contains("step"));
+    CHECK(j.contains("loss"));
+    if (j["split"] == "val") {
+      ++val;
+      CHECK(j.contains("miou"));
+    }
+  }
+  CHECK(val == 2);
+
+  // --resume with more epochs continues from step 4 (2 epochs x 2 batches).
+  auto r = run(cli() + " train " + quote(config) + " --out " + quote(out) +
+                   " --resume --set train.epochs=3",
+               true);
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.output, Catch::Contains("resuming") && Catch::Contains("step 4"));
+
+  auto e = run(cli() + " eval " + quote(config) + " --checkpoint " + quote(out + "/best.pt"));
+  REQUIRE(e.exit_code == 0);
+  auto metrics = nlohmann::json::parse(e.output);  // stdout holds only the JSON object
+  CHECK(metrics["miou"].is_number());
+  CHECK(metrics["pixel_accuracy"].get<double>() > 0.0);
+  CHECK(metrics["iou_per_class"].size() == 11);
+
+  auto p = run(cli() + " predict " + quote(config) + " --checkpoint " + quote(out + "/best.pt") +
+                   " --input " + quote(dir / "val/images") + " --output " + quote(dir / "pred"),
+               true);
+  INFO(p.output);
+  REQUIRE(p.exit_code == 0);
+  CHECK(std::filesystem::exists(dir / "pred/scene_000000.png"));
+  CHECK(std::filesystem::exists(dir / "pred/scene_000000_overlay.png"));
+}
+
+TEST_CASE("ostrov train and eval: config errors exit 2 naming the key, data errors exit 1", "[cli][train]") {
+  TempDir dir;
+  make_scenes(dir);
+  const std::string config = write_config(dir);
+  auto unknown = run(cli() + " train " + quote(config) + " --out " + quote(dir / "o") +
+                         " --set train.lrr=0.1",
+                     true);
+  CHECK(unknown.exit_code == 2);
+  CHECK_THAT(unknown.output, Catch::Contains("run.json") && Catch::Contains("train.lrr"));
+  auto type = run(cli() + " train " + quote(config) + " --set train.lr=fast", true);
+  CHECK(type.exit_code == 2);
+  CHECK_THAT(type.output, Catch::Contains("train.lr"));
+  auto path = run(cli() + " train " + quote(config) + " --set data.val.root=/no/such/dir", true);
+  CHECK(path.exit_code == 2);
+  CHECK_THAT(path.output, Catch::Contains("data.val.root"));
+  auto missing = run(cli() + " eval " + quote(config) + " --checkpoint " + quote(dir / "none.pt"), true);
+  CHECK(missing.exit_code == 1);
+  CHECK_THAT(missing.output, Catch::Contains("none.pt"));
+  // A mask with a label >= num_classes is a data error naming the file.
+  auto labels = run(cli() + " train " + quote(config) + " --out " + quote(dir / "o2") +
+                        " --set data.num_classes=3",
+                    true);
+  CHECK(labels.exit_code == 1);
+  CHECK_THAT(labels.output, Catch::Contains("scene_"));
+}

@@ -1,0 +1,67 @@
+#include <catch2/catch.hpp>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include "ostrov/core/error.h"
+#include "ostrov/losses/build.h"
+
+using namespace ostrov::losses;
+using nlohmann::json;
+
+TEST_CASE("losses::build makes one loss or a weighted sum from JSON", "[losses][config]") {
+  at::manual_seed(8);
+  LossInputs in;
+  in.logits = at::randn({2, 3, 4, 4});
+  in.target = at::randint(0, 3, {2, 4, 4}, at::kLong);
+
+  auto single = build(json{{"name", "ce_dice"}, {"ce_weight", 2}, {"dice_weight", 0.5},
+                           {"class_weights", {1, 2, 3}}},
+                      "run.json");
+  auto out = single(in);
+  const double ce = functional::cross_entropy(in.logits, in.target, {1, 2, 3}).item<double>();
+  const double dice = functional::soft_dice(in.logits, in.target).item<double>();
+  CHECK(out.total.item<double>() == Approx(2 * ce + 0.5 * dice).epsilon(1e-6));
+  REQUIRE(out.terms.size() == 1);
+  CHECK(out.terms[0].first == "ce_dice");
+
+  auto sum = build(json::parse(R"({"terms": [
+      {"name": "cross_entropy", "weight": 1, "ignore_index": 255},
+      {"name": "soft_dice", "weight": 0.5, "skip_absent": true}]})"),
+                   "run.json");
+  out = sum(in);
+  const double dice_present = functional::soft_dice(in.logits, in.target, 1e-6, 255, true).item<double>();
+  const double plain_ce = functional::cross_entropy(in.logits, in.target).item<double>();
+  CHECK(out.total.item<double>() == Approx(plain_ce + 0.5 * dice_present).epsilon(1e-6));
+  REQUIRE(out.terms.size() == 2);
+  CHECK(out.terms[1].first == "soft_dice");
+  CHECK(out.terms[1].second.item<double>() == Approx(dice_present));
+  CHECK(sum->children().size() == 2);
+  auto copy = std::dynamic_pointer_cast<CompositeLossImpl>(sum->clone());
+  REQUIRE(copy);
+  CHECK(copy->forward(in).total.item<double>() == Approx(out.total.item<double>()));
+
+  // A term that needs inputs the caller did not give names them.
+  auto multibox = build(json{{"name", "multibox"}, {"alpha", 1.0}}, "run.json");
+  CHECK_THROWS_WITH(multibox(in), Catch::Contains("multibox") && Catch::Contains("locations"));
+}
+
+TEST_CASE("losses::build rejects unknown keys and names with the key path", "[losses][config]") {
+  CHECK_THROWS_AS(build(json{{"name", "soft_dice"}, {"epss", 1}}, "run.json"), ostrov::ConfigError);
+  CHECK_THROWS_WITH(build(json{{"name", "soft_dice"}, {"epss", 1}}, "run.json"),
+                    Catch::Contains("run.json") && Catch::Contains("loss.epss"));
+  CHECK_THROWS_WITH(build(json::parse(R"({"terms": [{"name": "soft_dice"}, {"name": "cross_entropy", "wieght": 2}]})"),
+                          "run.json"),
+                    Catch::Contains("loss.terms[1].wieght"));
+  CHECK_THROWS_WITH(build(json{{"name", "focal"}}, "run.json"),
+                    Catch::Contains("loss.name") && Catch::Contains("focal") &&
+                        Catch::Contains("cross_entropy"));
+  CHECK_THROWS_WITH(build(json{{"name", "soft_dice"}, {"eps", "small"}}, "run.json"),
+                    Catch::Contains("loss.eps"));
+  CHECK_THROWS_WITH(build(json{{"terms", json::array()}}, "run.json"), Catch::Contains("loss.terms"));
+  CHECK_THROWS_WITH(build(json::parse(R"({"terms": [{"name": "soft_dice"}], "name": "x"})"), "run.json"),
+                    Catch::Contains("loss.name"));
+  CHECK_THROWS_WITH(build(json{{"name", "multibox"}, {"alpha", -1}}, "run.json"),
+                    Catch::Contains("loss") && Catch::Contains("alpha"));
+  CHECK_THROWS_AS(build(json{{"weight", 1}}, "run.json"), ostrov::ConfigError);
+}

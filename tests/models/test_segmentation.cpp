@@ -1,0 +1,502 @@
+// Segmentation models: output size equals input size for odd and tiny sizes, gradients reach
+// every parameter, geometry (flip equivariance of U-Net's padding/cropping, FCN variants
+// agreeing when their skip scores are zero, PSPNet's dilation), the paper's FC-DenseNet sizes,
+// and ostrov::models::build's configs and errors.
+#include <catch2/catch.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+#include <nlohmann/json.hpp>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/types.h>
+
+#include "ostrov/core/error.h"
+#include "ostrov/io/state_dict.h"
+#include "ostrov/io/weights.h"
+#include "ostrov/models/backbones/alexnet.h"
+#include "ostrov/models/build.h"
+#include "ostrov/models/segmentation/fc_densenet.h"
+#include "ostrov/models/segmentation/fcn.h"
+#include "ostrov/models/segmentation/padding.h"
+#include "ostrov/models/segmentation/pspnet.h"
+#include "ostrov/models/segmentation/unet.h"
+#include "ostrov/nn/receptive_field.h"
+#include "support.h"
+
+using namespace ostrov;
+using Catch::Matchers::Contains;
+using nlohmann::json;
+
+namespace {
+
+at::Tensor random_image(int64_t n, int64_t c, int64_t h, int64_t w, uint64_t seed = 1) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return at::randn({n, c, h, w}, gen);
+}
+
+// Every parameter receives a gradient and none of them is all zero. The loss weights the
+// logits randomly: a plain sum would give batch-normalised layers a zero gradient.
+void check_gradients(torch::nn::Module& module,
+                     const std::function<at::Tensor(const at::Tensor&)>& loss_of,
+                     const at::Tensor& x) {
+  module.train();
+  module.zero_grad();
+  const auto loss = loss_of(x);
+  REQUIRE(loss.dim() == 0);
+  loss.backward();
+  size_t checked = 0;
+  for (const auto& p : module.named_parameters()) {
+    INFO(p.key());
+    REQUIRE(p.value().grad().defined());
+    CHECK(at::isfinite(p.value().grad()).all().item<bool>());
+    CHECK(p.value().grad().abs().sum().item<double>() > 0.0);
+    ++checked;
+  }
+  CHECK(checked > 0);
+}
+
+at::Tensor weighted_sum(const at::Tensor& logits, uint64_t seed = 7) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return (logits * at::randn(logits.sizes(), gen)).sum();
+}
+
+// Makes every conv kernel of `module` symmetric under a left-right flip.
+void symmetrise_width(torch::nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (const auto& p : module.named_parameters()) {
+    if (p.value().dim() == 4) {
+      p.value().copy_((p.value() + p.value().flip({3})) / 2);
+    }
+  }
+}
+
+int64_t parameter_count(torch::nn::Module& module) {
+  int64_t n = 0;
+  for (const auto& p : module.parameters()) {
+    n += p.numel();
+  }
+  return n;
+}
+
+void copy_parameters(torch::nn::Module& from, torch::nn::Module& to) {
+  torch::NoGradGuard no_grad;
+  auto target = to.named_parameters();
+  for (const auto& p : from.named_parameters()) {
+    if (auto* t = target.find(p.key())) {
+      if (t->sizes() == p.value().sizes()) {
+        t->copy_(p.value());
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("pad_to_multiple centres the image and crop_to_input undoes it", "[models][segmentation]") {
+  const auto x = random_image(1, 2, 5, 7);
+  const auto p = models::pad_to_multiple(x, 8, models::InputPadding::kReflect);
+  CHECK(p.tensor.sizes() == at::IntArrayRef({1, 2, 8, 8}));
+  CHECK(p.top == 1);  // 3 rows: 1 above, 2 below
+  CHECK(p.left == 0);
+  CHECK(at::equal(models::crop_to_input(p.tensor, p), x));
+  // Reflection: the row above the image is the image's second row.
+  CHECK(at::equal(p.tensor.select(2, 0).narrow(2, 0, 7), x.select(2, 1)));
+  // 8k+1 sizes and margins larger than the image (mirrored repeatedly).
+  const auto q = models::pad_to_multiple(x, 8, models::InputPadding::kZero, 1, 9);
+  CHECK(q.tensor.sizes() == at::IntArrayRef({1, 2, 9, 9}));
+  CHECK(q.tensor.select(2, 0).abs().sum().item<double>() == 0.0);
+  const auto big = models::pad_input(x, 20, 13, 30, 1, models::InputPadding::kReflect);
+  CHECK(big.tensor.sizes() == at::IntArrayRef({1, 2, 38, 38}));
+  CHECK(at::equal(models::crop_to_input(big.tensor, big), x));
+  const auto one = models::pad_input(x.narrow(2, 0, 1), 3, 3, 0, 0, models::InputPadding::kReflect);
+  CHECK(one.tensor.size(2) == 7);
+  CHECK_THROWS_WITH(models::input_padding_from_string("wrap"), Contains("wrap"));
+}
+
+TEST_CASE("U-Net keeps odd input sizes in every padding and up-sampling mode", "[models][segmentation]") {
+  torch::NoGradGuard no_grad;
+  const auto x = random_image(1, 1, 67, 93);
+  for (const std::string padding : {"same", "mirror", "valid"}) {
+    for (const std::string up : {"transposed", "bilinear"}) {
+      INFO(padding << " " << up);
+      models::UNet net(models::UNetOptions(5).in_channels(1).depth(3).base_width(4)
+                           .padding(padding).upsampling(up));
+      net->eval();
+      CHECK(net->forward(x).sizes() == at::IntArrayRef({1, 5, 67, 93}));
+      CHECK(net->forward(x.narrow(2, 0, 1).narrow(3, 0, 2)).sizes() ==
+            at::IntArrayRef({1, 5, 1, 2}));
+    }
+  }
+  models::UNet net(models::UNetOptions(5).in_channels(1).depth(2).base_width(4));
+  CHECK_THROWS_WITH(net->forward(random_image(1, 3, 8, 8)),
+                    Contains("[N,1,H,W]") && Contains("[1, 3, 8, 8]"));
+  CHECK_THROWS_WITH(models::UNet(models::UNetOptions(5).depth(0)), Contains("depth"));
+}
+
+TEST_CASE("U-Net's padding and cropping keep it aligned with its input (flip equivariance)", "[models][segmentation]") {
+  // With left-right symmetric kernels the network commutes with a horizontal flip, provided
+  // the padding and the crops (the encoder crop of valid mode included) are placed
+  // symmetrically; a misplaced margin or crop breaks the equality. Widths are chosen where
+  // the added margins are equal on both sides: valid, depth 2: margin 6*4-4 = 20 on the left,
+  // 20 + (u0 - W) on the right with u0 = 4b - 12 the output side, u0 = 28 for b = 10, so W = 28;
+  // same, depth 3: 60 -> 64 adds 2 + 2.
+  torch::NoGradGuard no_grad;
+  struct Case {
+    std::string padding;
+    int64_t depth;
+    int64_t width;
+  };
+  for (const Case& c : {Case{"valid", 2, 28}, Case{"same", 3, 60}, Case{"mirror", 3, 60}}) {
+    for (const std::string up : {"transposed", "bilinear"}) {
+      INFO(c.padding << " " << up);
+      models::UNet net(models::UNetOptions(3).depth(c.depth).base_width(4).padding(c.padding)
+                           .upsampling(up));
+      symmetrise_width(*net);
+      net->eval();
+      const auto x = random_image(1, 3, 20, c.width);
+      const auto y = net->forward(x);
+      const auto y_flipped = net->forward(x.flip({3}));
+      CHECK(at::allclose(y_flipped, y.flip({3}), 1e-4, 1e-5));
+      // Control: shifting the input by one column changes the output (the check can fail).
+      const auto shifted = net->forward(at::cat({x.narrow(3, 1, c.width - 1), x.narrow(3, 0, 1)}, 3));
+      CHECK_FALSE(at::allclose(shifted.flip({3}), y_flipped, 1e-4, 1e-5));
+    }
+  }
+}
+
+TEST_CASE("U-Net gradients reach every parameter", "[models][segmentation]") {
+  models::UNet net(models::UNetOptions(3).depth(2).base_width(4).padding("valid"));
+  check_gradients(*net, [&](const at::Tensor& x) { return weighted_sum(net->forward(x)); },
+                  random_image(2, 3, 19, 23));
+}
+
+TEST_CASE("FCN-32s/16s/8s over AlexNet keep odd input sizes", "[models][segmentation]") {
+  torch::NoGradGuard no_grad;
+  for (const std::string variant : {"32s", "16s", "8s"}) {
+    INFO(variant);
+    models::FCN net(models::FCNOptions(4).variant(variant).fc_channels(16));
+    net->eval();
+    CHECK(net->input_margin() == 111);
+    CHECK(net->forward(random_image(1, 3, 67, 93)).sizes() == at::IntArrayRef({1, 4, 67, 93}));
+    CHECK(net->forward(random_image(1, 3, 1, 33)).sizes() == at::IntArrayRef({1, 4, 1, 33}));
+  }
+  models::FCN net(models::FCNOptions(4).variant("8s").fc_channels(8));
+  net->eval();
+  for (const int64_t side : {31, 32, 64, 65, 97}) {
+    INFO(side);
+    CHECK(net->forward(random_image(1, 3, side, 130 - side)).sizes() ==
+          at::IntArrayRef({1, 4, side, 130 - side}));
+  }
+  CHECK_THROWS_WITH(net->forward(random_image(1, 4, 40, 40)), Contains("[N,3,H,W]"));
+  CHECK_THROWS_WITH(models::FCN(models::FCNOptions(4).variant("16s").skip16_stage("relu1")),
+                    Contains("relu1") && Contains("stride 4"));
+  CHECK_THROWS_WITH(models::FCNOptions(4).variant("4s"), Contains("4s"));
+}
+
+TEST_CASE("FCN's features are AlexNet's: torchvision keys, shapes and stages", "[models][segmentation]") {
+  models::AlexNet alexnet;
+  models::FCN fcn(models::FCNOptions(2).fc_channels(4));
+  std::vector<std::pair<std::string, std::vector<int64_t>>> ours;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> theirs;
+  for (const auto& p : fcn->features->named_parameters()) {
+    ours.emplace_back(p.key(), p.value().sizes().vec());
+  }
+  for (const auto& p : alexnet->features->named_parameters()) {
+    theirs.emplace_back(p.key(), p.value().sizes().vec());
+  }
+  CHECK(ours == theirs);
+  CHECK(fcn->features->size() == alexnet->features->size());
+  // Every stride-16 and stride-8 stage can be a skip, with AlexNet's channel count.
+  for (const std::string stage : {"pool2", "relu3", "relu4", "relu5"}) {
+    models::FCN net(models::FCNOptions(2).variant("16s").fc_channels(4).skip16_stage(stage));
+    CHECK(net->score_skip16->weight.size(1) == alexnet->stage_channels(stage));
+  }
+  for (const std::string stage : {"pool1", "relu2"}) {
+    models::FCN net(models::FCNOptions(2).variant("8s").fc_channels(4).skip8_stage(stage));
+    CHECK(net->score_skip8->weight.size(1) == alexnet->stage_channels(stage));
+  }
+  CHECK_THROWS_WITH(models::FCN(models::FCNOptions(2).variant("16s").skip16_stage("conv5")),
+                    Contains("conv5") && Contains("relu5"));
+}
+
+TEST_CASE("FCN variants agree while their skip scores are zero (aligned up-sampling and crops)", "[models][segmentation]") {
+  // The skip score layers start at zero, and a bilinear x2 followed by a bilinear x16 (or x2,
+  // x2, x8) interpolates the same piecewise-linear function as one x32 when the fine grids
+  // are nested. So with shared weights the three variants give the same logits on the whole
+  // image exactly when every up-sampling and crop offset puts score unit i at the same pixel.
+  torch::NoGradGuard no_grad;
+  models::FCN fcn32(models::FCNOptions(3).variant("32s").fc_channels(8));
+  models::FCN fcn16(models::FCNOptions(3).variant("16s").fc_channels(8));
+  models::FCN fcn8(models::FCNOptions(3).variant("8s").fc_channels(8));
+  copy_parameters(*fcn32, *fcn16);
+  copy_parameters(*fcn32, *fcn8);
+  for (auto* m : {fcn32.get(), fcn16.get(), fcn8.get()}) {
+    m->eval();
+  }
+  const auto x = random_image(1, 3, 45, 70);
+  const auto y32 = fcn32->forward(x);
+  CHECK(y32.abs().max().item<double>() > 0.0);
+  CHECK(at::allclose(fcn16->forward(x), y32, 1e-4, 1e-5));
+  CHECK(at::allclose(fcn8->forward(x), y32, 1e-4, 1e-5));
+  // Once the skip scores are non-zero the variants differ (the check above can fail).
+  fcn8->score_skip8->weight.fill_(0.01);
+  CHECK_FALSE(at::allclose(fcn8->forward(x), y32, 1e-4, 1e-5));
+}
+
+TEST_CASE("FCN logits at score-unit centres equal the score maps (margin, skip and crop offsets)", "[models][segmentation]") {
+  // Score unit i is centred on padded pixel 111 + 32 i and the image starts at padded pixel
+  // 111, so image pixel 32 i is unit i's centre, where every bilinear up-sampling passes the
+  // coarse value through unchanged (weight 1 at a knot, 0 at the neighbouring knots). There
+  // the 8s logits are score_fr[i] + score_skip16[2 i + 6] + score_skip8[4 i + 13]: pool2 unit
+  // v is centred on 15 + 16 v = 111 + 16 * 2i for v = 2i + 6, pool1 unit w on 7 + 8 w = 111 +
+  // 8 * 4i for w = 4i + 13. The maps are recomputed here from the same padding.
+  torch::NoGradGuard no_grad;
+  models::FCN net(models::FCNOptions(3).variant("8s").fc_channels(8));
+  net->eval();
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
+  net->score_skip16->weight.copy_(at::randn(net->score_skip16->weight.sizes(), gen) * 0.1);
+  net->score_skip8->weight.copy_(at::randn(net->score_skip8->weight.sizes(), gen) * 0.1);
+  const auto x = random_image(1, 3, 97, 70);
+  const auto logits = net->forward(x);
+
+  const int64_t hp = net->padded_side(x.size(2));
+  const int64_t wp = net->padded_side(x.size(3));
+  auto y = models::pad_input(x, 111, hp - 111 - x.size(2), 111, wp - 111 - x.size(3),
+                             models::InputPadding::kReflect)
+               .tensor;
+  std::vector<at::Tensor> outputs;
+  for (auto& module : *net->features) {
+    y = module.forward(y);
+    outputs.push_back(y);
+  }
+  const auto scores = net->score_fr->forward(
+      at::relu(net->fc7->forward(at::relu(net->fc6->forward(outputs[12])))));
+  const auto skip16 = net->score_skip16->forward(outputs[5]);  // pool2
+  const auto skip8 = net->score_skip8->forward(outputs[2]);    // pool1
+  int64_t checked = 0;
+  for (int64_t i = 0; 32 * i < x.size(2); ++i) {
+    for (int64_t j = 0; 32 * j < x.size(3); ++j) {
+      const auto expected = scores.select(2, i).select(2, j) +
+                            skip16.select(2, 2 * i + 6).select(2, 2 * j + 6) +
+                            skip8.select(2, 4 * i + 13).select(2, 4 * j + 13);
+      const auto actual = logits.select(2, 32 * i).select(2, 32 * j);
+      INFO(i << "," << j << ": " << actual << " vs " << expected);
+      CHECK(at::allclose(actual, expected, 1e-4, 1e-5));
+      ++checked;
+    }
+  }
+  CHECK(checked == 4 * 3);
+}
+
+TEST_CASE("FCN gradients reach every parameter", "[models][segmentation]") {
+  models::FCN net(models::FCNOptions(3).variant("8s").fc_channels(8).dropout(0.1));
+  check_gradients(*net, [&](const at::Tensor& x) { return weighted_sum(net->forward(x)); },
+                  random_image(2, 3, 33, 41));
+}
+
+TEST_CASE("FC-DenseNet 56/67/103 have the paper's sizes and keep odd input sizes", "[models][segmentation]") {
+  // Jégou et al. 2017, table 2 (11 CamVid classes): FC-DenseNet67 3.5M and FC-DenseNet103 9.4M
+  // parameters, counted as the reference Lasagne code does (batch-norm mean and inv_std
+  // included: 2 more numbers per normalised channel). FC-DenseNet56 as described (growth 12, 4
+  // layers per block) has 1.38M trainable + 0.02M statistics = 1.40M, not the table's 1.5M, so
+  // only the structural ratio is checked for it: 56 has fewer parameters than 67.
+  const auto paper_count = [](torch::nn::Module& net) {
+    double n = static_cast<double>(parameter_count(net));
+    for (const auto& b : net.named_buffers()) {
+      if (b.key().find("running_") != std::string::npos) {
+        n += static_cast<double>(b.value().numel());
+      }
+    }
+    return n / 1e6;
+  };
+  models::FCDenseNet net56(models::FCDenseNetOptions(11).depth(56));
+  models::FCDenseNet net67(models::FCDenseNetOptions(11).depth(67));
+  models::FCDenseNet net103(models::FCDenseNetOptions(11).depth(103));
+  CHECK(std::abs(paper_count(*net67) - 3.5) < 0.05);
+  CHECK(std::abs(paper_count(*net103) - 9.4) < 0.05);
+  CHECK(paper_count(*net56) < 0.5 * paper_count(*net67));
+  CHECK(net103->down_blocks->size() == 5);
+  // Channels into the classifier: skip 1 (48 + 4*12) + up-sampled new maps of the previous
+  // block (4*12) + the last block's new maps (4*12) = 192 for 56; the paper's table 1 gives
+  // m = 256 for 103 (112 + 5*16 + 4*16).
+  CHECK(net56->head->weight.size(1) == 192);
+  CHECK(net103->head->weight.size(1) == 256);
+  torch::NoGradGuard no_grad;
+  models::FCDenseNet small(models::FCDenseNetOptions(4).growth_rate(4).first_channels(8)
+                               .layers_per_block(std::vector<int64_t>{2, 2, 3, 2, 2}));
+  small->eval();
+  CHECK(small->forward(random_image(1, 3, 67, 93)).sizes() == at::IntArrayRef({1, 4, 67, 93}));
+  CHECK(small->forward(random_image(1, 3, 1, 1)).sizes() == at::IntArrayRef({1, 4, 1, 1}));
+  models::FCDenseNet paper56(models::FCDenseNetOptions(4).depth(56));
+  paper56->eval();
+  CHECK(paper56->forward(random_image(1, 3, 35, 41)).sizes() == at::IntArrayRef({1, 4, 35, 41}));
+  CHECK_THROWS_WITH(models::FCDenseNet(models::FCDenseNetOptions(4).depth(57)), Contains("57"));
+  CHECK_THROWS_WITH(models::FCDenseNet(models::FCDenseNetOptions(4).layers_per_block(
+                        std::vector<int64_t>{2, 2})),
+                    Contains("odd"));
+}
+
+TEST_CASE("FC-DenseNet gradients reach every parameter", "[models][segmentation]") {
+  models::FCDenseNet net(models::FCDenseNetOptions(3).growth_rate(3).first_channels(6)
+                             .layers_per_block(std::vector<int64_t>{2, 3, 2}));
+  check_gradients(*net, [&](const at::Tensor& x) { return weighted_sum(net->forward(x)); },
+                  random_image(2, 3, 13, 17));
+}
+
+TEST_CASE("PSPNet on a dilated ResNet-18 keeps odd sizes and has stride 8", "[models][segmentation]") {
+  torch::NoGradGuard no_grad;
+  models::PSPNet net(models::PSPNetOptions(4).head_channels(32).aux_channels(16));
+  net->eval();
+  // Output stride 8 by dilation: a 65x65 input gives 9x9 maps in layer2, layer3 and layer4.
+  const auto stages = net->backbone->forward_features(random_image(1, 3, 65, 65));
+  CHECK(stages["layer2"].sizes() == at::IntArrayRef({1, 128, 9, 9}));
+  CHECK(stages["layer4"].sizes() == at::IntArrayRef({1, 512, 9, 9}));
+  CHECK(net->backbone->named_parameters().find("fc.weight") == nullptr);
+  const auto x = random_image(1, 3, 67, 93);
+  const auto out = net->forward_with_aux(x);
+  CHECK(out.main.sizes() == at::IntArrayRef({1, 4, 67, 93}));
+  CHECK(out.aux.sizes() == at::IntArrayRef({1, 4, 67, 93}));
+  CHECK(out.aux_weight == 0.4);
+  CHECK(at::allclose(net->forward(x), out.main));
+  CHECK(net->forward(random_image(1, 3, 2, 3)).sizes() == at::IntArrayRef({1, 4, 2, 3}));
+
+  // B1 + MAX, no auxiliary head, no dimension reduction (the paper's ablations).
+  models::PSPNet b1(models::PSPNetOptions(4).bins({1}).pooling("max").aux(false)
+                        .reduce_dimension(false).head_channels(16));
+  b1->eval();
+  const auto plain = b1->forward_with_aux(x);
+  CHECK(plain.main.sizes() == at::IntArrayRef({1, 4, 67, 93}));
+  CHECK_FALSE(plain.aux.defined());
+  CHECK(plain.aux_weight == 0.0);
+
+  // A clone (data-parallel replica) is the same network: no fc, still dilated.
+  auto copy = std::dynamic_pointer_cast<models::PSPNetImpl>(net->clone());
+  REQUIRE(copy != nullptr);
+  CHECK(at::allclose(copy->forward(x), net->forward(x)));
+  CHECK(copy->named_parameters().size() == net->named_parameters().size());
+  CHECK(models::as_segmentation_network(copy)->num_classes() == 4);
+
+  net->train();
+  CHECK_THROWS_WITH(net->forward(x), Contains("batch of 1"));
+  CHECK_THROWS_WITH(net->forward(random_image(1, 1, 9, 9)), Contains("[N,3,H,W]"));
+  CHECK_THROWS_WITH(models::PSPNet(models::PSPNetOptions(4).backbone_depth(20)), Contains("20"));
+}
+
+TEST_CASE("PSPNet gradients reach every parameter, auxiliary head included", "[models][segmentation]") {
+  models::PSPNet net(models::PSPNetOptions(3).head_channels(8).aux_channels(8));
+  check_gradients(*net,
+                  [&](const at::Tensor& x) {
+                    const auto out = net->forward_with_aux(x);
+                    return weighted_sum(out.main) + out.aux_weight * weighted_sum(out.aux, 9);
+                  },
+                  random_image(2, 3, 33, 35));
+}
+
+TEST_CASE("build() makes every model from its config", "[models][segmentation][build]") {
+  torch::NoGradGuard no_grad;
+  const std::vector<json> configs = {
+      {{"name", "unet"}, {"depth", 2}, {"base_width", 4}, {"padding", "mirror"}},
+      {{"name", "fcn32s"}, {"fc_channels", 8}},
+      {{"name", "fcn16s"}, {"fc_channels", 8}, {"skip16_stage", "relu5"}},
+      {{"name", "fcn8s"}, {"fc_channels", 8}, {"skip8_stage", "relu2"}, {"input_padding", "zero"}},
+      {{"name", "fc_densenet56"}, {"growth_rate", 2}, {"first_channels", 4},
+       {"layers_per_block", {1, 1, 1}}},
+      {{"name", "fc_densenet103"}, {"growth_rate", 2}, {"first_channels", 4},
+       {"layers_per_block", {1, 2, 1}}, {"dropout", 0.0}},
+      {{"name", "pspnet"}, {"bins", {1, 2}}, {"pooling", "max"}, {"head_channels", 8},
+       {"aux_channels", 8}, {"aux_weight", 0.5}},
+  };
+  const auto x = random_image(2, 3, 21, 27);
+  for (const auto& config : configs) {
+    INFO(config.dump());
+    const auto model = models::build(config, 5, "run.json");
+    CHECK(model.name == config["name"].get<std::string>());
+    model.module->eval();
+    CHECK(model.forward(x).sizes() == at::IntArrayRef({2, 5, 21, 27}));
+    CHECK(model.network->num_classes() == 5);
+    const auto out = model.forward_with_aux(x);
+    CHECK(out.aux.defined() == (model.name == "pspnet"));
+    CHECK(out.aux_weight == (model.name == "pspnet" ? 0.5 : 0.0));
+    CHECK(models::as_segmentation_network(model.module->clone()) != nullptr);
+  }
+  CHECK(models::segmentation_model_names().size() == 8);
+}
+
+TEST_CASE("build() rejects bad configs naming the key", "[models][segmentation][build]") {
+  using Catch::Matchers::Contains;
+  const auto fails = [](const json& config) {
+    return [config] { models::build(config, 3, "run.json"); };
+  };
+  CHECK_THROWS_AS(fails({{"name", "unet"}, {"depht", 3}})(), ConfigError);
+  CHECK_THROWS_WITH(fails({{"name", "unet"}, {"depht", 3}})(),
+                    Contains("run.json") && Contains("model.depht"));
+  CHECK_THROWS_WITH(fails({{"name", "unet2"}})(), Contains("model.name") && Contains("unet2"));
+  CHECK_THROWS_WITH(fails({{"depth", 3}})(), Contains("model.name"));
+  CHECK_THROWS_WITH(fails({{"name", "unet"}, {"depth", "4"}})(), Contains("model.depth"));
+  CHECK_THROWS_WITH(fails({{"name", "unet"}, {"padding", "circular"}})(),
+                    Contains("model.padding") && Contains("circular"));
+  CHECK_THROWS_WITH(fails({{"name", "pspnet"}, {"pooling", "min"}})(), Contains("model.pooling"));
+  CHECK_THROWS_WITH(fails({{"name", "fcn8s"}, {"depth", 4}})(), Contains("model.depth"));
+  CHECK_THROWS_AS(fails({{"name", "unet"}, {"depth", 0}})(), ConfigError);
+  CHECK_THROWS_WITH(fails({{"name", "unet"}, {"depth", 0}})(), Contains("depth"));
+  CHECK_THROWS_WITH(fails({{"name", "unet"}, {"backbone_weights", "vgg.pth"}})(),
+                    Contains("model.backbone_weights"));
+  CHECK_THROWS_AS(fails({{"name", "fcn8s"}, {"backbone_weights", "/nonexistent/alexnet.pth"}})(),
+                  IoError);
+  CHECK_THROWS_AS(fails(json::array({1, 2}))(), ConfigError);
+}
+
+TEST_CASE("build() loads model.weights strictly: another class count is listed by key", "[models][segmentation][build]") {
+  test::TempDir dir;
+  const json config = {{"name", "unet"}, {"depth", 1}, {"base_width", 2}};
+  const auto three = models::build(config, 3, "run.json");
+  const std::string path = dir / "unet3.pt";
+  io::save_state_dict(io::module_state_dict(*three.module), path);
+
+  json with_weights = config;
+  with_weights["weights"] = path;
+  const auto again = models::build(with_weights, 3, "run.json");
+  CHECK(at::equal(again.module->named_parameters()["head.weight"],
+                  three.module->named_parameters()["head.weight"]));
+  CHECK_THROWS_AS(models::build(with_weights, 4, "run.json"), IoError);
+  CHECK_THROWS_WITH(models::build(with_weights, 4, "run.json"),
+                    Contains("head.weight") && Contains(path));
+}
+
+TEST_CASE("receptive_field_layers describes each model's encoder", "[models][segmentation][build]") {
+  // U-Net (valid, depth 4): per level two 3x3 convs and a 2x2 pool; by hand r = 1 + 2 + 2 = 5,
+  // pool 6 (jump 2); 6 + 4 + 4 = 14, pool 16 (jump 4); 16 + 8 + 8 = 32, pool 36 (jump 8);
+  // 36 + 16 + 16 = 68, pool 76 (jump 16); bottleneck 76 + 32 + 32 = 140.
+  auto fields = nn::receptive_fields(
+      models::receptive_field_layers({{"name", "unet"}, {"padding", "valid"}}, "run.json"));
+  REQUIRE(fields.size() == 14);
+  CHECK(fields.back().name == "conv5_2");
+  CHECK(fields.back().receptive_field == 140);
+  CHECK(fields.back().jump == 16);
+  // FCN: pool5 195 (jump 32) + fc6's 5 more units of 32 = 355; fc6's unit 0 is centred on
+  // pixel 31 + 2.5 * 32 = 111 (the FCN's input margin).
+  fields = nn::receptive_fields(models::receptive_field_layers({{"name", "fcn8s"}}, "run.json"));
+  CHECK(fields[fields.size() - 2].name == "fc6");
+  CHECK(fields[fields.size() - 2].receptive_field == 355);
+  CHECK(fields[fields.size() - 2].start == 111.0);
+  // PSPNet-R18: stride 8 after layer2, then dilation keeps the jump at 8.
+  fields = nn::receptive_fields(models::receptive_field_layers({{"name", "pspnet"}}, "run.json"));
+  CHECK(fields.back().name == "bottleneck");
+  CHECK(fields.back().jump == 8);
+  const auto layers = models::receptive_field_layers({{"name", "pspnet"}}, "run.json");
+  CHECK(layers[layers.size() - 2].name == "layer4.1.conv2");
+  CHECK(layers[layers.size() - 2].dilation == 4);
+  fields = nn::receptive_fields(
+      models::receptive_field_layers({{"name", "fc_densenet103"}}, "run.json"));
+  CHECK(fields.back().name == "bottleneck_layer15");
+  CHECK(fields.back().jump == 32);
+  CHECK_THROWS_AS(models::receptive_field_layers({{"name", "unet"}, {"dpeth", 2}}, "run.json"),
+                  ConfigError);
+}

@@ -1,0 +1,235 @@
+#include <ATen/ATen.h>
+#include <torch/optim/adam.h>
+#include <torch/types.h>
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "ostrov/io/weights.h"
+#include "ostrov/losses/multibox.h"
+#include "ostrov/models/detection/ssd.h"
+#include "ostrov/models/detection/ssd_targets.h"
+#include "ostrov/ops/box_coder.h"
+
+using namespace ostrov;
+using Catch::Matchers::Contains;
+
+namespace {
+
+at::Tensor boxes(std::vector<float> values) { return at::tensor(values, at::kFloat).view({-1, 4}); }
+
+}  // namespace
+
+TEST_CASE("SSD300-VGG16 has torchvision's parameters, default boxes and head layout",
+          "[models][detection]") {
+  models::SSD net(models::SSDOptions::ssd300_vgg16(91));
+  const auto state = io::module_state_dict(*net);
+  // torchvision's SSD300_VGG16_Weights.COCO_V1.meta["num_params"] = 35641826, 71 tensors.
+  int64_t total = 0;
+  for (const auto& item : state) total += item.value().numel();
+  CHECK(state.size() == 71);
+  CHECK(total == 35641826);
+  REQUIRE(state.contains("backbone.scale_weight"));
+  CHECK(state["backbone.scale_weight"].sizes() == at::IntArrayRef({512}));
+  CHECK(at::all(state["backbone.scale_weight"] == 20).item<bool>());
+  CHECK(state.keys().front() == "backbone.scale_weight");
+  // conv4_3 is features.21, fc6 and fc7 sit in extra.0.7 after conv5_x (extra.0.{1,3,5}).
+  CHECK(state["backbone.features.21.weight"].sizes() == at::IntArrayRef({512, 512, 3, 3}));
+  CHECK(state["backbone.extra.0.5.weight"].sizes() == at::IntArrayRef({512, 512, 3, 3}));
+  CHECK(state["backbone.extra.0.7.1.weight"].sizes() == at::IntArrayRef({1024, 512, 3, 3}));
+  CHECK(state["backbone.extra.0.7.3.weight"].sizes() == at::IntArrayRef({1024, 1024, 1, 1}));
+  CHECK(state["backbone.extra.4.2.weight"].sizes() == at::IntArrayRef({256, 128, 3, 3}));
+  // 4 boxes x 91 classes on conv4_3, 6 x 4 offsets on fc7.
+  CHECK(state["head.classification_head.module_list.0.weight"].sizes() ==
+        at::IntArrayRef({364, 512, 3, 3}));
+  CHECK(state["head.regression_head.module_list.1.weight"].sizes() ==
+        at::IntArrayRef({24, 1024, 3, 3}));
+  CHECK(at::all(state["head.regression_head.module_list.1.bias"] == 0).item<bool>());
+  CHECK(net->num_anchors_per_location() == std::vector<int64_t>{4, 6, 6, 6, 4, 4});
+  const auto priors = net->priors();
+  // 38²·4 + 19²·6 + 10²·6 + 5²·6 + 3²·4 + 1²·4
+  CHECK(priors.sizes() == at::IntArrayRef({8732, 4}));
+  // First prior: centre (4, 4) px, side 0.07 * 300 = 21 px.
+  CHECK(priors[0][0].item<float>() == Approx(4 - 10.5).margin(1e-4));
+  CHECK(priors[0][2].item<float>() == Approx(4 + 10.5).margin(1e-4));
+
+  CHECK_THROWS_WITH(models::SSD(models::SSDOptions(91).image_size(256)),
+                    Contains("image_size 300") && Contains("256"));
+  CHECK_THROWS_WITH(models::SSD(models::SSDOptions(91).backbone("vgg19")), Contains("vgg19"));
+  CHECK_THROWS_WITH(models::SSD(models::SSDOptions::light(5).num_extra(2)),
+                    Contains("4 feature maps") && Contains("5"));
+}
+
+TEST_CASE("ssd_preprocess normalises then resizes as torchvision's transform",
+          "[models][detection]") {
+  const auto image = at::full({3, 40, 60}, 0.5f);
+  const auto x = models::ssd_preprocess(image, 300, {0.48235, 0.45882, 0.40784},
+                                        {1.0 / 255, 1.0 / 255, 1.0 / 255});
+  REQUIRE(x.sizes() == at::IntArrayRef({1, 3, 300, 300}));
+  // (0.5 - 0.48235) * 255 = 4.50075, (0.5 - 0.45882) * 255 = 10.5009, (0.5 - 0.40784) * 255
+  CHECK(x[0][0].min().item<float>() == Approx(4.50075).epsilon(1e-4));
+  CHECK(x[0][0].max().item<float>() == Approx(4.50075).epsilon(1e-4));
+  CHECK(x[0][1][7][9].item<float>() == Approx(10.5009).epsilon(1e-4));
+  CHECK(x[0][2][299][0].item<float>() == Approx(23.5008).epsilon(1e-4));
+  // A 2x2 image up-sampled to 4x4 (align_corners = false): row 0 = 0, .25, .75, 1 of [0, 1].
+  const auto ramp = at::tensor({0.f, 1.f, 0.f, 1.f}, at::kFloat).view({1, 2, 2}).expand({3, 2, 2});
+  const auto r = models::ssd_preprocess(ramp, 4, {0, 0, 0}, {1, 1, 1});
+  CHECK(at::allclose(r[0][1][0], at::tensor({0.f, .25f, .75f, 1.f})));
+  CHECK_THROWS_WITH(models::ssd_preprocess(at::zeros({1, 40, 60}), 300, {0, 0, 0}, {1, 1, 1}),
+                    Contains("3 channels"));
+}
+
+TEST_CASE("Light SSD: shapes, default boxes and gradient flow", "[models][detection]") {
+  torch::manual_seed(0);
+  models::SSD net(models::SSDOptions::light(11));
+  CHECK(net->options.image_size() == 256);
+  const auto x = at::randn({2, 3, 256, 256});
+  const auto out = net->forward(x);
+  // 16²·4 + 8²·6 + 4²·6 + 2²·4 + 1²·4
+  const int64_t p = 1524;
+  CHECK(out.locations.sizes() == at::IntArrayRef({2, p, 4}));
+  CHECK(out.scores.sizes() == at::IntArrayRef({2, p, 11}));
+  REQUIRE(out.priors.sizes() == at::IntArrayRef({p, 4}));
+  CHECK(out.image_size == ops::GridSize{{256, 256}});
+  CHECK(at::equal(out.priors, net->priors()));
+  // At 128: 8²·4 + 4²·6 + 2²·6 + 1·4 + 1·4 (the last extra stays 1x1).
+  CHECK(models::SSD(models::SSDOptions::light(3, 128))->priors().size(0) == 384);
+  const auto centres = (out.priors.slice(1, 0, 2) + out.priors.slice(1, 2, 4)) / 2;
+  CHECK(centres.min().item<float>() > 0);
+  CHECK(centres.max().item<float>() < 256);
+
+  (out.locations.square().mean() + out.scores.square().mean()).backward();
+  int64_t without_grad = 0;
+  for (const auto& param : net->named_parameters()) {
+    const auto& g = param.value().grad();
+    if (!g.defined() || g.abs().sum().item<double>() == 0.0) {
+      ++without_grad;
+      UNSCOPED_INFO("no gradient: " << param.key());
+    }
+  }
+  CHECK(without_grad == 0);
+  CHECK(net->named_parameters().contains("backbone.layer4.1.conv2.weight"));
+  CHECK(net->named_parameters().contains("backbone.extra.2.3.weight"));
+}
+
+TEST_CASE("ssd_targets: threshold and Hungarian matching, encoded offsets", "[models][detection]") {
+  const auto priors = boxes({0, 0, 10, 10, 10, 10, 30, 30, 0, 0, 20, 20, 50, 50, 60, 60});
+  const ops::BoxCoder coder({10, 10, 5, 5});
+
+  // Separate objects: both matchers agree.
+  const auto gt = boxes({0, 0, 10, 10, 12, 12, 30, 30});
+  const auto labels = at::tensor({3, 5}, at::kLong);
+  for (const std::string matcher : {"threshold", "hungarian"}) {
+    INFO(matcher);
+    const auto t =
+        models::ssd_targets(gt, labels, priors, models::SSDTargetOptions().matcher(matcher));
+    CHECK(at::equal(t.labels, at::tensor({3, 5, 0, 0}, at::kLong)));
+    REQUIRE(t.locations.sizes() == at::IntArrayRef({4, 4}));
+    CHECK(t.locations[0].abs().max().item<float>() < 1e-6);
+    CHECK(at::allclose(t.locations[1], coder.encode(gt.slice(0, 1, 2), priors.slice(0, 1, 2))[0]));
+    CHECK(at::all(t.locations.slice(0, 2) == 0).item<bool>());
+  }
+
+  // Two objects whose best prior is prior 0: SSD's matcher gives it to the later object
+  // (IoU 1 vs 100/110) and the first is lost; Hungarian (1 - IoU) gives A prior 0 (cost 0)
+  // and B prior 2 (IoU 110/400, cost .725 < .091 + .75).
+  const auto gt2 = boxes({0, 0, 10, 10, 0, 0, 11, 10});
+  const auto thr = models::ssd_targets(gt2, labels, priors);
+  CHECK(at::equal(thr.labels, at::tensor({5, 0, 0, 0}, at::kLong)));
+  const auto hun =
+      models::ssd_targets(gt2, labels, priors, models::SSDTargetOptions().matcher("hungarian"));
+  CHECK(at::equal(hun.labels, at::tensor({3, 0, 5, 0}, at::kLong)));
+  CHECK(at::allclose(hun.locations[2], coder.encode(gt2.slice(0, 1, 2), priors.slice(0, 2, 3))[0]));
+
+  // No objects: all background; batches stack.
+  const auto none = models::ssd_targets(at::zeros({0, 4}), at::zeros({0}, at::kLong), priors);
+  CHECK(at::all(none.labels == 0).item<bool>());
+  const auto batch =
+      models::ssd_targets(std::vector<at::Tensor>{gt, at::zeros({0, 4})},
+                          std::vector<at::Tensor>{labels, at::zeros({0}, at::kLong)}, priors);
+  CHECK(batch.locations.sizes() == at::IntArrayRef({2, 4, 4}));
+  CHECK(at::equal(batch.labels[0], at::tensor({3, 5, 0, 0}, at::kLong)));
+
+  CHECK_THROWS_WITH(models::ssd_targets(gt, at::tensor({3, 0}, at::kLong), priors),
+                    Contains("gt_labels[1] = 0"));
+  CHECK_THROWS_WITH(
+      models::ssd_targets(gt, labels, priors, models::SSDTargetOptions().num_classes(5)),
+      Contains("gt_labels[1] = 5"));
+  CHECK_THROWS_WITH(
+      models::ssd_targets(gt, labels, priors, models::SSDTargetOptions().matcher("best")),
+      Contains("\"best\""));
+}
+
+TEST_CASE("ssd_postprocess: threshold, NMS, clipping and rescaling", "[models][detection]") {
+  const auto priors = boxes({10, 10, 30, 30, 12, 12, 32, 32, 60, 60, 90, 90});
+  auto locations = at::zeros({1, 3, 4});
+  locations[0][2][0] = 10.0;  // dx = 1 prior width: [90, 60, 120, 90], clipped to x2 = 100
+  auto logits = at::zeros({1, 3, 3});
+  logits[0][0][1] = 10.0;  // class 1, kept
+  logits[0][1][1] = 9.0;   // class 1, IoU 324/476 = .68 with prior 0: suppressed
+  logits[0][2][2] = 8.0;   // class 2
+  const auto dets = models::ssd_postprocess(locations, logits, priors, {100, 100}, {{200, 300}});
+  REQUIRE(dets.size() == 1);
+  const auto& d = dets[0];
+  REQUIRE(d.boxes.size(0) == 2);
+  CHECK(at::equal(d.labels, at::tensor({1, 2}, at::kLong)));
+  // x scaled by 300/100, y by 200/100.
+  CHECK(at::allclose(d.boxes, boxes({30, 20, 90, 60, 270, 120, 300, 180})));
+  const double p0 = std::exp(10.0) / (std::exp(10.0) + 2.0);
+  CHECK(d.scores[0].item<float>() == Approx(p0).epsilon(1e-6));
+
+  const auto top1 =
+      models::ssd_postprocess(locations, logits, priors, {100, 100}, {},
+                              models::SSDPostprocessOptions().detections_per_image(1));
+  CHECK(top1[0].boxes.size(0) == 1);
+  CHECK(at::allclose(top1[0].boxes, boxes({10, 10, 30, 30})));
+  // e^8 / (e^8 + 2) = .99933 < .9995 < e^9 / (e^9 + 2) = .99975: prior 2 drops out.
+  const auto strict =
+      models::ssd_postprocess(locations, logits, priors, {100, 100}, {},
+                              models::SSDPostprocessOptions().score_threshold(0.9995));
+  CHECK(at::equal(strict[0].labels, at::tensor({1}, at::kLong)));
+  // No NMS suppression at threshold 0.9: prior 1 comes back.
+  const auto loose = models::ssd_postprocess(locations, logits, priors, {100, 100}, {},
+                                             models::SSDPostprocessOptions().nms_threshold(0.9));
+  CHECK(loose[0].boxes.size(0) == 3);
+  CHECK_THROWS_WITH(models::ssd_postprocess(locations, logits, priors.slice(0, 0, 2), {100, 100}),
+                    Contains("priors should be [3,4]"));
+}
+
+TEST_CASE("Light SSD overfits one image with two boxes in 20 Adam steps", "[models][detection]") {
+  torch::manual_seed(1);
+  // 96x96 (230 default boxes) keeps 20 steps short; a batch of two copies because the last
+  // extra stage is 1x1 and BatchNorm needs more than one value per channel in training.
+  models::SSD net(models::SSDOptions::light(3, 96));
+  net->train();
+  const auto image = at::rand({1, 3, 96, 96}).expand({2, 3, 96, 96}).contiguous();
+  const auto gt = boxes({10, 15, 40, 50, 50, 30, 90, 85});
+  const auto labels = at::tensor({1, 2}, at::kLong);
+  const auto priors = net->priors();
+  const auto target = models::ssd_targets(std::vector<at::Tensor>{gt, gt},
+                                          std::vector<at::Tensor>{labels, labels}, priors);
+  REQUIRE(net->priors().size(0) == 230);
+  REQUIRE((target.labels > 0).sum().item<int64_t>() >= 4);
+  // Perfect offsets give a zero localisation term.
+  CHECK(losses::functional::multibox_loss(target.locations, at::zeros({2, priors.size(0), 3}),
+                                          target.locations, target.labels)
+            .location.item<float>() == 0.0f);
+
+  torch::optim::Adam optimizer(net->parameters(), torch::optim::AdamOptions(1e-3));
+  std::vector<float> history;
+  for (int step = 0; step < 20; ++step) {
+    optimizer.zero_grad();
+    const auto out = net->forward(image);
+    const auto loss = losses::functional::multibox_loss(out.locations, out.scores, target.locations,
+                                                        target.labels)
+                          .loss;
+    REQUIRE(std::isfinite(loss.item<float>()));
+    history.push_back(loss.item<float>());
+    loss.backward();
+    optimizer.step();
+  }
+  INFO("loss " << history.front() << " -> " << history.back());
+  CHECK(history.back() < 0.5f * history.front());
+}

@@ -1,0 +1,194 @@
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <filesystem>
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/optim/optimizer.h>
+
+#include "ostrov/core/error.h"
+#include "ostrov/core/runtime.h"
+#include "ostrov/data/dataset.h"
+#include "ostrov/data/loader.h"
+#include "ostrov/io/checkpoint.h"
+#include "ostrov/train/history.h"
+#include "ostrov/train/trainer.h"
+#include "support.h"
+
+using namespace ostrov;
+
+namespace {
+
+// Random images whose class mask is "red channel > 0.5".
+class ToyDataset : public data::Dataset {
+ public:
+  explicit ToyDataset(int64_t n) : n_(n) {}
+  int64_t size() const override { return n_; }
+  data::Sample get(int64_t index) const override {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(index) + 1);
+    data::Sample s;
+    s.image = at::rand({3, 8, 8}, gen);
+    s.mask = (s.image[0] > 0.5).to(at::kLong);
+    s.image_id = index;
+    return s;
+  }
+
+ private:
+  int64_t n_;
+};
+
+class ToyTask : public train::Task {
+ public:
+  explicit ToyTask(double poison = 0.0) : poison_(poison) {
+    net_ = torch::nn::Sequential(torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 8, 3).padding(1)),
+                                 torch::nn::ReLU(), torch::nn::Dropout2d(0.3),
+                                 torch::nn::Conv2d(torch::nn::Conv2dOptions(8, 2, 1)));
+  }
+  torch::nn::Module& model() override { return *net_; }
+  at::Tensor loss(const data::Batch& b) override {
+    auto l = at::cross_entropy_loss(net_->forward(b.images), b.masks);
+    return poison_ != 0.0 ? l * poison_ : l;
+  }
+  void begin_evaluation() override {
+    sum_ = 0;
+    count_ = 0;
+    correct_ = 0;
+    pixels_ = 0;
+  }
+  void evaluate(const data::Batch& b) override {
+    auto logits = net_->forward(b.images);
+    sum_ += at::cross_entropy_loss(logits, b.masks).item<double>() * b.size();
+    count_ += b.size();
+    correct_ += logits.argmax(1).eq(b.masks).sum().item<int64_t>();
+    pixels_ += b.masks.numel();
+  }
+  nlohmann::json end_evaluation() override {
+    return {{"loss", sum_ / count_}, {"pixel_accuracy", double(correct_) / pixels_}};
+  }
+  torch::nn::Sequential net_{nullptr};
+
+ private:
+  double poison_;
+  double sum_ = 0;
+  int64_t count_ = 0, correct_ = 0, pixels_ = 0;
+};
+
+struct Run {
+  std::shared_ptr<data::Dataset> train_set = std::make_shared<ToyDataset>(16);
+  std::shared_ptr<data::Dataset> val_set = std::make_shared<ToyDataset>(8);
+  data::DataLoader train{train_set, data::LoaderOptions(4).shuffle(true).seed(3).workers(1)};
+  data::DataLoader val{val_set, data::LoaderOptions(4)};
+};
+
+train::TrainResult fit(ToyTask& task, Run& run, train::TrainerOptions options) {
+  train::OptimizerConfig adam;
+  adam.name = "adam";
+  adam.lr = 0.02;
+  auto optimizer = train::make_optimizer(adam, task.net_->parameters());
+  train::ScheduleConfig sched;
+  sched.name = "cosine";
+  train::LrSchedule schedule(sched, 0.02, 100);
+  train::Trainer trainer(task, *optimizer, schedule, run.train, &run.val, options.progress("log"));
+  return trainer.fit();
+}
+
+}  // namespace
+
+TEST_CASE("Trainer learns, writes last/best checkpoints, metrics.jsonl and loss.png", "[train][trainer]") {
+  test::TempDir dir;
+  core::seed_everything(1);
+  ToyTask task;
+  Run run;
+  auto result = fit(task, run,
+                    train::TrainerOptions().epochs(3).out_dir(dir.path().string()).log_every(2)
+                        .best_metric("pixel_accuracy").higher_is_better(true));
+  CHECK(result.steps == 12);
+  CHECK(result.epochs == 3);
+  CHECK(result.stop_reason == "epochs");
+  CHECK(result.losses.back() < result.losses.front());
+  CHECK(result.last_evaluation["pixel_accuracy"].get<double>() > 0.6);  // chance: 0.5
+  for (const char* name : {"last.pt", "best.pt", "metrics.jsonl", "loss.png"}) {
+    CHECK(std::filesystem::exists(dir / name));
+  }
+  train::History history(dir / "metrics.jsonl", /*resume=*/true);
+  int train_records = 0, val_records = 0;
+  for (const auto& r : history.records()) {
+    REQUIRE(r.contains("epoch"));
+    REQUIRE(r.contains("step"));
+    REQUIRE(r.contains("loss"));
+    train_records += r["split"] == "train";
+    val_records += r["split"] == "val";
+  }
+  CHECK(train_records == 6);
+  CHECK(val_records == 3);
+  double first_val = -1, last_val = -1;
+  for (const auto& r : history.records()) {
+    if (r["split"] != "val") continue;
+    if (first_val < 0) first_val = r["loss"].get<double>();
+    last_val = r["loss"].get<double>();
+  }
+  CHECK(last_val < first_val);
+  CHECK(io::read_checkpoint_meta(dir / "last.pt").step == 12);
+  CHECK(io::read_checkpoint_meta(dir / "best.pt").extra["metrics"].contains("pixel_accuracy"));
+}
+
+TEST_CASE("resume: N steps + resume + N steps gives exactly the losses of 2N steps", "[train][trainer]") {
+  test::TempDir a, b;
+  core::seed_everything(5);
+  ToyTask straight;
+  Run run_a;
+  // 6 steps with 4 batches per epoch: the resume point (step 3) is inside epoch 0.
+  auto full = fit(straight, run_a, train::TrainerOptions().epochs(10).max_steps(6).out_dir(a.path().string()));
+  REQUIRE(full.losses.size() == 6);
+
+  core::seed_everything(5);
+  ToyTask first;
+  Run run_b;
+  auto part1 = fit(first, run_b, train::TrainerOptions().epochs(10).max_steps(3).out_dir(b.path().string()));
+  REQUIRE(part1.losses.size() == 3);
+
+  core::seed_everything(999);  // a different RNG state: the checkpoint must restore it
+  ToyTask second;
+  Run run_c;
+  auto part2 = fit(second, run_c,
+                   train::TrainerOptions().epochs(10).max_steps(6).out_dir(b.path().string()).resume(true));
+  REQUIRE(part2.losses.size() == 3);
+  for (int i = 0; i < 3; ++i) {
+    CHECK(part1.losses[i] == full.losses[i]);
+    CHECK(part2.losses[i] == full.losses[3 + i]);  // exact on CPU
+  }
+  for (const auto& p : second.net_->named_parameters()) {
+    CHECK(at::equal(p.value(), straight.net_->named_parameters()[p.key()]));
+  }
+}
+
+TEST_CASE("a non-finite loss stops training with the step and keeps last.pt good", "[train][trainer]") {
+  test::TempDir dir;
+  ToyTask task(std::nan(""));
+  Run run;
+  CHECK_THROWS_WITH(fit(task, run, train::TrainerOptions().epochs(1).out_dir(dir.path().string())),
+                    Catch::Contains("non-finite") && Catch::Contains("step 1"));
+  CHECK_FALSE(std::filesystem::exists(dir / "last.pt"));
+  ToyTask fresh;
+  Run run2;
+  CHECK_THROWS_WITH(fit(fresh, run2, train::TrainerOptions().resume(true).out_dir(dir.path().string())),
+                    Catch::Contains("last.pt"));
+}
+
+TEST_CASE("early stopping and time limit end training with their reason", "[train][trainer]") {
+  ToyTask task;
+  Run run;
+  auto r = fit(task, run, train::TrainerOptions().epochs(50).best_metric("loss").early_stopping(1)
+                              .time_limit_s(30));
+  CHECK((r.stop_reason == "early_stopping" || r.epochs < 50));
+  ToyTask quick;
+  Run run2;
+  auto t = fit(quick, run2, train::TrainerOptions().epochs(1000).time_limit_s(0.2));
+  CHECK(t.stop_reason == "time_limit");
+  CHECK(t.seconds < 10.0);
+}

@@ -1,0 +1,137 @@
+// `ostrov eval CONFIG.json --checkpoint FILE` and
+// `ostrov predict CONFIG.json --checkpoint FILE --input IMG_OR_DIR --output DIR`.
+
+#include <algorithm>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <CLI/CLI.hpp>
+#include <c10/core/InferenceMode.h>
+#include <opencv2/imgproc.hpp>
+#include <spdlog/logger.h>
+
+#include "commands.h"
+#include "ostrov/core/device.h"
+#include "ostrov/core/error.h"
+#include "ostrov/core/image.h"
+#include "ostrov/core/runtime.h"
+#include "ostrov/data/loader.h"
+#include "ostrov/data/visualize.h"
+#include "ostrov/io/checkpoint.h"
+#include "ostrov/train/trainer.h"
+#include "run_config.h"
+#include "segmentation_task.h"
+
+namespace fs = std::filesystem;
+
+namespace ostrov::cli {
+
+namespace {
+
+struct RunArgs {
+  std::string config;
+  std::string checkpoint;
+  std::vector<std::string> overrides;
+  std::string input;
+  std::string output;
+};
+
+void add_common(CLI::App* sub, RunArgs& args) {
+  sub->add_option("config", args.config, "Run config (JSON)")->required();
+  sub->add_option("--checkpoint", args.checkpoint, "Checkpoint written by ostrov train")->required();
+  sub->add_option("--set", args.overrides, "Override a config key: key.path=value")->take_all();
+}
+
+// Builds the task from the config and loads the checkpoint into its model.
+std::unique_ptr<SegmentationTask> load_task(const RunConfig& config, const std::string& checkpoint,
+                                            const c10::Device& device) {
+  if (!fs::exists(checkpoint)) throw IoError(checkpoint + ": no such checkpoint file");
+  auto task = std::make_unique<SegmentationTask>(config, device);
+  io::load_checkpoint(checkpoint, task->model());
+  task->model().eval();
+  return task;
+}
+
+std::vector<std::string> list_images(const std::string& input) {
+  if (!fs::exists(input)) throw IoError(input + ": no such file or folder");
+  if (!fs::is_directory(input)) return {input};
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(input)) {
+    auto ext = e.path().extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
+    if (e.is_regular_file() && (ext == ".png" || ext == ".jpg" || ext == ".jpeg")) {
+      files.push_back(e.path().string());
+    }
+  }
+  std::sort(files.begin(), files.end());
+  if (files.empty()) throw IoError(input + ": no .png/.jpg/.jpeg images in the folder");
+  return files;
+}
+
+}  // namespace
+
+Command add_eval(CLI::App& app) {
+  auto* sub = app.add_subcommand("eval", "Evaluate a checkpoint on data.val; prints one JSON object");
+  auto args = std::make_shared<RunArgs>();
+  add_common(sub, *args);
+  return [sub, args]() {
+    if (!sub->parsed()) return -1;
+    const RunConfig config = load_run_config(args->config, args->overrides);
+    const c10::Device device = core::parse_device(config.train.device);
+    core::set_num_threads(static_cast<int>(config.train.threads));
+    auto task = load_task(config, args->checkpoint, device);
+    data::DataLoader loader(make_dataset(config, "val"),
+                            data::LoaderOptions(config.train.batch_size)
+                                .workers(config.train.workers)
+                                .transform(make_transforms(config, /*training=*/false)));
+    task->begin_evaluation();
+    {
+      c10::InferenceMode guard;
+      while (auto batch = loader.next()) task->evaluate(train::to_device(*batch, device));
+    }
+    std::cout << task->end_evaluation().dump() << std::endl;  // the only stdout output
+    return kExitOk;
+  };
+}
+
+Command add_predict(CLI::App& app) {
+  auto* sub = app.add_subcommand("predict", "Run a checkpoint on images; writes masks and overlays");
+  auto args = std::make_shared<RunArgs>();
+  add_common(sub, *args);
+  sub->add_option("--input", args->input, "An image or a folder of images")->required();
+  sub->add_option("--output", args->output, "Output folder (created)")->required();
+  return [sub, args]() {
+    if (!sub->parsed()) return -1;
+    const RunConfig config = load_run_config(args->config, args->overrides);
+    const c10::Device device = core::parse_device(config.train.device);
+    core::set_num_threads(static_cast<int>(config.train.threads));
+    const auto images = list_images(args->input);
+    auto task = load_task(config, args->checkpoint, device);
+    fs::create_directories(args->output);
+    c10::InferenceMode guard;
+    for (const auto& path : images) {
+      const cv::Mat bgr = core::read_image(path);
+      cv::Mat resized;
+      cv::resize(bgr, resized, cv::Size(static_cast<int>(config.data.width),
+                                        static_cast<int>(config.data.height)),
+                 0, 0, cv::INTER_LINEAR);
+      auto x = core::normalize(core::image_to_tensor(resized)).unsqueeze(0).to(device);
+      auto prediction = task->predict(x)[0].to(at::kCPU);
+      // Back to the input's size (nearest: labels never mix).
+      prediction = core::resize_mask(prediction, bgr.rows, bgr.cols);
+      const std::string stem = fs::path(path).stem().string();
+      core::write_image((fs::path(args->output) / (stem + ".png")).string(),
+                        core::mask_to_mat(prediction));
+      core::write_image((fs::path(args->output) / (stem + "_overlay.png")).string(),
+                        data::overlay_mask(bgr, prediction, 0.5));
+    }
+    core::logger()->info("wrote {} masks and overlays to {}", images.size(), args->output);
+    return kExitOk;
+  };
+}
+
+}  // namespace ostrov::cli

@@ -1,0 +1,44 @@
+// `ostrov receptive-field`: per-layer stride, jump and receptive field of a network.
+
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "ostrov/core/error.h"
+#include "ostrov/nn/receptive_field.h"
+
+namespace ostrov::cli {
+
+Command add_receptive_field(CLI::App& app) {
+  auto* sub = app.add_subcommand(
+      "receptive-field", "Print each layer's stride, jump and receptive field (FCN lecture)");
+  auto preset = std::make_shared<std::string>();
+  auto as_json = std::make_shared<bool>(false);
+  sub->add_option("--preset", *preset, "Network: alexnet or vgg16")
+      ->check(CLI::IsMember({"alexnet", "vgg16"}))
+      ->required();
+  sub->add_flag("--json", *as_json, "Print a JSON array instead of a table");
+  return [sub, preset, as_json]() {
+    if (!sub->parsed()) return -1;
+    const auto layers = *preset == "alexnet" ? nn::alexnet_layers() : nn::vgg16_layers();
+    const auto fields = nn::receptive_fields(layers);
+    if (*as_json) {
+      nlohmann::json rows = nlohmann::json::array();
+      for (const auto& f : fields) {
+        rows.push_back({{"layer", f.name}, {"kernel", f.kernel}, {"stride", f.stride},
+                        {"padding", f.padding}, {"dilation", f.dilation}, {"jump", f.jump},
+                        {"receptive_field", f.receptive_field}, {"start", f.start}});
+      }
+      std::cout << rows.dump() << std::endl;
+    } else {
+      std::cout << nn::format_receptive_fields(fields);
+    }
+    return kExitOk;
+  };
+}
+
+}  // namespace ostrov::cli

@@ -1,0 +1,113 @@
+#include "segmentation_task.h"
+
+#include <ATen/ATen.h>
+#include <torch/types.h>
+
+#include "ostrov/core/error.h"
+#include "ostrov/data/coco_dataset.h"
+#include "ostrov/data/folder_dataset.h"
+#include "ostrov/train/distributed.h"
+
+namespace ostrov::cli {
+
+namespace {
+
+nlohmann::json default_loss() { return {{"name", "cross_entropy"}}; }
+
+}  // namespace
+
+SegmentationTask::SegmentationTask(const RunConfig& config, const c10::Device& device)
+    : model_(models::build(config.model, config.data.num_classes, config.path)),
+      confusion_(config.data.num_classes) {
+  loss_ = losses::build(config.loss.is_null() ? default_loss() : config.loss, config.path, "loss");
+  model_.module->to(device);
+  loss_->to(device);
+}
+
+at::Tensor SegmentationTask::loss_of(const at::Tensor& logits, const at::Tensor& target) {
+  losses::LossInputs inputs;
+  inputs.logits = logits;
+  inputs.target = target;
+  return loss_->forward(inputs).total;
+}
+
+at::Tensor SegmentationTask::loss(const data::Batch& batch) {
+  TORCH_CHECK(batch.masks.defined(), "segmentation training needs class masks");
+  auto out = model_.forward_with_aux(batch.images);
+  auto total = loss_of(out.main, batch.masks);
+  if (out.aux.defined() && out.aux_weight > 0.0) {
+    total = total + out.aux_weight * loss_of(out.aux, batch.masks);  // PSPNet's deep supervision
+  }
+  return total;
+}
+
+void SegmentationTask::begin_evaluation() {
+  confusion_.reset();
+  loss_sum_ = 0.0;
+  loss_count_ = 0;
+}
+
+void SegmentationTask::evaluate(const data::Batch& batch) {
+  auto logits = model_.forward(batch.images);
+  loss_sum_ += loss_of(logits, batch.masks).item<double>() * static_cast<double>(batch.size());
+  loss_count_ += batch.size();
+  confusion_.update(logits.argmax(1), batch.masks);
+}
+
+void SegmentationTask::merge(train::DataParallel& dp) {
+  auto matrix = confusion_.matrix().clone();
+  dp.all_reduce_sum(matrix);
+  auto sums = at::tensor({loss_sum_, static_cast<double>(loss_count_)}, at::kDouble);
+  dp.all_reduce_sum(sums);
+  confusion_.set_counts(matrix);
+  loss_sum_ = sums[0].item<double>();
+  loss_count_ = static_cast<int64_t>(sums[1].item<double>());
+}
+
+nlohmann::json SegmentationTask::end_evaluation() {
+  auto nan_to_null = [](double v) { return std::isnan(v) ? nlohmann::json() : nlohmann::json(v); };
+  nlohmann::json per_class = nlohmann::json::array();
+  for (double v : confusion_.iou_per_class()) per_class.push_back(nan_to_null(v));
+  return {{"loss", loss_count_ > 0 ? loss_sum_ / static_cast<double>(loss_count_) : 0.0},
+          {"miou", nan_to_null(confusion_.mean_iou())},
+          {"pixel_accuracy", nan_to_null(confusion_.pixel_accuracy())},
+          {"mean_class_accuracy", nan_to_null(confusion_.mean_class_accuracy())},
+          {"iou_per_class", per_class}};
+}
+
+at::Tensor SegmentationTask::predict(const at::Tensor& images) {
+  return model_.forward(images).argmax(1);
+}
+
+std::shared_ptr<data::Dataset> make_dataset(const RunConfig& config, const std::string& split) {
+  const DataSplit& s = split == "train" ? config.data.train : config.data.val;
+  if (config.data.format == "folder") {
+    if (s.root.empty()) throw ConfigError(config.path + ": missing required key data." + split + ".root");
+    return std::make_shared<data::SegmentationFolder>(s.root, config.data.num_classes);
+  }
+  if (s.annotations.empty()) {
+    throw ConfigError(config.path + ": missing required key data." + split + ".annotations");
+  }
+  auto coco = std::make_shared<data::CocoDataset>(
+      s.annotations, s.images, data::CocoOptions().skip_invalid(config.data.skip_invalid));
+  if (coco->num_classes() != config.data.num_classes) {
+    throw ConfigError(config.path + ": data.num_classes is " +
+                      std::to_string(config.data.num_classes) + " but " + s.annotations + " has " +
+                      std::to_string(coco->num_classes() - 1) + " categories + background");
+  }
+  return coco;
+}
+
+std::shared_ptr<const data::Transform> make_transforms(const RunConfig& config, bool training) {
+  std::vector<std::shared_ptr<const data::Transform>> steps;
+  if (training && !config.data.transforms.is_null()) {
+    steps.push_back(data::build_transforms(config.data.transforms, config.path, "data.transforms"));
+  } else {
+    steps.push_back(std::make_shared<data::Resize>(config.data.height, config.data.width));
+    if (training) steps.push_back(std::make_shared<data::HorizontalFlip>(0.5));
+  }
+  steps.push_back(std::make_shared<data::Normalize>());
+  return std::make_shared<data::Compose>(std::move(steps));
+}
+
+}  // namespace ostrov::cli

@@ -1,0 +1,52 @@
+#pragma once
+// The segmentation task of the CLI: a models::build network, a losses::build loss,
+// ConfusionMatrix metrics, and the datasets and transforms of a run config.
+
+#include <memory>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include "ostrov/data/dataset.h"
+#include "ostrov/data/transforms.h"
+#include "ostrov/losses/build.h"
+#include "ostrov/metrics/confusion_matrix.h"
+#include "ostrov/models/build.h"
+#include "ostrov/train/trainer.h"
+#include "run_config.h"
+
+namespace ostrov::cli {
+
+class SegmentationTask : public train::Task {
+ public:
+  SegmentationTask(const RunConfig& config, const c10::Device& device);
+
+  torch::nn::Module& model() override { return *model_.module; }
+  at::Tensor loss(const data::Batch& batch) override;
+  void begin_evaluation() override;
+  void evaluate(const data::Batch& batch) override;
+  void merge(train::DataParallel& dp) override;
+  nlohmann::json end_evaluation() override;
+
+  /// [N,3,H,W] normalised images -> [N,H,W] int64 class indices.
+  at::Tensor predict(const at::Tensor& images);
+  const models::SegmentationModel& network() const { return model_; }
+
+ private:
+  at::Tensor loss_of(const at::Tensor& logits, const at::Tensor& target);
+
+  models::SegmentationModel model_;
+  losses::CompositeLoss loss_{nullptr};
+  metrics::ConfusionMatrix confusion_;
+  double loss_sum_ = 0.0;
+  int64_t loss_count_ = 0;
+};
+
+/// The dataset of one split ("train" or "val") of a run config; ConfigError when absent.
+std::shared_ptr<data::Dataset> make_dataset(const RunConfig& config, const std::string& split);
+/// Training transforms (data.transforms, default resize + horizontal flip) + normalisation;
+/// evaluation: resize + normalisation.
+std::shared_ptr<const data::Transform> make_transforms(const RunConfig& config, bool training);
+
+}  // namespace ostrov::cli
