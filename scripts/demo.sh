@@ -11,7 +11,7 @@
 #    same image printed beside ostrov's.
 set -euo pipefail
 build="${1:-build}"
-seconds="${2:-120}"
+seconds="${2:-150}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 out="$build/demo"
 cli="$build/bin/ostrov"
@@ -26,11 +26,11 @@ echo "== scenes from Fashion-MNIST -> $out/scenes/{train,val}"
 "$cli" make-scenes --count 100 --out "$out/scenes/val" --seed 2 --split test
 echo
 
-echo "== ostrov train (U-Net, ${seconds} s budget) -> $out/unet"
+echo "== ostrov train (U-Net, 5 epochs, at most ${seconds} s) -> $out/unet"
 config="$root/examples/configs/unet_scenes.json"
 sets=(--set "data.train.root=$out/scenes/train" --set "data.val.root=$out/scenes/val")
 "$cli" train "$config" --out "$out/unet" "${sets[@]}" \
-    --set "train.time_limit_s=$seconds" --set train.epochs=1000 --set train.eval_every=2
+    --set train.epochs=5 --set "train.time_limit_s=$seconds" --set train.eval_every=1
 echo
 
 echo "== ostrov eval (best checkpoint, held-out scenes)"

@@ -41,12 +41,14 @@ std::string format_duration(double seconds) {
 // One-line progress on stderr, redrawn in place on a terminal.
 class Progress {
  public:
-  Progress(bool bar, int64_t log_every) : bar_(bar), log_every_(log_every) {}
+  Progress(bool bar, int64_t log_every, double time_limit)
+      : bar_(bar), log_every_(log_every), time_limit_(time_limit) {}
   void update(const StepInfo& info, int64_t total_steps, double elapsed) {
-    const double eta = info.step > 0 && total_steps > 0
-                           ? elapsed / static_cast<double>(info.step) *
-                                 static_cast<double>(total_steps - info.step)
-                           : 0.0;
+    double eta = info.step > 0 && total_steps > 0
+                     ? elapsed / static_cast<double>(info.step) *
+                           static_cast<double>(total_steps - info.step)
+                     : 0.0;
+    if (time_limit_ > 0.0) eta = std::min(eta, std::max(0.0, time_limit_ - elapsed));
     if (bar_) {
       const int width = 24;
       const double frac = total_steps > 0 ? static_cast<double>(info.step) / total_steps : 0.0;
@@ -70,6 +72,7 @@ class Progress {
  private:
   bool bar_;
   int64_t log_every_;
+  double time_limit_;
 };
 
 bool better(double candidate, double best, bool higher) {
@@ -181,7 +184,7 @@ TrainResult Trainer::fit() {
 
   const bool bar = options_.progress() == "bar" ||
                    (options_.progress() == "auto" && ::isatty(STDERR_FILENO) && is_main());
-  Progress progress(bar, is_main() ? options_.log_every() : 0);
+  Progress progress(bar, is_main() ? options_.log_every() : 0, options_.time_limit_s());
   std::vector<at::Tensor> params = model.parameters();
   int64_t evals_without_improvement = 0;
   std::string stop;

@@ -39,3 +39,17 @@ TEST_CASE("ostrov receptive-field prints AlexNet's pool5 field of 195 px", "[cli
   CHECK(bad.exit_code == 2);
   CHECK_THAT(bad.output, Catch::Contains("lenet"));
 }
+
+TEST_CASE("ostrov receptive-field CONFIG prints the model's encoder table", "[cli]") {
+  ostrov::test::TempDir dir;
+  const std::string config = dir / "run.json";
+  std::ofstream(config) << R"({"task": "segmentation", "model": {"name": "fcn8s"}})";
+  auto r = run(std::string(OSTROV_CLI) + " receptive-field " + config + " --json", true);
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  auto rows = nlohmann::json::parse(r.output);
+  CHECK(rows.back()["receptive_field"] == 355);  // fc6 as a 6x6 conv over pool5
+  auto neither = run(std::string(OSTROV_CLI) + " receptive-field", true);
+  CHECK(neither.exit_code == 2);
+  CHECK_THAT(neither.output, Catch::Contains("--preset"));
+}
