@@ -3,7 +3,7 @@ BUILD  ?= build
 PRESET ?= dev
 JOBS   ?= 2
 
-.PHONY: all deps configure build test demo bench install clean
+.PHONY: all deps configure build test demo install clean
 
 all: build
 
@@ -23,11 +23,6 @@ test: build
 
 demo: build
 	bash scripts/demo.sh $(BUILD)
-
-bench: deps
-	cmake --preset $(PRESET) -DOSTROV_BUILD_BENCHMARKS=ON
-	cmake --build $(BUILD) -j $(JOBS) --target benchmarks
-	bash benchmarks/run.sh $(BUILD)
 
 install: build
 	cmake --install $(BUILD) --prefix $(or $(PREFIX),/usr/local)
