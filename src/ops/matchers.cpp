@@ -9,6 +9,7 @@
 
 #include "ostrov/ops/assignment.h"
 #include "ostrov/ops/box_coder.h"
+#include "ostrov/ops/boxes.h"
 
 namespace ostrov::ops {
 
@@ -32,41 +33,9 @@ void check_matcher_boxes(const at::Tensor& boxes, const char* fn, const char* na
               ", ", p[3], "] (x1, y1, x2, y2 with x2 <= x1 or y2 <= y1, or not finite)");
 }
 
-// torchvision.ops.box_iou: a [N,4], b [M,4] -> [N,M] in a's dtype. A direct loop (one pass, no
-// [N,M,2] temporaries) doing the same IEEE operations in the same order as torchvision's
-// tensor code, so the values are bit for bit those of torchvision.ops.box_iou and thresholds
-// decide alike.
-template <typename T>
-void pairwise_iou_kernel(const T* a, int64_t n, const T* b, int64_t m, T* out) {
-  std::vector<T> area_b(m);
-  for (int64_t j = 0; j < m; ++j) {
-    area_b[j] = (b[4 * j + 2] - b[4 * j]) * (b[4 * j + 3] - b[4 * j + 1]);
-  }
-  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const T* p = a + 4 * i;
-      const T area_a = (p[2] - p[0]) * (p[3] - p[1]);
-      T* row = out + i * m;
-      for (int64_t j = 0; j < m; ++j) {
-        const T* q = b + 4 * j;
-        const T w = std::max<T>(std::min(p[2], q[2]) - std::max(p[0], q[0]), T(0));
-        const T h = std::max<T>(std::min(p[3], q[3]) - std::max(p[1], q[1]), T(0));
-        const T inter = w * h;
-        row[j] = inter / (area_a + area_b[j] - inter);
-      }
-    }
-  });
-}
-
+// IoU [N,M] in a's dtype, b converted to it (ops::box_iou needs one dtype for its kernel).
 at::Tensor pairwise_iou(const at::Tensor& a, const at::Tensor& b) {
-  const auto ac = a.to(at::kCPU).contiguous();
-  const auto bc = b.to(at::kCPU, a.scalar_type()).contiguous();
-  auto out = at::empty({a.size(0), b.size(0)}, ac.options());
-  AT_DISPATCH_FLOATING_TYPES(ac.scalar_type(), "box_iou", [&] {
-    pairwise_iou_kernel<scalar_t>(ac.data_ptr<scalar_t>(), ac.size(0), bc.data_ptr<scalar_t>(),
-                                  bc.size(0), out.data_ptr<scalar_t>());
-  });
-  return out.to(a.device());
+  return box_iou(a, b.to(a.device(), a.scalar_type()));
 }
 
 void check_quality(const at::Tensor& quality, const char* fn) {

@@ -13,14 +13,9 @@
 
 namespace ostrov::models {
 
-namespace {
+namespace detail {
 
-namespace nn = torch::nn;
-
-constexpr int64_t kPool = 0;  // "M" in torchvision's cfgs
-
-/// torchvision's cfgs A, B, D, E: channels of each conv, kPool for a max-pool.
-std::vector<int64_t> config(int64_t depth) {
+std::vector<int64_t> vgg_layer_config(int64_t depth) {
   switch (depth) {
     case 11:
       return {64, kPool, 128, kPool, 256, 256, kPool, 512, 512, kPool, 512, 512, kPool};
@@ -36,6 +31,14 @@ std::vector<int64_t> config(int64_t depth) {
       TORCH_CHECK(false, "VGG depth must be 11, 13, 16 or 19, got ", depth);
   }
 }
+
+}  // namespace detail
+
+namespace {
+
+using detail::kPool;
+
+namespace nn = torch::nn;
 
 std::string join(const std::vector<std::string>& names) {
   std::string out;
@@ -59,7 +62,7 @@ void VGGImpl::reset() {
               options.num_classes());
   TORCH_CHECK(options.dropout() >= 0.0 && options.dropout() <= 1.0,
               "VGG dropout must be in [0,1], got ", options.dropout());
-  const auto cfg = config(options.depth());
+  const auto cfg = detail::vgg_layer_config(options.depth());
 
   // features: as torchvision's make_layers(cfg, batch_norm).
   stages_.clear();

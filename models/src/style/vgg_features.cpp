@@ -12,6 +12,7 @@
 #include <torch/utils.h>
 
 #include "ostrov/core/error.h"
+#include "ostrov/models/backbones/vgg.h"
 #include "ostrov/core/image.h"
 #include "ostrov/io/state_dict.h"
 #include "ostrov/io/weights.h"
@@ -22,25 +23,7 @@ namespace {
 
 namespace nn = torch::nn;
 
-constexpr int64_t kPool = 0;  // "M" in torchvision's cfgs
-
-/// torchvision's cfgs A, B, D, E: channels of each conv, kPool for a max-pool.
-std::vector<int64_t> config(int64_t depth) {
-  switch (depth) {
-    case 11:
-      return {64, kPool, 128, kPool, 256, 256, kPool, 512, 512, kPool, 512, 512, kPool};
-    case 13:
-      return {64, 64, kPool, 128, 128, kPool, 256, 256, kPool, 512, 512, kPool, 512, 512, kPool};
-    case 16:
-      return {64,  64,  kPool, 128, 128, kPool, 256, 256, 256, kPool,
-              512, 512, 512,   kPool, 512, 512, 512, kPool};
-    case 19:
-      return {64,  64,  kPool, 128, 128, kPool, 256, 256, 256, 256, kPool,
-              512, 512, 512,   512, kPool, 512, 512, 512, 512, kPool};
-    default:
-      TORCH_CHECK(false, "VGGFeatures depth must be 11, 13, 16 or 19, got ", depth);
-  }
-}
+using detail::kPool;
 
 std::string join(const std::vector<std::string>& names, size_t limit = 1000) {
   std::string out;
@@ -64,7 +47,10 @@ void VGGFeaturesImpl::reset() {
   // zero bias), with ReLUs that are not in-place (a conv layer's output must survive its ReLU)
   // and, for "avg", AvgPool2d(2,2) in place of MaxPool2d(2,2). Built here rather than taken
   // from VGG so the 120M-parameter classifier is never allocated.
-  const auto cfg = config(options.depth());
+  const int64_t depth = options.depth();
+  TORCH_CHECK(depth == 11 || depth == 13 || depth == 16 || depth == 19,
+              "VGGFeatures depth must be 11, 13, 16 or 19, got ", depth);
+  const auto cfg = detail::vgg_layer_config(depth);
   nn::Sequential seq;
   layers_.clear();
   int block = 1;

@@ -21,6 +21,14 @@
 
 namespace ostrov::models {
 
+namespace detail {
+/// Marks a max-pool in vgg_layer_config ("M" in torchvision's cfgs).
+inline constexpr int64_t kPool = 0;
+/// torchvision's cfgs A, B, D, E for depth 11, 13, 16, 19: the output channels of each 3x3
+/// conv, kPool for a 2x2 max-pool. Shared by VGG and the style-transfer VGGFeatures.
+std::vector<int64_t> vgg_layer_config(int64_t depth);
+}  // namespace detail
+
 /// Options of `VGG`. `VGGOptions(16)` is torchvision's vgg16, `VGGOptions(16).batch_norm(true)`
 /// its vgg16_bn.
 struct VGGOptions {
