@@ -3,7 +3,7 @@ BUILD  ?= build
 PRESET ?= dev
 JOBS   ?= 2
 
-.PHONY: all deps configure build test demo install clean
+.PHONY: all deps configure build test demo bench install clean
 
 all: build
 
@@ -23,6 +23,10 @@ test: build
 
 demo: build
 	bash scripts/demo.sh $(BUILD)
+
+# ostrov vs PyTorch-Python side by side; the table also goes to benchmarks/results/latest.json.
+bench: build
+	/usr/bin/python3 benchmarks/run.py --build $(BUILD) $(BENCH_ARGS)
 
 install: build
 	cmake --install $(BUILD) --prefix $(or $(PREFIX),/usr/local)

@@ -19,29 +19,29 @@ for p in "${packages[@]}"; do
   fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-deps: all ${#packages[@]} packages present"
-  exit 0
-fi
-
-echo "install-deps: installing ${missing[*]}"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 
-# Debian's default BLAS alternative may be the reference implementation (11x slower GEMM);
-# point libblas.so.3 at the OpenMP OpenBLAS, which shares libgomp with LibTorch.
-arch_dir="/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)"
-for cand in "$arch_dir/openblas-openmp/libblas.so.3"; do
-  if [ -e "$cand" ]; then
-    $SUDO update-alternatives --set "libblas.so.3-$(basename "$arch_dir")" "$cand" || true
-  fi
-done
-for cand in "$arch_dir/openblas-openmp/liblapack.so.3"; do
-  if [ -e "$cand" ]; then
-    $SUDO update-alternatives --set "liblapack.so.3-$(basename "$arch_dir")" "$cand" || true
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+else
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# One OpenBLAS, the OpenMP build that shares libgomp (and its thread count) with LibTorch.
+# Debian's defaults may be the reference BLAS (GEMM ~10x slower) and, once both OpenBLAS
+# builds are installed, libopenblas.so.0 still points at the pthread build: OpenMP's
+# liblapack.so.3 then pulls it in and the GEMM kernels run on a second thread pool that
+# fights LibTorch's (measured: float32 GEMM 2048³ 30-45 -> 59-61 GFLOP/s on 2 cores).
+arch="$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)"
+for lib in libblas.so.3 liblapack.so.3 libopenblas.so.0; do
+  cand="/usr/lib/$arch/openblas-openmp/$lib"
+  current="$(readlink -f "/usr/lib/$arch/$lib" || true)"
+  if [ -e "$cand" ] && [ "$current" != "$(readlink -f "$cand")" ]; then
+    $SUDO update-alternatives --set "$lib-$arch" "$cand"
   fi
 done
 echo "install-deps: done"

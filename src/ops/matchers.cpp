@@ -1,6 +1,7 @@
 #include "ostrov/ops/matchers.h"
 
 #include <algorithm>
+#include <string>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -93,6 +94,63 @@ at::Tensor threshold_match(const at::Tensor& gt_boxes, const at::Tensor& priors,
     return at::full({priors.size(0)}, kBackground, priors.options().dtype(at::kLong));
   }
   return ssd_match(pairwise_iou(gt_boxes, priors), threshold);
+}
+
+at::Tensor threshold_match(const std::vector<at::Tensor>& gt_boxes, const at::Tensor& priors,
+                           double threshold) {
+  check_matcher_boxes(priors, "threshold_match", "prior");
+  TORCH_CHECK(priors.size(0) > 0, "threshold_match: no priors");
+  TORCH_CHECK(!gt_boxes.empty(), "threshold_match: the batch is empty");
+  const auto n = static_cast<int64_t>(gt_boxes.size());
+  const int64_t p = priors.size(0);
+  std::vector<int64_t> counts(gt_boxes.size());
+  std::vector<at::Tensor> parts;
+  for (int64_t i = 0; i < n; ++i) {
+    const auto& boxes = gt_boxes[static_cast<size_t>(i)];
+    TORCH_CHECK(boxes.defined() && boxes.dim() == 2 && boxes.size(1) == 4,
+                "threshold_match: image ", i, "'s ground-truth boxes should be [G,4], got ",
+                boxes.defined() ? boxes.sizes() : at::IntArrayRef{});
+    counts[static_cast<size_t>(i)] = boxes.size(0);
+    parts.push_back(boxes.to(priors.device(), priors.scalar_type()));
+  }
+  const auto all = at::cat(parts);
+  try {
+    check_matcher_boxes(all, "threshold_match", "ground-truth box");
+  } catch (const c10::Error&) {  // name the image: check it alone
+    for (int64_t i = 0; i < n; ++i) {
+      const std::string name = "image " + std::to_string(i) + "'s ground-truth box";
+      check_matcher_boxes(gt_boxes[static_cast<size_t>(i)], "threshold_match", name.c_str());
+    }
+    throw;
+  }
+  const int64_t g_max = *std::max_element(counts.begin(), counts.end());
+  auto matches = at::full({n, p}, kBackground, priors.options().dtype(at::kLong));
+  if (g_max == 0) return matches;
+
+  // IoU of every ground truth of the batch with every prior, placed in a [N, G_max, P] block
+  // whose padding rows (-1) never win a prior's maximum.
+  const auto iou = box_iou(all, priors);
+  std::vector<int64_t> rows;
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t g = 0; g < counts[static_cast<size_t>(i)]; ++g) rows.push_back(i * g_max + g);
+  }
+  const auto row_index = at::tensor(rows, at::kLong).to(priors.device());
+  auto quality = at::full({n * g_max, p}, -1.0, iou.options()).index_copy_(0, row_index, iou);
+  quality = quality.view({n, g_max, p});
+
+  // torchvision's Matcher(threshold, threshold): each prior's best ground truth (first on ties)
+  // when its IoU reaches the threshold, background otherwise ...
+  auto [best_iou, best_gt] = quality.max(1);
+  matches = at::where(best_iou >= threshold, best_gt, matches).to(at::kCPU).contiguous();
+  // ... then each ground truth forces its best prior, the later one winning a shared prior.
+  const auto best_prior = std::get<1>(iou.max(1)).to(at::kCPU).contiguous();
+  int64_t* m = matches.data_ptr<int64_t>();
+  const int64_t* b = best_prior.data_ptr<int64_t>();
+  int64_t row = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t g = 0; g < counts[static_cast<size_t>(i)]; ++g, ++row) m[i * p + b[row]] = g;
+  }
+  return matches.to(priors.device());
 }
 
 at::Tensor hungarian_cost(const at::Tensor& gt_boxes, const at::Tensor& priors,

@@ -12,6 +12,8 @@
 #include "ostrov/models/detection/ssd.h"
 #include "ostrov/models/detection/ssd_targets.h"
 #include "ostrov/ops/box_coder.h"
+#include "ostrov/ops/matchers.h"
+#include "ostrov/ops/priors.h"
 
 using namespace ostrov;
 using Catch::Matchers::Contains;
@@ -160,6 +162,45 @@ TEST_CASE("ssd_targets: threshold and Hungarian matching, encoded offsets", "[mo
   CHECK_THROWS_WITH(
       models::ssd_targets(gt, labels, priors, models::SSDTargetOptions().matcher("best")),
       Contains("\"best\""));
+}
+
+TEST_CASE("ssd_targets of a batch equal the per-image targets exactly", "[models][detection]") {
+  // SSD300's default boxes, 7 images with 0..9 objects, some sharing a best prior.
+  ops::DefaultBoxGenerator generator(ops::DefaultBoxOptions::ssd300());
+  const auto priors = generator.forward(ops::ssd300_grid_sizes(), {300, 300});
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(4);
+  std::vector<at::Tensor> gts, labels;
+  for (int64_t i = 0; i < 7; ++i) {
+    const int64_t g = (i * 3) % 10;
+    auto u = at::rand({g, 4}, gen);
+    auto xy = u.slice(1, 0, 2) * 250, wh = u.slice(1, 2, 4) * 120 + 2;
+    auto b = at::cat({xy, xy + wh}, 1);
+    if (g >= 2) b[1].copy_(b[0] + 0.5);  // two objects on the same spot
+    gts.push_back(b);
+    labels.push_back(at::randint(1, 21, {g}, gen, at::kLong));
+  }
+  const auto batch = models::ssd_targets(gts, labels, priors);
+  REQUIRE(batch.labels.sizes() == at::IntArrayRef({7, priors.size(0)}));
+  for (size_t i = 0; i < gts.size(); ++i) {
+    INFO("image " << i);
+    const auto one = models::ssd_targets(gts[i], labels[i], priors);
+    CHECK(at::equal(batch.labels[static_cast<int64_t>(i)], one.labels));
+    CHECK(at::equal(batch.locations[static_cast<int64_t>(i)], one.locations));
+    CHECK(at::equal(ops::threshold_match(gts, priors)[static_cast<int64_t>(i)],
+                    ops::threshold_match(gts[i], priors)));
+  }
+  CHECK(batch.labels.gt(0).sum().item<int64_t>() > 20);
+
+  // Errors name the image.
+  auto bad = gts;
+  bad[3] = boxes({10, 10, 5, 20});
+  auto bad_labels = labels;
+  bad_labels[3] = at::tensor({1}, at::kLong);
+  CHECK_THROWS_WITH(models::ssd_targets(bad, bad_labels, priors), Contains("image 3"));
+  bad_labels = labels;
+  bad_labels[2] = at::zeros_like(labels[2]);
+  CHECK_THROWS_WITH(models::ssd_targets(gts, bad_labels, priors),
+                    Contains("image 2") && Contains("gt_labels[0] = 0"));
 }
 
 TEST_CASE("ssd_postprocess: threshold, NMS, clipping and rescaling", "[models][detection]") {

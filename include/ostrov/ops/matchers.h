@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstdint>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 #include <torch/arg.h>
@@ -51,6 +52,13 @@ at::Tensor ssd_match(const at::Tensor& quality, double threshold = 0.5);
 /// torchvision's SSD does). Throws c10::Error naming the first degenerate box
 /// (x2 <= x1 or y2 <= y1, or not finite).
 at::Tensor threshold_match(const at::Tensor& gt_boxes, const at::Tensor& priors,
+                           double threshold = 0.5);
+
+/// threshold_match of a batch: gt_boxes[n] [G_n,4] (G_n may be 0) -> int64 [N,P], row n equal
+/// to threshold_match(gt_boxes[n], priors, threshold). One IoU matrix and one reduction for
+/// the whole batch instead of a dozen small operations per image (SSD training targets).
+/// Errors name the image and box.
+at::Tensor threshold_match(const std::vector<at::Tensor>& gt_boxes, const at::Tensor& priors,
                            double threshold = 0.5);
 
 /// The location term F_match of the Hungarian cost.

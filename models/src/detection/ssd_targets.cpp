@@ -3,7 +3,9 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "ostrov/ops/box_coder.h"
 
@@ -74,13 +76,60 @@ SSDTargets ssd_targets(const std::vector<at::Tensor>& gt_boxes,
   TORCH_CHECK(gt_boxes.size() == gt_labels.size(), "ssd_targets: ", gt_boxes.size(),
               " box tensors but ", gt_labels.size(), " label tensors");
   TORCH_CHECK(!gt_boxes.empty(), "ssd_targets: the batch is empty");
-  std::vector<at::Tensor> locations, labels;
-  for (size_t i = 0; i < gt_boxes.size(); ++i) {
-    auto t = ssd_targets(gt_boxes[i], gt_labels[i], priors, options);
-    locations.push_back(t.locations);
-    labels.push_back(t.labels);
+  if (options.matcher() != "threshold") {
+    std::vector<at::Tensor> locations, labels;
+    for (size_t i = 0; i < gt_boxes.size(); ++i) {
+      auto t = ssd_targets(gt_boxes[i], gt_labels[i], priors, options);
+      locations.push_back(t.locations);
+      labels.push_back(t.labels);
+    }
+    return {at::stack(locations), at::stack(labels)};
   }
-  return {at::stack(locations), at::stack(labels)};
+  // Threshold matching of the whole batch at once; then the per-image rule of the single-image
+  // form, on [N, G_max] padded ground truths.
+  const auto n = static_cast<int64_t>(gt_boxes.size());
+  const int64_t p = priors.size(0);
+  int64_t g_max = 0;
+  for (size_t i = 0; i < gt_boxes.size(); ++i) {
+    TORCH_CHECK(gt_labels[i].defined() && gt_labels[i].dim() == 1 &&
+                    gt_boxes[i].defined() && gt_labels[i].size(0) == gt_boxes[i].size(0) &&
+                    !gt_labels[i].is_floating_point() && !gt_labels[i].is_complex(),
+                "ssd_targets: image ", i, ": gt_labels should be integer [",
+                gt_boxes[i].defined() ? gt_boxes[i].size(0) : 0, "], got ",
+                gt_labels[i].defined() ? gt_labels[i].sizes() : at::IntArrayRef{});
+    try {
+      check_labels(gt_labels[i].to(at::kLong), options.num_classes());
+    } catch (const c10::Error& e) {
+      TORCH_CHECK(false, "image ", i, ": ", e.what_without_backtrace());
+    }
+    g_max = std::max(g_max, gt_boxes[i].size(0));
+  }
+  const auto matched = ops::threshold_match(gt_boxes, priors, options.iou_threshold());  // [N,P]
+  if (g_max == 0) {
+    return {at::zeros({n, p, 4}, priors.options()), at::zeros({n, p}, priors.options().dtype(at::kLong))};
+  }
+  // Padding rows hold a valid unit box: never a positive's match, but BoxCoder::encode sees
+  // them (their codes are zeroed below) and rejects degenerate boxes.
+  auto boxes = at::tensor({0.0, 0.0, 1.0, 1.0}, priors.options()).repeat({n, g_max, 1});
+  auto labels = at::zeros({n, g_max}, priors.options().dtype(at::kLong));
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t g = gt_boxes[static_cast<size_t>(i)].size(0);
+    if (g == 0) continue;
+    boxes[i].narrow(0, 0, g).copy_(gt_boxes[static_cast<size_t>(i)]);
+    labels[i].narrow(0, 0, g).copy_(gt_labels[static_cast<size_t>(i)]);
+  }
+  const auto positive = matched >= 0;
+  const auto index = matched.clamp_min(0);
+  SSDTargets targets;
+  targets.labels = at::where(positive, labels.gather(1, index), at::zeros({}, labels.options()));
+  // Encode only the positives (a few percent of N x P); the other rows stay zero.
+  const auto where_positive = positive.nonzero();  // [K,2]: image, prior
+  const auto image = where_positive.select(1, 0), prior = where_positive.select(1, 1);
+  const auto codes = ops::BoxCoder(options.coder_weights())
+                         .encode(boxes.index({image, index.index({image, prior})}),
+                                 priors.index_select(0, prior));
+  targets.locations = at::zeros({n, p, 4}, priors.options()).index_put_({image, prior}, codes);
+  return targets;
 }
 
 }  // namespace ostrov::models
