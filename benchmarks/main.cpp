@@ -1,9 +1,11 @@
 // ostrov_bench: Google Benchmark programs for ostrov's models, ops, metrics and data loader.
 //
-//   ostrov_bench [--threads N] [Google Benchmark flags, e.g. --benchmark_filter=^nms_10k$]
+//   ostrov_bench [--threads N] [--glibc-malloc-defaults] [Google Benchmark flags, e.g.
+//                --benchmark_filter=^nms_10k$]
 //
 // --threads sets LibTorch's intra-op threads (default: every available core); the Python
-// reference side uses the same number. `make bench` (benchmarks/run.py) is the usual entry.
+// reference side uses the same number. Like the `ostrov` programs, it calls
+// core::tune_allocator() at start unless --glibc-malloc-defaults is given. `make bench` (benchmarks/run.py) is the usual entry.
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -42,9 +44,12 @@ at::Tensor seeded_rand(at::IntArrayRef sizes, uint64_t seed) {
 
 int main(int argc, char** argv) {
   int threads = 0;
+  bool glibc_defaults = false;
   std::vector<char*> rest;
   for (int i = 0; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+    if (std::strcmp(argv[i], "--glibc-malloc-defaults") == 0) {
+      glibc_defaults = true;
+    } else if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
       threads = std::atoi(argv[++i]);
     } else if (std::strncmp(argv[i], "--threads=", 10) == 0) {
       threads = std::atoi(argv[i] + 10);
@@ -53,6 +58,9 @@ int main(int argc, char** argv) {
     }
   }
   ostrov::core::set_num_threads(threads);
+  // What the ostrov programs do at start; --glibc-malloc-defaults measures without it.
+  if (!glibc_defaults) ostrov::core::tune_allocator();
+  benchmark::AddCustomContext("tuned_allocator", glibc_defaults ? "no" : "yes");
   benchmark::AddCustomContext("intra_op_threads", std::to_string(at::get_num_threads()));
   int rest_argc = static_cast<int>(rest.size());
   benchmark::Initialize(&rest_argc, rest.data());

@@ -3,13 +3,14 @@
 same work in PyTorch-Python/scipy (benchmarks/reference/workloads.py) alternately, round after
 round, on this machine, then prints one table and writes it as JSON.
 
-    /usr/bin/python3 benchmarks/run.py [--build build] [--filter REGEX] [--rounds 2] [--reps 3]
+    /usr/bin/python3 benchmarks/run.py [--build build] [--filter REGEX] [--rounds 4] [--reps 2]
                                        [--threads N] [--out benchmarks/results/latest.json]
 
 Each side reports `reps` repetitions per round; a repetition is the mean of as many iterations
 as fill --min-time seconds (Google Benchmark's rule on the ostrov side, the same rule here).
-Medians over all repetitions of all rounds are compared: ratio = ostrov / reference (< 1: ostrov
-is faster). Both sides use the same number of LibTorch intra-op threads.
+The ms columns are medians over all repetitions of all rounds; ratio = ostrov / reference
+(< 1: ostrov is faster) is the median over rounds of each round's paired ratio, so that the
+slow drifts of a shared machine cancel; the JSON keeps each row's range of round ratios. Both sides use the same number of LibTorch intra-op threads.
 """
 import argparse
 import json
@@ -127,11 +128,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", default=os.path.join(os.path.dirname(HERE), "build"))
     parser.add_argument("--filter", default="", help="regex on workload names")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--min-time", type=float, default=0.2)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--out", default=os.path.join(HERE, "results", "latest.json"))
+    parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown (README)")
     args = parser.parse_args()
 
     binary = os.path.join(args.build, "bin", "ostrov_bench")
@@ -149,21 +151,28 @@ def main():
           f"{args.threads} intra-op threads on both sides, torch {torch.__version__}", flush=True)
     results = {}
     for name in selected:
-        ours, theirs, counters = [], [], {}
+        ours, theirs, counters, round_ratios = [], [], {}, []
         fn = workloads.WORKLOADS[name]() if name in workloads.WORKLOADS else None
         for _ in range(args.rounds):
             times, last = ostrov_times(binary, name, args.reps, args.min_time, args.threads, env)
             ours += times
             counters = last
             if fn is not None:
-                theirs += python_times(fn, args.reps, args.min_time)
+                ref_times = python_times(fn, args.reps, args.min_time)
+                theirs += ref_times
+                round_ratios.append(statistics.median(times) / statistics.median(ref_times))
         fn = None
         results[name] = {"ostrov": statistics.median(ours),
                          "reference": statistics.median(theirs) if theirs else None,
+                         # Paired: each round's ostrov median over the reference median measured
+                         # right after it, so slow drifts of this shared machine cancel.
+                         "ratio": statistics.median(round_ratios) if round_ratios else None,
+                         "ratio_range": [min(round_ratios), max(round_ratios)] if round_ratios else None,
                          "counters": counters}
         ref = results[name]["reference"]
         print(f"  {name}: ostrov {results[name]['ostrov']:.2f} ms"
-              + (f", reference {ref:.2f} ms" if ref is not None else ""), flush=True)
+              + (f", reference {ref:.2f} ms, ratio per round {', '.join(f'{r:.2f}' for r in round_ratios)}"
+                 if ref is not None else ""), flush=True)
 
     # The machine's measured peak: the faster of OpenBLAS's GEMM and oneDNN's 1x1 convolution
     # (oneDNN, which runs LibTorch's convolutions, outruns OpenBLAS severalfold here).
@@ -188,7 +197,7 @@ def main():
             continue
         size, target, flop_mult = ROWS[name]
         row = {"workload": name, "size": size, "ostrov_ms": r["ostrov"], "reference_ms": r["reference"],
-               "ratio": r["ostrov"] / r["reference"] if r["reference"] else None, "target": target}
+               "ratio": r["ratio"], "ratio_range": r["ratio_range"], "target": target}
         if "params" in r["counters"]:
             row["params"] = int(r["counters"]["params"])
             model = name.rsplit("_", 1)[0]
@@ -204,16 +213,28 @@ def main():
         rows.append(row)
 
     print()
-    print(f"{'workload':26} {'ostrov ms':>10} {'ref ms':>10} {'ratio':>6} {'target':>6} {'GFLOP/s':>8} {'%peak':>6}  size")
+    print(f"{'workload':26} {'ostrov ms':>10} {'ref ms':>10} {'ratio':>6} {'target':>6} {'rounds':>11} {'GFLOP/s':>8} {'%peak':>6}  size")
     for row in rows:
         fmt = lambda v, f: (f % v) if v is not None else "-"  # noqa: E731
         ok = "" if row["ratio"] is None else (" " if row["ratio"] <= row["target"] else "*")
         print(f"{row['workload']:26} {fmt(row['ostrov_ms'], '%10.2f')} {fmt(row['reference_ms'], '%10.2f')} "
               f"{fmt(row['ratio'], '%6.2f')}{ok}{fmt(row['target'], '%5.2f')} "
+              f"{('%.2f-%.2f' % tuple(row['ratio_range'])) if row.get('ratio_range') else '-':>11} "
               f"{fmt(row.get('gflop_per_s'), '%8.1f')} {fmt(row.get('peak_percent'), '%5.1f%%')}  {row['size']}")
     for name, value in peaks.items():
         print(f"\npeak {name}: {value:.1f} GFLOP/s", end="")
     print("\n%peak is against the higher peak; * = ratio above its target")
+    if args.markdown:
+        print("\n| workload | size | ostrov ms | PyTorch ms | ratio (rounds) | target | GFLOP/s | % peak |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        for row in rows:
+            rng = row.get("ratio_range")
+            ratio = "-" if row["ratio"] is None else (f"{row['ratio']:.2f}" + (f" ({rng[0]:.2f}–{rng[1]:.2f})" if rng else ""))
+            ref = "-" if row["reference_ms"] is None else f"{row['reference_ms']:.1f}"
+            gf = f"{row['gflop_per_s']:.0f}" if "gflop_per_s" in row else "-"
+            pk = f"{row['peak_percent']:.0f}" if "peak_percent" in row else "-"
+            print(f"| {row['workload']} | {row['size']} | {row['ostrov_ms']:.1f} | {ref} | {ratio} | "
+                  f"{row['target']:.2f} | {gf} | {pk} |")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     tmp = args.out + ".tmp"
     with open(tmp, "w") as f:

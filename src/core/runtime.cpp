@@ -3,6 +3,9 @@
 #include <dlfcn.h>
 #include <link.h>
 #include <sched.h>
+#if defined(__linux__)
+#include <malloc.h>  // mallopt (glibc)
+#endif
 
 #include <mutex>
 #include <thread>
@@ -52,6 +55,16 @@ int set_num_threads(int n) {
   if (n <= 0) n = available_cores();
   at::set_num_threads(n);
   return at::get_num_threads();
+}
+
+bool tune_allocator() {
+#if defined(__GLIBC__)
+  constexpr int kMmapThreshold = 32 << 20;  // glibc's largest allowed value on 64-bit
+  constexpr int kTrimThreshold = 1 << 30;
+  return mallopt(M_MMAP_THRESHOLD, kMmapThreshold) == 1 && mallopt(M_TRIM_THRESHOLD, kTrimThreshold) == 1;
+#else
+  return false;
+#endif
 }
 
 std::shared_ptr<spdlog::logger> logger() {

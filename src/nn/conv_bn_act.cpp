@@ -1,5 +1,6 @@
 #include "ostrov/nn/conv_bn_act.h"
 
+#include <ATen/ops/conv2d.h>
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/functional/padding.h>
 #include <torch/nn/options/activation.h>
@@ -123,15 +124,12 @@ torch::Tensor ConvBnActImpl::forward(const torch::Tensor& x) {
     y = F::pad(y, pad_options);
   }
 
-  y = conv->forward(y);
-  if (bn) {
-    y = bn->forward(y);
-  }
+  y = conv_bn(conv, bn, y);
   switch (o.activation()) {
     case Activation::kNone:
       break;
     case Activation::kReLU:
-      y = torch::relu(y);
+      y = torch::relu_(y);  // y is this block's own output: conv and bn backward never read it
       break;
     case Activation::kLeakyReLU:
       y = F::leaky_relu(y, F::LeakyReLUFuncOptions().negative_slope(o.negative_slope()));
@@ -152,6 +150,20 @@ void ConvBnActImpl::pretty_print(std::ostream& stream) const {
     stream << ", negative_slope=" << o.negative_slope();
   }
   stream << ")";
+}
+
+torch::Tensor conv_bn(torch::nn::Conv2d& conv, torch::nn::BatchNorm2d& bn, const torch::Tensor& x) {
+  const auto& c = conv->options;
+  const bool foldable = !bn.is_empty() && !bn->is_training() && bn->options.track_running_stats() &&
+                        bn->options.affine() && c10::get_if<torch::ExpandingArray<2>>(&c.padding()) &&
+                        c10::get_if<torch::enumtype::kZeros>(&c.padding_mode());
+  if (!foldable) return bn.is_empty() ? conv->forward(x) : bn->forward(conv->forward(x));
+  const auto scale = bn->weight / (bn->running_var + bn->options.eps()).sqrt();
+  const auto weight = conv->weight * scale.view({-1, 1, 1, 1});
+  auto bias = bn->bias - bn->running_mean * scale;
+  if (conv->bias.defined()) bias = bias + conv->bias * scale;
+  const auto& padding = c10::get<torch::ExpandingArray<2>>(c.padding());
+  return at::conv2d(x, weight, bias, *c.stride(), *padding, *c.dilation(), c.groups());
 }
 
 }  // namespace ostrov::nn

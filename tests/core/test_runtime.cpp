@@ -1,5 +1,9 @@
 #include <catch2/catch.hpp>
 
+#include <malloc.h>
+
+#include <cstdlib>
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -47,6 +51,20 @@ TEST_CASE("set_num_threads defaults to the available cores", "[core][runtime]") 
   CHECK(core::set_num_threads(0) == core::available_cores());
   CHECK(core::set_num_threads(1) == 1);
   at::set_num_threads(before);
+}
+
+TEST_CASE("tune_allocator serves blocks up to 32 MiB from the heap, not from mmap", "[core][runtime]") {
+  REQUIRE(core::tune_allocator());
+  const auto mapped = [] { return mallinfo2().hblkhd; };  // bytes in mmap()ed blocks
+  const size_t before = mapped();
+  void* heap_block = std::malloc(24u << 20);
+  REQUIRE(heap_block != nullptr);
+  CHECK(mapped() == before);  // glibc's default threshold (128 KiB) would mmap it
+  void* big_block = std::malloc(40u << 20);
+  REQUIRE(big_block != nullptr);
+  CHECK(mapped() >= before + (40u << 20));  // above the 32 MiB cap: still its own mapping
+  std::free(big_block);
+  std::free(heap_block);
 }
 
 TEST_CASE("runtime_info reports versions and the BLAS in use", "[core][runtime]") {

@@ -553,3 +553,38 @@ TEST_CASE("fusion passes gradients to both inputs", "[nn][fusion][grad]") {
   CHECK(b.grad().select(2, 6).abs().sum().item<double>() == 0.0);
   CHECK(b.grad().slice(2, 0, 6).abs().min().item<double>() > 0.0);
 }
+
+TEST_CASE("ConvBnAct in eval mode folds the batch norm into the convolution", "[nn][conv]") {
+  torch::manual_seed(3);
+  for (const bool bias : {false, true}) {
+    for (const auto stride : {1, 2}) {
+      INFO("bias " << bias << ", stride " << stride);
+      ConvBnAct block(ConvBnActOptions(5, 7, 3).stride(stride).bias(bias).activation(Activation::kNone));
+      {
+        torch::NoGradGuard no_grad;  // statistics and affine parameters far from identity
+        block->bn->running_mean.uniform_(-1, 1);
+        block->bn->running_var.uniform_(0.5, 2.0);
+        block->bn->weight.uniform_(0.5, 1.5);
+        block->bn->bias.uniform_(-1, 1);
+      }
+      block->eval();
+      const auto x = torch::randn({2, 5, 9, 11});
+      const auto folded = block(x);
+      const auto reference = block->bn(block->conv(x));  // the two-pass computation
+      CHECK(max_abs_diff(ostrov::nn::conv_bn(block->conv, block->bn, x), reference) <
+            1e-5 * (1 + reference.abs().max().item<double>()));
+      CHECK(max_abs_diff(folded, reference) < 1e-5 * (1 + reference.abs().max().item<double>()));
+      // Gradients reach the convolution and the batch norm's affine parameters as unfolded.
+      folded.square().sum().backward();
+      const auto g_conv = block->conv->weight.grad().clone(), g_gamma = block->bn->weight.grad().clone();
+      block->zero_grad();
+      reference.square().sum().backward();
+      CHECK(max_abs_diff(g_conv, block->conv->weight.grad()) < 1e-3 * (1 + g_conv.abs().max().item<double>()));
+      CHECK(max_abs_diff(g_gamma, block->bn->weight.grad()) < 1e-3 * (1 + g_gamma.abs().max().item<double>()));
+      // Training mode still normalises with the batch statistics.
+      block->train();
+      const auto trained = block(x);
+      CHECK(trained.mean({0, 2, 3}).abs().max().item<double>() < 0.1 + block->bn->bias.abs().max().item<double>());
+    }
+  }
+}

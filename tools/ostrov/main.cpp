@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   }
   try {
     ostrov::core::set_num_threads();
+    ostrov::core::tune_allocator();
     for (auto& command : commands) {
       const int code = command();
       if (code >= 0) return code;

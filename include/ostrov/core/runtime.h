@@ -20,6 +20,17 @@ void seed_everything(uint64_t seed);
 /// Returns the number set.
 int set_num_threads(int n = 0);
 
+/// Makes glibc's malloc keep freed tensor buffers for reuse instead of handing them back to the
+/// kernel: blocks up to 32 MiB come from the heap (not one mmap each) and the heap is trimmed
+/// only above 1 GiB of free space. A training or inference loop allocates the same activations
+/// every iteration; with glibc's defaults a fresh process maps and page-faults them anew each
+/// time (measured: a 1x1 convolution 1024->1024 on 64x64 46-50 -> 33 ms, GEMM 2048³ 420 ->
+/// 290 ms on 2 cores). Costs: freed memory stays with the process, up to its peak use. The
+/// `ostrov` programs call it at start; call it once at the start of your own program to get
+/// the same effect (MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ in the environment do the
+/// same without code). Returns false (and changes nothing) where the C library is not glibc.
+bool tune_allocator();
+
 /// Cores available to this process (respects CPU affinity and cgroup-limited sets).
 int available_cores();
 

@@ -114,7 +114,9 @@ class ConvBnActImpl : public torch::nn::Cloneable<ConvBnActImpl> {
   explicit ConvBnActImpl(ConvBnActOptions options);
 
   void reset() override;
-  /// x: `[N, C_in, H, W]` -> `[N, C_out, H_out, W_out]`.
+  /// x: `[N, C_in, H, W]` -> `[N, C_out, H_out, W_out]`. In eval mode the batch norm is
+  /// folded into the convolution (one pass over the activations; same result up to float
+  /// rounding).
   torch::Tensor forward(const torch::Tensor& x);
   void pretty_print(std::ostream& stream) const override;
 
@@ -125,5 +127,13 @@ class ConvBnActImpl : public torch::nn::Cloneable<ConvBnActImpl> {
 };
 
 TORCH_MODULE(ConvBnAct);
+
+/// `bn(conv(x))`, with the batch norm folded into the convolution when `bn` is in eval mode
+/// with running statistics: w' = w * s, b' = (b - mean) * s + beta, s = gamma / sqrt(var + eps),
+/// so the activations are written once instead of twice. Equal to the two-pass result up to
+/// float rounding, and differentiable (gradients reach the conv and bn parameters). In
+/// training mode, with a null `bn`, or with padding the convolution cannot fold (non-zero
+/// padding modes, "same"/"valid" strings) it is the plain two-pass computation.
+torch::Tensor conv_bn(torch::nn::Conv2d& conv, torch::nn::BatchNorm2d& bn, const torch::Tensor& x);
 
 }  // namespace ostrov::nn

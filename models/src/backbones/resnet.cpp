@@ -8,6 +8,8 @@
 #include <torch/nn/init.h>
 #include <torch/utils.h>
 
+#include "ostrov/nn/conv_bn_act.h"
+
 namespace ostrov::models {
 
 namespace {
@@ -78,8 +80,8 @@ class BasicBlockImpl : public nn::Cloneable<BasicBlockImpl> {
   }
 
   torch::Tensor forward(const torch::Tensor& x) {
-    auto out = relu->forward(bn1->forward(conv1->forward(x)));
-    out = bn2->forward(conv2->forward(out));
+    auto out = relu->forward(ostrov::nn::conv_bn(conv1, bn1, x));
+    out = ostrov::nn::conv_bn(conv2, bn2, out);
     out += downsample.is_empty() ? x : downsample->forward(x);
     return relu->forward(out);
   }
@@ -120,9 +122,9 @@ class BottleneckImpl : public nn::Cloneable<BottleneckImpl> {
   }
 
   torch::Tensor forward(const torch::Tensor& x) {
-    auto out = relu->forward(bn1->forward(conv1->forward(x)));
-    out = relu->forward(bn2->forward(conv2->forward(out)));
-    out = bn3->forward(conv3->forward(out));
+    auto out = relu->forward(ostrov::nn::conv_bn(conv1, bn1, x));
+    out = relu->forward(ostrov::nn::conv_bn(conv2, bn2, out));
+    out = ostrov::nn::conv_bn(conv3, bn3, out);
     out += downsample.is_empty() ? x : downsample->forward(x);
     return relu->forward(out);
   }
@@ -275,7 +277,7 @@ int64_t ResNetImpl::expansion() const {
 torch::Tensor ResNetImpl::run_stage(size_t position, const torch::Tensor& x) {
   switch (position) {
     case 0:
-      return maxpool->forward(relu->forward(bn1->forward(conv1->forward(x))));
+      return maxpool->forward(relu->forward(ostrov::nn::conv_bn(conv1, bn1, x)));
     case 1:
       return layer1->forward(x);
     case 2:
