@@ -46,8 +46,13 @@ void check_complete(const std::string& path, const std::string& bytes) {
   }
 }
 
-cv::Mat decode(const std::string& path, int flags) {
-  const std::string bytes = read_bytes(path);
+// PNG colour type 3: pixels are indices into a palette (PASCAL VOC's class masks are stored so).
+bool is_palette_png(const std::string& bytes) {
+  return bytes.size() > 25 && bytes.compare(0, 4, "\x89PNG") == 0 &&
+         bytes.compare(12, 4, "IHDR") == 0 && bytes[25] == 3;
+}
+
+cv::Mat decode(const std::string& path, const std::string& bytes, int flags) {
   if (bytes.empty()) throw IoError(path + ": empty file, expected an image");
   check_complete(path, bytes);
   cv::Mat image;
@@ -144,7 +149,7 @@ at::Tensor stack_images(const std::vector<at::Tensor>& images) {
 }
 
 cv::Mat read_image(const std::string& path) {
-  cv::Mat image = decode(path, cv::IMREAD_UNCHANGED);
+  cv::Mat image = decode(path, read_bytes(path), cv::IMREAD_UNCHANGED);
   if (image.depth() != CV_8U) {
     throw IoError(path + ": expected an 8-bit image, got " +
                   std::to_string(8 * image.elemSize1()) + "-bit");
@@ -175,7 +180,14 @@ void write_image(const std::string& path, const cv::Mat& image) {
 }
 
 at::Tensor read_mask(const std::string& path) {
-  cv::Mat mask = decode(path, cv::IMREAD_UNCHANGED);
+  const std::string bytes = read_bytes(path);
+  // OpenCV expands a palette to colours, which would lose the class indices.
+  if (is_palette_png(bytes)) {
+    throw IoError(path + ": a palette (indexed-colour) PNG; a class mask must be an 8-bit "
+                         "greyscale PNG holding the class index per pixel (in Python: "
+                         "Image.fromarray(numpy.array(Image.open(p)), mode='L').save(p))");
+  }
+  cv::Mat mask = decode(path, bytes, cv::IMREAD_UNCHANGED);
   if (mask.depth() != CV_8U) {
     throw IoError(path + ": a class mask must be 8-bit, got " +
                   std::to_string(8 * mask.elemSize1()) + "-bit");

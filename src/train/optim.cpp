@@ -103,14 +103,52 @@ OptimizerConfig optimizer_config_from_json(const nlohmann::json& train, const st
     c.beta1 = betas[0];
     c.beta2 = betas[1];
   }
+  // Checked here as well as in make_optimizer, so that the message names the key path.
+  if (c.name != "sgd" && c.name != "adam" && c.name != "adamw") {
+    throw ConfigError(where + ": key " + r.path_of("optimizer") + ": unknown optimizer \"" +
+                      c.name + "\" (expected sgd, adam or adamw)");
+  }
+  if (!(c.lr > 0.0)) {
+    throw ConfigError(where + ": key " + r.path_of("lr") + " must be positive, got " +
+                      nlohmann::json(c.lr).dump());
+  }
+  if (!(c.weight_decay >= 0.0)) {
+    throw ConfigError(where + ": key " + r.path_of("weight_decay") + " must be >= 0, got " +
+                      nlohmann::json(c.weight_decay).dump());
+  }
   return c;  // other train keys are checked by the caller's reader
 }
+
+namespace {
+
+// The checks of LrSchedule's constructor, with messages naming the file and the key path
+// (`schedule` is "name" or {"name": ..., ...} under train.schedule).
+void check_schedule(const ScheduleConfig& c, const std::string& where, bool object_form) {
+  const std::string key = "train.schedule";
+  const auto& n = c.name;
+  if (n != "constant" && n != "step" && n != "multistep" && n != "cosine" && n != "poly") {
+    throw ConfigError(where + ": key " + key + (object_form ? ".name" : "") +
+                      ": unknown schedule \"" + n +
+                      "\" (expected constant, step, multistep, cosine or poly)");
+  }
+  if (n == "step" && c.step_size <= 0) {
+    throw ConfigError(where + ": key " + key + ".step_size must be positive, got " +
+                      std::to_string(c.step_size));
+  }
+  if (c.warmup_steps < 0) {
+    throw ConfigError(where + ": key " + key + ".warmup_steps must be >= 0, got " +
+                      std::to_string(c.warmup_steps));
+  }
+}
+
+}  // namespace
 
 ScheduleConfig schedule_config_from_json(const nlohmann::json& schedule, const std::string& where) {
   ScheduleConfig c;
   if (schedule.is_null()) return c;
   if (schedule.is_string()) {
     c.name = schedule.get<std::string>();
+    check_schedule(c, where, /*object_form=*/false);
     return c;
   }
   io::ConfigReader r(schedule, where, "train.schedule");
@@ -123,6 +161,7 @@ ScheduleConfig schedule_config_from_json(const nlohmann::json& schedule, const s
   c.warmup_steps = r.get<int64_t>("warmup_steps", c.warmup_steps);
   c.warmup_factor = r.get<double>("warmup_factor", c.warmup_factor);
   r.finish();
+  check_schedule(c, where, /*object_form=*/true);
   return c;
 }
 

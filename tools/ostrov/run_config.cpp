@@ -74,6 +74,11 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
   }
   rc.data.num_classes = data.required<int64_t>("num_classes");
   require_positive(rc.data.num_classes, path, "data.num_classes");
+  if (rc.data.format == "folder" && rc.data.num_classes > 255) {
+    throw ConfigError(path + ": data.num_classes must be at most 255 for folder data (8-bit "
+                             "masks, 255 = ignore), got " +
+                      std::to_string(rc.data.num_classes));
+  }
   if (data.has("image_size")) {
     auto size = data.get<std::vector<int64_t>>("image_size", {});
     if (size.size() != 2) throw ConfigError(path + ": data.image_size must be [H, W]");

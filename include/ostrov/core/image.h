@@ -35,8 +35,11 @@ at::Tensor denormalize(const at::Tensor& image, const std::vector<double>& mean 
 /// Stacks [3,H,W] tensors of equal size into [N,3,H,W]; the error gives the first mismatch.
 at::Tensor stack_images(const std::vector<at::Tensor>& images);
 
-/// Reads a colour image as [H,W,3] uint8 BGR. Throws ostrov::IoError naming the path when the
-/// file is missing, is not an image, or is truncated (the decoder's warnings are checked).
+/// Reads a colour image as [H,W,3] uint8 BGR: grey is repeated over the 3 channels, a 4th
+/// (alpha) channel is dropped. Throws ostrov::IoError naming the path when the file is missing,
+/// empty, not an image, truncated (a PNG without its IEND chunk, a JPEG without its end-of-image
+/// marker; corrupt data inside a complete JPEG is not detected) or not 8-bit (16-bit PNGs are
+/// refused, not rescaled).
 cv::Mat read_image(const std::string& path);
 
 /// Writes an image; the format follows the extension. Written to a temporary file in the same
@@ -44,7 +47,8 @@ cv::Mat read_image(const std::string& path);
 void write_image(const std::string& path, const cv::Mat& image);
 
 /// Reads an 8-bit single-channel class mask as [H,W] int64. Throws ostrov::IoError for
-/// missing, unreadable, multi-channel or 16-bit files.
+/// missing, unreadable, multi-channel, palette (indexed-colour PNG, as PASCAL VOC's) or 16-bit
+/// files.
 at::Tensor read_mask(const std::string& path);
 
 /// [H,W] integer class mask -> CV_8UC1 (values must be in [0,255]).

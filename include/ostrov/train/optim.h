@@ -68,7 +68,10 @@ class LrSchedule {
 };
 
 /// Reads the optimizer keys of a `train` section (optimizer, lr, momentum, nesterov,
-/// weight_decay, betas, eps) and its `schedule` object, marking them used in `reader`.
+/// weight_decay, betas, eps) and its `schedule` (a name or an object), marking them used in
+/// `reader`. ostrov::ConfigError naming `where` (the file) and the key path (`train.lr`,
+/// `train.schedule.name`) for a wrong type, an unknown key, an unknown optimizer or schedule
+/// name, a non-positive lr or step_size, or a negative weight_decay or warmup_steps.
 OptimizerConfig optimizer_config_from_json(const nlohmann::json& train, const std::string& where);
 ScheduleConfig schedule_config_from_json(const nlohmann::json& schedule, const std::string& where);
 
