@@ -43,10 +43,12 @@ void History::append(const nlohmann::json& record) {
   records_.push_back(record);
 }
 
-void History::truncate_after(int64_t step) {
+void History::truncate_after(int64_t step, bool keep_evaluations_at_step) {
   records_.erase(std::remove_if(records_.begin(), records_.end(),
-                                [step](const nlohmann::json& r) {
-                                  return r.value("step", int64_t{0}) > step;
+                                [step, keep_evaluations_at_step](const nlohmann::json& r) {
+                                  const int64_t s = r.value("step", int64_t{0});
+                                  return s > step || (!keep_evaluations_at_step && s == step &&
+                                                      r.value("split", "") == "val");
                                 }),
                  records_.end());
   std::string text;

@@ -162,7 +162,8 @@ TrainResult Trainer::fit() {
   const fs::path dir(options_.out_dir());
   if (write) fs::create_directories(dir);
 
-  int64_t step = 0, first_epoch = 0, skip = 0;
+  int64_t step = 0, first_epoch = 0, skip = 0, restored_evals_without_improvement = 0;
+  bool evaluation_pending = false;
   best_ = nullptr;
   if (options_.resume()) {
     const std::string last = (dir / "last.pt").string();
@@ -172,13 +173,17 @@ TrainResult Trainer::fit() {
     first_epoch = meta.epoch;
     skip = meta.extra.value("batch_in_epoch", int64_t{0});
     best_ = meta.extra.value("best", nlohmann::json());
+    evaluation_pending = meta.extra.value("evaluation_pending", false);
+    restored_evals_without_improvement =
+        meta.extra.value("counters", nlohmann::json::object()).value("evals_without_improvement", int64_t{0});
     core::logger()->info("resuming from {} at step {} (epoch {}, batch {})", last, step,
                          first_epoch, skip);
   }
   std::unique_ptr<History> history;
   if (write) {
     history = std::make_unique<History>((dir / "metrics.jsonl").string(), options_.resume());
-    if (options_.resume()) history->truncate_after(step);
+    // A pending evaluation is run again: drop its record if it was written before the stop.
+    if (options_.resume()) history->truncate_after(step, /*keep_evaluations_at_step=*/!evaluation_pending);
   }
   if (dp_ != nullptr) dp_->broadcast_module(model);
 
@@ -186,7 +191,7 @@ TrainResult Trainer::fit() {
                    (options_.progress() == "auto" && ::isatty(STDERR_FILENO) && is_main());
   Progress progress(bar, is_main() ? options_.log_every() : 0, options_.time_limit_s());
   std::vector<at::Tensor> params = model.parameters();
-  int64_t evals_without_improvement = 0;
+  int64_t evals_without_improvement = restored_evals_without_improvement;
   std::string stop;
   double loss_sum = 0.0;
   int64_t loss_count = 0;
@@ -275,10 +280,13 @@ TrainResult Trainer::fit() {
     // Where a resume continues: the next epoch, or the next batch of this one.
     const int64_t resume_epoch = epoch_complete ? epoch + 1 : epoch;
     const int64_t resume_batch = epoch_complete ? 0 : b;
-    save("last.pt", step, resume_epoch, resume_batch, {});
+    const nlohmann::json counters = {{"evals_without_improvement", evals_without_improvement}};
 
     const bool final_epoch = !stop.empty() || epoch + 1 >= last_epoch;
     if (val_ != nullptr && (final_epoch || (epoch + 1) % std::max<int64_t>(options_.eval_every(), 1) == 0)) {
+      // Until the evaluation is recorded, a resume re-enters this epoch after its last batch
+      // and evaluates again, so a crash during evaluation loses no evaluation.
+      save("last.pt", step, epoch, b, {{"evaluation_pending", true}, {"counters", counters}});
       progress.end_line();
       nlohmann::json metrics = evaluate(*val_);
       result.last_evaluation = metrics;
@@ -299,7 +307,6 @@ TrainResult Trainer::fit() {
         best_ = record;
         evals_without_improvement = 0;
         save("best.pt", step, resume_epoch, resume_batch, {{"metrics", metrics}});
-        save("last.pt", step, resume_epoch, resume_batch, {});  // carries the new best
       } else {
         ++evals_without_improvement;
       }
@@ -311,6 +318,8 @@ TrainResult Trainer::fit() {
     } else if (history && final_epoch) {
       plot_history(history->records(), (dir / "loss.png").string());
     }
+    save("last.pt", step, resume_epoch, resume_batch,  // carries a new best too
+         {{"counters", {{"evals_without_improvement", evals_without_improvement}}}});
   }
   progress.end_line();
   result.steps = step;

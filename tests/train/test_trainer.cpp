@@ -167,6 +167,50 @@ TEST_CASE("resume: N steps + resume + N steps gives exactly the losses of 2N ste
   }
 }
 
+TEST_CASE("a crash during an evaluation resumes into that evaluation and not past it", "[train][trainer]") {
+  // The process dies (here: an exception) while epoch 1 is being evaluated. The resumed run
+  // must evaluate epoch 1 again, so metrics.jsonl ends as the uninterrupted run's.
+  struct CrashingTask : ToyTask {
+    int evaluations = 0;
+    void begin_evaluation() override {
+      if (++evaluations == 2) throw std::runtime_error("simulated crash during evaluation");
+      ToyTask::begin_evaluation();
+    }
+  };
+  const auto options = [](const test::TempDir& dir) {
+    return train::TrainerOptions().epochs(3).log_every(1).out_dir(dir.path().string())
+        .best_metric("pixel_accuracy").higher_is_better(true);
+  };
+  const auto val_losses = [](const test::TempDir& dir) {
+    std::vector<std::pair<int64_t, double>> out;
+    const train::History history(dir / "metrics.jsonl", true);
+    for (const auto& r : history.records()) {
+      if (r["split"] == "val") out.emplace_back(r["step"].get<int64_t>(), r["loss"].get<double>());
+    }
+    return out;
+  };
+  test::TempDir a, b;
+  core::seed_everything(8);
+  ToyTask straight;
+  Run run_a;
+  fit(straight, run_a, options(a));
+
+  core::seed_everything(8);
+  CrashingTask crashing;
+  Run run_b;
+  CHECK_THROWS_WITH(fit(crashing, run_b, options(b)), Catch::Contains("simulated crash"));
+  CHECK(io::read_checkpoint_meta(b / "last.pt").extra.value("evaluation_pending", false));
+
+  core::seed_everything(123);
+  ToyTask resumed;
+  Run run_c;
+  auto rest = fit(resumed, run_c, options(b).resume(true));
+  CHECK(rest.steps == 12);
+  const auto expected = val_losses(a), got = val_losses(b);
+  REQUIRE(expected.size() == 3);
+  CHECK(got == expected);  // epoch 1's evaluation is there, once, with the same loss
+}
+
 TEST_CASE("a non-finite loss stops training with the step and keeps last.pt good", "[train][trainer]") {
   test::TempDir dir;
   ToyTask task(std::nan(""));

@@ -17,9 +17,10 @@ class History {
   /// Appends one record (a line, flushed) and remembers it.
   void append(const nlohmann::json& record);
   const std::vector<nlohmann::json>& records() const { return records_; }
-  /// Drops records with step > `step` (after resuming from an earlier checkpoint) and rewrites
-  /// the file atomically.
-  void truncate_after(int64_t step);
+  /// Drops records with step > `step` (after resuming from an earlier checkpoint) — and, with
+  /// `keep_evaluations_at_step` false, the "val" records at `step` too (an evaluation that
+  /// will run again) — and rewrites the file atomically.
+  void truncate_after(int64_t step, bool keep_evaluations_at_step = true);
   const std::string& path() const { return path_; }
 
  private:
