@@ -107,3 +107,32 @@ TEST_CASE("clip_grad_norm returns the norm and scales gradients", "[train][optim
   CHECK(a.grad()[0].item<double>() == Approx(0.6).epsilon(1e-5));
   CHECK(b.grad()[0].item<double>() == Approx(0.8).epsilon(1e-5));
 }
+
+TEST_CASE("optimizer and schedule configs name the file and key path of a bad value", "[train][optim]") {
+  using Catch::Matchers::Contains;
+  const nlohmann::json good = {{"optimizer", "adam"}, {"lr", 0.01}};
+  CHECK(optimizer_config_from_json(good, "run.json").lr == 0.01);
+  auto with = [&](const char* key, nlohmann::json value) {
+    auto j = good;
+    j[key] = std::move(value);
+    return j;
+  };
+  CHECK_THROWS_AS(optimizer_config_from_json(with("lr", -0.1), "run.json"), ConfigError);
+  CHECK_THROWS_WITH(optimizer_config_from_json(with("lr", -0.1), "run.json"),
+                    Contains("run.json") && Contains("train.lr") && Contains("-0.1"));
+  CHECK_THROWS_WITH(optimizer_config_from_json(with("weight_decay", -1), "run.json"),
+                    Contains("train.weight_decay"));
+  CHECK_THROWS_WITH(optimizer_config_from_json(with("optimizer", "rmsprop"), "run.json"),
+                    Contains("train.optimizer") && Contains("rmsprop"));
+
+  CHECK(schedule_config_from_json("cosine", "run.json").name == "cosine");
+  CHECK_THROWS_AS(schedule_config_from_json("cosinus", "run.json"), ConfigError);
+  CHECK_THROWS_WITH(schedule_config_from_json("cosinus", "run.json"),
+                    Contains("run.json") && Contains("train.schedule") && Contains("cosinus"));
+  CHECK_THROWS_WITH(schedule_config_from_json({{"name", "warp"}}, "run.json"),
+                    Contains("train.schedule.name"));
+  CHECK_THROWS_WITH(schedule_config_from_json({{"name", "step"}, {"step_size", 0}}, "run.json"),
+                    Contains("train.schedule.step_size"));
+  CHECK_THROWS_WITH(schedule_config_from_json({{"name", "cosine"}, {"warmup_steps", -3}}, "run.json"),
+                    Contains("train.schedule.warmup_steps"));
+}
