@@ -44,6 +44,14 @@ int64_t count_parameters(const torch::nn::Module& module) {
   return n;
 }
 
+// Counters of a model workload: its parameter count and images/s for `batch` images per
+// iteration (run.py checks the count against the reference model's).
+void model_counters(benchmark::State& state, const torch::nn::Module& model, int64_t batch) {
+  state.counters["params"] = static_cast<double>(count_parameters(model));
+  state.counters["images_per_s"] =
+      benchmark::Counter(static_cast<double>(batch), benchmark::Counter::kIsIterationInvariantRate);
+}
+
 at::Tensor segmentation_target(int64_t batch, int64_t size) {
   return (seeded_rand({batch, size, size}, 1) * kClasses).to(at::kLong).clamp_max_(kClasses - 1);
 }
@@ -64,9 +72,7 @@ void segmentation_train(benchmark::State& state, const SegmentationWorkload& w) 
   };
   step();  // warm-up: allocator, oneDNN primitive caches
   for (auto _ : state) step();
-  state.counters["params"] = static_cast<double>(count_parameters(*model.module));
-  state.counters["images_per_s"] =
-      benchmark::Counter(static_cast<double>(w.batch), benchmark::Counter::kIsIterationInvariantRate);
+  model_counters(state, *model.module, w.batch);
 }
 
 void segmentation_infer(benchmark::State& state, const SegmentationWorkload& w) {
@@ -79,9 +85,7 @@ void segmentation_infer(benchmark::State& state, const SegmentationWorkload& w) 
     auto logits = model.forward(x);
     benchmark::DoNotOptimize(logits.data_ptr());
   }
-  state.counters["params"] = static_cast<double>(count_parameters(*model.module));
-  state.counters["images_per_s"] =
-      benchmark::Counter(static_cast<double>(w.batch), benchmark::Counter::kIsIterationInvariantRate);
+  model_counters(state, *model.module, w.batch);
 }
 
 // Light SSD: batch 8 at 256x256, targets with 3% positive priors (the loss's cost does not
@@ -108,9 +112,7 @@ void ssd_light_train(benchmark::State& state) {
   };
   step();
   for (auto _ : state) step();
-  state.counters["params"] = static_cast<double>(count_parameters(*net));
-  state.counters["images_per_s"] =
-      benchmark::Counter(static_cast<double>(kSSDBatch), benchmark::Counter::kIsIterationInvariantRate);
+  model_counters(state, *net, kSSDBatch);
 }
 
 void ssd_light_infer(benchmark::State& state) {
@@ -122,9 +124,7 @@ void ssd_light_infer(benchmark::State& state) {
     auto out = net->forward(x);
     benchmark::DoNotOptimize(out.scores.data_ptr());
   }
-  state.counters["params"] = static_cast<double>(count_parameters(*net));
-  state.counters["images_per_s"] =
-      benchmark::Counter(static_cast<double>(kSSDBatch), benchmark::Counter::kIsIterationInvariantRate);
+  model_counters(state, *net, kSSDBatch);
 }
 
 // SSD300-VGG16 inference on one 480x640 image: preprocess (resize to 300, normalise), network,

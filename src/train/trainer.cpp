@@ -280,13 +280,16 @@ TrainResult Trainer::fit() {
     // Where a resume continues: the next epoch, or the next batch of this one.
     const int64_t resume_epoch = epoch_complete ? epoch + 1 : epoch;
     const int64_t resume_batch = epoch_complete ? 0 : b;
-    const nlohmann::json counters = {{"evals_without_improvement", evals_without_improvement}};
+    // What a resume needs besides the model: the early-stopping counter as it is when saved.
+    const auto counters = [&] {
+      return nlohmann::json{{"evals_without_improvement", evals_without_improvement}};
+    };
 
     const bool final_epoch = !stop.empty() || epoch + 1 >= last_epoch;
     if (val_ != nullptr && (final_epoch || (epoch + 1) % std::max<int64_t>(options_.eval_every(), 1) == 0)) {
       // Until the evaluation is recorded, a resume re-enters this epoch after its last batch
       // and evaluates again, so a crash during evaluation loses no evaluation.
-      save("last.pt", step, epoch, b, {{"evaluation_pending", true}, {"counters", counters}});
+      save("last.pt", step, epoch, b, {{"evaluation_pending", true}, {"counters", counters()}});
       progress.end_line();
       nlohmann::json metrics = evaluate(*val_);
       result.last_evaluation = metrics;
@@ -318,8 +321,7 @@ TrainResult Trainer::fit() {
     } else if (history && final_epoch) {
       plot_history(history->records(), (dir / "loss.png").string());
     }
-    save("last.pt", step, resume_epoch, resume_batch,  // carries a new best too
-         {{"counters", {{"evals_without_improvement", evals_without_improvement}}}});
+    save("last.pt", step, resume_epoch, resume_batch, {{"counters", counters()}});  // and a new best
   }
   progress.end_line();
   result.steps = step;

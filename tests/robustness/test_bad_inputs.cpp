@@ -119,6 +119,24 @@ void check_names(const std::string& message, const std::vector<std::string>& nam
   for (const auto& name : names) CHECK_THAT(message, Catch::Contains(name));
 }
 
+// `ostrov train CONFIG --out DIR/<name>_out` on a case's data: trains when the data loads;
+// otherwise the API's `message` and the CLI (exit 1) name `names`, and no training output is
+// left.
+void check_train_outcome(const TempDir& dir, const std::string& name, const std::string& config,
+                         Expect expect, const std::string& message,
+                         const std::vector<std::string>& names) {
+  const std::string out = dir / (name + "_out");
+  const CliResult r = run_cli("train " + quote(config) + " --out " + quote(out));
+  if (expect == Expect::kLoads) {
+    check_exit(r, 0, {});
+    CHECK(fs::exists(out + "/last.pt"));
+  } else {
+    check_names(message, names);
+    check_exit(r, 1, names);
+    check_no_training_output(out);
+  }
+}
+
 std::string write_text(const std::string& path, const std::string& text) {
   test::write_bytes(path, text);
   return path;
@@ -380,16 +398,7 @@ TEST_CASE("bad masks and pairs: data::SegmentationFolder and ostrov train", "[ro
     });
     const std::string config =
         write_config(dir / (c.name + ".json"), ws.train_only({{"train", {{"root", root}}}}));
-    const std::string out = dir / (c.name + "_out");
-    const CliResult r = run_cli("train " + quote(config) + " --out " + quote(out));
-    if (c.expect == Expect::kLoads) {
-      check_exit(r, 0, {});
-      CHECK(fs::exists(out + "/last.pt"));
-    } else {
-      check_names(message, {file, c.reason});
-      check_exit(r, 1, {file, c.reason});
-      check_no_training_output(out);
-    }
+    check_train_outcome(dir, c.name, config, c.expect, message, {file, c.reason});
   }
   CHECK(count == 12);
 }
@@ -496,16 +505,7 @@ TEST_CASE("bad COCO files: data::CocoDataset and ostrov train", "[robustness]") 
     const std::string config = write_config(
         dir / (c.name + "_run.json"),
         ws.train_only({{"format", "coco"}, {"train", {{"annotations", file}, {"images", images}}}}));
-    const std::string out = dir / (c.name + "_out");
-    const CliResult r = run_cli("train " + quote(config) + " --out " + quote(out));
-    if (c.expect == Expect::kLoads) {
-      check_exit(r, 0, {});
-      CHECK(fs::exists(out + "/last.pt"));
-    } else {
-      check_names(message, names);
-      check_exit(r, 1, names);
-      check_no_training_output(out);
-    }
+    check_train_outcome(dir, c.name, config, c.expect, message, names);
   }
   CHECK(count == 19);
 }
