@@ -251,6 +251,7 @@ struct CocoDataset::Impl {
   std::map<int64_t, int64_t> category_to_label;
   int64_t kept = 0;
   int64_t skipped = 0;
+  CocoOptions options;
 
   void load(const CocoOptions& options);
 };
@@ -378,6 +379,7 @@ CocoDataset::CocoDataset(const std::string& annotations_json, const std::string&
   auto impl = std::make_shared<Impl>();
   impl->path = annotations_json;
   impl->images_dir = images_dir;
+  impl->options = options;
   impl->load(options);
   impl_ = std::move(impl);
 }
@@ -397,13 +399,18 @@ Sample CocoDataset::get(int64_t index) const {
   const auto& anns = impl_->annotations[index];
   const auto k = static_cast<int64_t>(anns.size());
   const int64_t h = info.height, w = info.width;
-  at::Tensor instances = at::zeros({k, h, w}, at::kByte);
-  at::Tensor mask = at::zeros({h, w}, at::kLong);
+  const bool with_masks = impl_->options.masks();
+  at::Tensor instances = with_masks ? at::zeros({k, h, w}, at::kByte) : at::Tensor();
+  at::Tensor mask = with_masks ? at::zeros({h, w}, at::kLong) : at::Tensor();
   at::Tensor boxes = at::empty({k, 4}, at::kFloat);
   at::Tensor labels = at::empty({k}, at::kLong);
   at::Tensor iscrowd = at::empty({k}, at::kByte);
   for (int64_t j = 0; j < k; ++j) {
     const Annotation& ann = anns[j];
+    std::copy(ann.box.begin(), ann.box.end(), boxes.data_ptr<float>() + 4 * j);
+    labels.data_ptr<int64_t>()[j] = ann.label;
+    iscrowd.data_ptr<uint8_t>()[j] = ann.crowd ? 1 : 0;
+    if (!with_masks) continue;
     at::Tensor m;
     try {
       m = decode_mask(ann, h, w);
@@ -413,9 +420,6 @@ Sample CocoDataset::get(int64_t index) const {
     }
     instances[j].copy_(m);
     mask.masked_fill_(m.to(at::kBool), ann.label);
-    std::copy(ann.box.begin(), ann.box.end(), boxes.data_ptr<float>() + 4 * j);
-    labels.data_ptr<int64_t>()[j] = ann.label;
-    iscrowd.data_ptr<uint8_t>()[j] = ann.crowd ? 1 : 0;
   }
   Sample sample;
   sample.image = core::image_to_tensor(bgr);

@@ -84,7 +84,11 @@ DataParallel::DataParallel(const DistributedEnv& env, std::chrono::milliseconds 
                                                                env_.world_size, group_options);
   } catch (const std::exception& e) {
     throw Error("rank " + std::to_string(env_.rank) + ": cannot join the process group at " +
-                env_.master_addr + ":" + std::to_string(env_.master_port) + ": " + e.what());
+                env_.master_addr + ":" + std::to_string(env_.master_port) + " within " +
+                std::to_string(timeout.count() / 1000) + " s (WORLD_SIZE=" +
+                std::to_string(env_.world_size) + ", MASTER_ADDR=" + env_.master_addr +
+                ", MASTER_PORT=" + std::to_string(env_.master_port) +
+                "; every rank needs the same values and rank 0 must be running): " + e.what());
   }
 }
 

@@ -2,12 +2,15 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include <ATen/ATen.h>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <torch/optim/optimizer.h>
 #include <torch/types.h>
@@ -74,6 +77,34 @@ class Progress {
   int64_t log_every_;
   double time_limit_;
 };
+
+std::string mib(double bytes) { return fmt::format("{:.1f} MiB", bytes / (1024.0 * 1024.0)); }
+
+// Fails before training when `dir` cannot hold the checkpoints: it cannot be created, a file
+// cannot be written there, or its disk has less than `needed` bytes free.
+void check_output_dir(const fs::path& dir, int64_t needed) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw IoError(dir.string() + ": cannot create the output folder: " + ec.message());
+  const fs::path probe = dir / ".ostrov-write-test";
+  {
+    std::FILE* f = std::fopen(probe.c_str(), "wb");
+    const bool ok = f != nullptr && std::fputs("ostrov", f) >= 0 && std::fflush(f) == 0;
+    const int err = errno;
+    if (f != nullptr) std::fclose(f);
+    fs::remove(probe, ec);
+    if (!ok) {
+      throw IoError(dir.string() + ": the output folder is not writable (" +
+                    std::strerror(err) + "); choose another with --out");
+    }
+  }
+  const auto space = fs::space(dir, ec);
+  if (!ec && static_cast<double>(space.available) < static_cast<double>(needed)) {
+    throw IoError(dir.string() + ": only " + mib(static_cast<double>(space.available)) +
+                  " free on its disk, the checkpoints of this run need about " +
+                  mib(static_cast<double>(needed)) + "; free space or choose another --out");
+  }
+}
 
 bool better(double candidate, double best, bool higher) {
   return higher ? candidate > best : candidate < best;
@@ -160,7 +191,16 @@ TrainResult Trainer::fit() {
                                   : options_.epochs() * batches_per_epoch;
   const bool write = !options_.out_dir().empty() && is_main();
   const fs::path dir(options_.out_dir());
-  if (write) fs::create_directories(dir);
+  if (write) {
+    int64_t needed = options_.min_free_bytes();
+    if (needed < 0) {
+      int64_t model_bytes = 0;
+      for (const auto& t : model.parameters()) model_bytes += t.numel() * t.element_size();
+      for (const auto& t : model.buffers()) model_bytes += t.numel() * t.element_size();
+      needed = 3 * 3 * model_bytes;  // 3 files, each weights + 2 optimizer moments
+    }
+    check_output_dir(dir, needed);
+  }
 
   int64_t step = 0, first_epoch = 0, skip = 0, restored_evals_without_improvement = 0;
   bool evaluation_pending = false;

@@ -9,6 +9,8 @@
 
 #include "ostrov/io/weights.h"
 #include "ostrov/losses/multibox.h"
+#include "ostrov/models/backbones/resnet.h"
+#include "ostrov/models/detection/build.h"
 #include "ostrov/models/detection/ssd.h"
 #include "ostrov/models/detection/ssd_targets.h"
 #include "ostrov/ops/box_coder.h"
@@ -273,4 +275,72 @@ TEST_CASE("Light SSD overfits one image with two boxes in 20 Adam steps", "[mode
   }
   INFO("loss " << history.front() << " -> " << history.back());
   CHECK(history.back() < 0.5f * history.front());
+}
+
+TEST_CASE("build_detector builds both SSDs from JSON and names bad keys", "[models][detection]") {
+  auto light = models::build_detector({{"name", "ssd_light"}, {"image_size", 128}}, 11, "run.json");
+  CHECK(light->options.backbone() == "resnet18");
+  CHECK(light->options.image_size() == 128);
+  CHECK(light->options.num_classes() == 11);
+  auto ssd300 = models::build_detector(
+      {{"name", "ssd300_vgg16"}, {"score_threshold", 0.2}, {"detections_per_image", 50}}, 5,
+      "run.json");
+  CHECK(ssd300->options.backbone() == "vgg16");
+  CHECK(ssd300->options.postprocess().score_threshold() == Approx(0.2));
+  CHECK(ssd300->options.postprocess().detections_per_image() == 50);
+  CHECK(ssd300->head->classification_head->num_columns == 5);
+
+  CHECK_THROWS_WITH(models::build_detector({{"name", "yolo"}}, 11, "run.json"),
+                    Contains("run.json") && Contains("model.name") && Contains("ssd_light"));
+  CHECK_THROWS_WITH(models::build_detector({{"name", "ssd_light"}, {"imgae_size", 9}}, 11, "run.json"),
+                    Contains("model.imgae_size"));
+  CHECK_THROWS_WITH(models::build_detector({{"name", "ssd300_vgg16"}, {"image_size", 512}}, 11, "r.json"),
+                    Contains("model.image_size") && Contains("300"));
+  CHECK_THROWS_WITH(models::build_detector({{"name", "ssd_light"}, {"nms_threshold", 0}}, 11, "r.json"),
+                    Contains("model.nms_threshold"));
+  CHECK_THROWS_WITH(models::build_detector({{"name", "ssd_light"}}, 1, "r.json"),
+                    Contains("num_classes"));
+  CHECK_THROWS_WITH(
+      models::build_detector({{"name", "ssd_light"}, {"weights", "/no/such.pth"}}, 11, "r.json"),
+      Contains("/no/such.pth"));
+}
+
+TEST_CASE("SSD backbone weights: torchvision's vgg16 features and resnet18 load by name",
+          "[models][detection]") {
+  // A vgg16 state dict as torchvision writes it, made from one SSD300's backbone: features.0-22
+  // are the SSD's features, features.23-29 its extra.0.0-6; classifier keys are ignored.
+  models::SSD source(models::SSDOptions::ssd300_vgg16(3));
+  auto* vgg = source->backbone->as<models::SSDVGGBackboneImpl>();
+  REQUIRE(vgg != nullptr);
+  io::StateDict state;
+  for (const auto& item : vgg->features->named_parameters()) {
+    state.insert("features." + item.key(), item.value());
+  }
+  for (const auto& item : vgg->extra[0]->named_parameters()) {
+    const auto dot = item.key().find('.');
+    const int64_t index = std::stoll(item.key().substr(0, dot));
+    if (index < 7) state.insert("features." + std::to_string(index + 23) + item.key().substr(dot), item.value());
+  }
+  state.insert("classifier.0.weight", at::zeros({2, 2}));
+  models::SSD target(models::SSDOptions::ssd300_vgg16(3));
+  models::load_ssd_backbone_weights(*target, state, "vgg16.pth");
+  const auto a = io::module_state_dict(*source), b = io::module_state_dict(*target);
+  CHECK(at::equal(a["backbone.features.21.weight"], b["backbone.features.21.weight"]));
+  CHECK(at::equal(a["backbone.extra.0.5.weight"], b["backbone.extra.0.5.weight"]));  // conv5_3
+  CHECK_FALSE(at::equal(a["backbone.extra.0.7.1.weight"], b["backbone.extra.0.7.1.weight"]));  // fc6
+
+  // resnet18: everything but fc; a resnet34 is refused, naming its extra blocks.
+  models::ResNet resnet18(models::ResNetOptions(18));
+  models::SSD light(models::SSDOptions::light(4, 64));
+  models::load_ssd_backbone_weights(*light, io::module_state_dict(*resnet18), "resnet18.pth");
+  CHECK(at::equal(io::module_state_dict(*light)["backbone.layer4.1.conv2.weight"],
+                  io::module_state_dict(*resnet18)["layer4.1.conv2.weight"]));
+  models::ResNet resnet34(models::ResNetOptions(34));
+  CHECK_THROWS_WITH(
+      models::load_ssd_backbone_weights(*light, io::module_state_dict(*resnet34), "resnet34.pth"),
+      Contains("resnet34.pth") && Contains("layer1.2.conv1.weight"));
+  io::StateDict broken = io::module_state_dict(*resnet18);
+  broken["conv1.weight"] = at::zeros({64, 3, 3, 3});
+  CHECK_THROWS_WITH(models::load_ssd_backbone_weights(*light, broken, "broken.pth"),
+                    Contains("broken.pth") && Contains("conv1.weight"));
 }

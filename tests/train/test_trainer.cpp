@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <fstream>
 
 #include <cmath>
 #include <filesystem>
@@ -235,4 +236,32 @@ TEST_CASE("early stopping and time limit end training with their reason", "[trai
   auto t = fit(quick, run2, train::TrainerOptions().epochs(1000).time_limit_s(0.2));
   CHECK(t.stop_reason == "time_limit");
   CHECK(t.seconds < 10.0);
+}
+
+TEST_CASE("an output folder that cannot be created or lacks space fails before the first step",
+          "[train][trainer]") {
+  test::TempDir dir;
+  {  // A regular file where a folder should be (root ignores permissions, this it cannot).
+    std::ofstream(dir / "file") << "x";
+  }
+  ToyTask task;
+  Run run;
+  const std::string under_file = dir / "file/run";
+  CHECK_THROWS_WITH(fit(task, run, train::TrainerOptions().epochs(1).out_dir(under_file)),
+                    Catch::Contains(under_file) && Catch::Contains("cannot create"));
+  // A disk too small for the checkpoints (the requirement raised instead of filling the disk).
+  ToyTask task2;
+  Run run2;
+  const std::string out = dir / "run";
+  CHECK_THROWS_WITH(
+      fit(task2, run2, train::TrainerOptions().epochs(1).out_dir(out).min_free_bytes(int64_t{1} << 62)),
+      Catch::Contains(out) && Catch::Contains("free on its disk"));
+  CHECK_FALSE(std::filesystem::exists(dir / "run/last.pt"));
+  CHECK_FALSE(std::filesystem::exists(dir / "run/metrics.jsonl"));
+  // The estimate of a small model fits, and no probe file is left behind.
+  ToyTask task3;
+  Run run3;
+  fit(task3, run3, train::TrainerOptions().epochs(1).out_dir(out));
+  CHECK(std::filesystem::exists(dir / "run/last.pt"));
+  CHECK_FALSE(std::filesystem::exists(dir / "run/.ostrov-write-test"));
 }

@@ -11,7 +11,6 @@
 #include <ATen/ATen.h>
 #include <CLI/CLI.hpp>
 #include <c10/core/InferenceMode.h>
-#include <opencv2/imgproc.hpp>
 #include <spdlog/logger.h>
 
 #include "commands.h"
@@ -20,11 +19,10 @@
 #include "ostrov/core/image.h"
 #include "ostrov/core/runtime.h"
 #include "ostrov/data/loader.h"
-#include "ostrov/data/visualize.h"
 #include "ostrov/io/checkpoint.h"
 #include "ostrov/train/trainer.h"
 #include "run_config.h"
-#include "segmentation_task.h"
+#include "task.h"
 
 namespace fs = std::filesystem;
 
@@ -47,10 +45,10 @@ void add_common(CLI::App* sub, RunArgs& args) {
 }
 
 // Builds the task from the config and loads the checkpoint into its model.
-std::unique_ptr<SegmentationTask> load_task(const RunConfig& config, const std::string& checkpoint,
-                                            const c10::Device& device) {
+std::unique_ptr<CliTask> load_task(const RunConfig& config, const std::string& checkpoint,
+                                   const c10::Device& device) {
   if (!fs::exists(checkpoint)) throw IoError(checkpoint + ": no such checkpoint file");
-  auto task = std::make_unique<SegmentationTask>(config, device);
+  auto task = make_task(config, device);
   io::load_checkpoint(checkpoint, task->model());
   task->model().eval();
   return task;
@@ -84,10 +82,10 @@ Command add_eval(CLI::App& app) {
     const c10::Device device = core::parse_device(config.train.device);
     core::set_num_threads(static_cast<int>(config.train.threads));
     auto task = load_task(config, args->checkpoint, device);
-    data::DataLoader loader(make_dataset(config, "val"),
+    data::DataLoader loader(task->dataset("val"),
                             data::LoaderOptions(config.train.batch_size)
                                 .workers(config.train.workers)
-                                .transform(make_transforms(config, /*training=*/false)));
+                                .transform(task->transforms(/*training=*/false)));
     task->begin_evaluation();
     {
       c10::InferenceMode guard;
@@ -99,7 +97,7 @@ Command add_eval(CLI::App& app) {
 }
 
 Command add_predict(CLI::App& app) {
-  auto* sub = app.add_subcommand("predict", "Run a checkpoint on images; writes masks and overlays");
+  auto* sub = app.add_subcommand("predict", "Run a checkpoint on images; writes masks or boxes, and overlays");
   auto args = std::make_shared<RunArgs>();
   add_common(sub, *args);
   sub->add_option("--input", args->input, "An image or a folder of images")->required();
@@ -114,22 +112,9 @@ Command add_predict(CLI::App& app) {
     fs::create_directories(args->output);
     c10::InferenceMode guard;
     for (const auto& path : images) {
-      const cv::Mat bgr = core::read_image(path);
-      cv::Mat resized;
-      cv::resize(bgr, resized, cv::Size(static_cast<int>(config.data.width),
-                                        static_cast<int>(config.data.height)),
-                 0, 0, cv::INTER_LINEAR);
-      auto x = core::normalize(core::image_to_tensor(resized)).unsqueeze(0).to(device);
-      auto prediction = task->predict(x)[0].to(at::kCPU);
-      // Back to the input's size (nearest: labels never mix).
-      prediction = core::resize_mask(prediction, bgr.rows, bgr.cols);
-      const std::string stem = fs::path(path).stem().string();
-      core::write_image((fs::path(args->output) / (stem + ".png")).string(),
-                        core::mask_to_mat(prediction));
-      core::write_image((fs::path(args->output) / (stem + "_overlay.png")).string(),
-                        data::overlay_mask(bgr, prediction, 0.5));
+      task->predict_image(core::read_image(path), fs::path(path).stem().string(), args->output);
     }
-    core::logger()->info("wrote {} masks and overlays to {}", images.size(), args->output);
+    core::logger()->info("wrote predictions and overlays of {} images to {}", images.size(), args->output);
     return kExitOk;
   };
 }

@@ -29,6 +29,8 @@ struct MakeScenesArgs {
   std::string background = "noise";
   int64_t min_items = 2;
   int64_t max_items = 6;
+  int64_t min_scale = 40;
+  int64_t max_scale = 96;
 };
 
 }  // namespace
@@ -49,6 +51,9 @@ Command add_make_scenes(CLI::App& app) {
       ->check(CLI::IsMember({"noise", "texture", "plain"}));
   sub->add_option("--min-items", args->min_items, "Fewest items per scene (default 2)");
   sub->add_option("--max-items", args->max_items, "Most items per scene (default 6)");
+  sub->add_option("--min-scale", args->min_scale,
+                  "Smallest side of a pasted item in pixels (the 28x28 item is resized; default 40)");
+  sub->add_option("--max-scale", args->max_scale, "Largest side of a pasted item (default 96)");
   return [sub, args]() {
     if (!sub->parsed()) return -1;
     int w = 0, h = 0;
@@ -62,6 +67,8 @@ Command add_make_scenes(CLI::App& app) {
                        .seed(args->seed)
                        .min_items(args->min_items)
                        .max_items(args->max_items)
+                       .min_scale(args->min_scale)
+                       .max_scale(args->max_scale)
                        .background(data::scene_background_from_string(args->background));
     data::FashionMnist items(args->split == "train" ? data::FashionMnistSplit::kTrain
                                                     : data::FashionMnistSplit::kTest);

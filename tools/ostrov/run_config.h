@@ -41,7 +41,8 @@ struct TrainConfig {
   int64_t checkpoint_every = 0;
   int64_t early_stopping = 0;
   double grad_clip = 0.0;
-  std::string best_metric;  ///< default per task (miou)
+  double distributed_timeout_s = 300.0;  ///< joining the group and every collective
+  std::string best_metric;  ///< default per task (segmentation miou, detection map50)
   train::OptimizerConfig optimizer;
   train::ScheduleConfig schedule;
 };
@@ -49,7 +50,7 @@ struct TrainConfig {
 struct RunConfig {
   std::string path;     ///< the file, for messages
   nlohmann::json json;  ///< after --set overrides (stored in checkpoints)
-  std::string task;     ///< "segmentation" (detection and instance: later issues)
+  std::string task;     ///< "segmentation" | "detection" (instance: a later issue)
   nlohmann::json model;
   DataConfig data;
   nlohmann::json loss;

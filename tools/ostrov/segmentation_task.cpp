@@ -1,12 +1,19 @@
 #include "segmentation_task.h"
 
+#include <filesystem>
+
 #include <ATen/ATen.h>
+#include <opencv2/imgproc.hpp>
 #include <torch/types.h>
 
 #include "ostrov/core/error.h"
+#include "ostrov/core/image.h"
 #include "ostrov/data/coco_dataset.h"
 #include "ostrov/data/folder_dataset.h"
+#include "ostrov/data/visualize.h"
 #include "ostrov/train/distributed.h"
+
+namespace fs = std::filesystem;
 
 namespace ostrov::cli {
 
@@ -17,7 +24,9 @@ nlohmann::json default_loss() { return {{"name", "cross_entropy"}}; }
 }  // namespace
 
 SegmentationTask::SegmentationTask(const RunConfig& config, const c10::Device& device)
-    : model_(models::build(config.model, config.data.num_classes, config.path)),
+    : config_(config),
+      device_(device),
+      model_(models::build(config.model, config.data.num_classes, config.path)),
       confusion_(config.data.num_classes) {
   loss_ = losses::build(config.loss.is_null() ? default_loss() : config.loss, config.path, "loss");
   model_.module->to(device);
@@ -77,6 +86,31 @@ nlohmann::json SegmentationTask::end_evaluation() {
 
 at::Tensor SegmentationTask::predict(const at::Tensor& images) {
   return model_.forward(images).argmax(1);
+}
+
+std::shared_ptr<data::Dataset> SegmentationTask::dataset(const std::string& split) const {
+  return make_dataset(config_, split);
+}
+
+std::shared_ptr<const data::Transform> SegmentationTask::transforms(bool training) const {
+  return make_transforms(config_, training);
+}
+
+std::vector<std::string> SegmentationTask::predict_image(const cv::Mat& bgr,
+                                                         const std::string& stem,
+                                                         const std::string& out_dir) {
+  cv::Mat resized;
+  cv::resize(bgr, resized, cv::Size(static_cast<int>(config_.data.width),
+                                    static_cast<int>(config_.data.height)),
+             0, 0, cv::INTER_LINEAR);
+  auto x = core::normalize(core::image_to_tensor(resized)).unsqueeze(0).to(device_);
+  // Back to the input's size (nearest: labels never mix).
+  const auto prediction = core::resize_mask(predict(x)[0].to(at::kCPU), bgr.rows, bgr.cols);
+  const std::string mask_name = stem + ".png", overlay_name = stem + "_overlay.png";
+  core::write_image((fs::path(out_dir) / mask_name).string(), core::mask_to_mat(prediction));
+  core::write_image((fs::path(out_dir) / overlay_name).string(),
+                    data::overlay_mask(bgr, prediction, 0.5));
+  return {mask_name, overlay_name};
 }
 
 std::shared_ptr<data::Dataset> make_dataset(const RunConfig& config, const std::string& split) {

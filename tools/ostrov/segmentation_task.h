@@ -13,12 +13,12 @@
 #include "ostrov/losses/build.h"
 #include "ostrov/metrics/confusion_matrix.h"
 #include "ostrov/models/build.h"
-#include "ostrov/train/trainer.h"
 #include "run_config.h"
+#include "task.h"
 
 namespace ostrov::cli {
 
-class SegmentationTask : public train::Task {
+class SegmentationTask : public CliTask {
  public:
   SegmentationTask(const RunConfig& config, const c10::Device& device);
 
@@ -29,6 +29,12 @@ class SegmentationTask : public train::Task {
   void merge(train::DataParallel& dp) override;
   nlohmann::json end_evaluation() override;
 
+  std::shared_ptr<data::Dataset> dataset(const std::string& split) const override;
+  std::shared_ptr<const data::Transform> transforms(bool training) const override;
+  /// Writes `<stem>.png` (8-bit class index at the image's size) and `<stem>_overlay.png`.
+  std::vector<std::string> predict_image(const cv::Mat& bgr, const std::string& stem,
+                                         const std::string& out_dir) override;
+
   /// [N,3,H,W] normalised images -> [N,H,W] int64 class indices.
   at::Tensor predict(const at::Tensor& images);
   const models::SegmentationModel& network() const { return model_; }
@@ -36,6 +42,8 @@ class SegmentationTask : public train::Task {
  private:
   at::Tensor loss_of(const at::Tensor& logits, const at::Tensor& target);
 
+  RunConfig config_;
+  c10::Device device_;
   models::SegmentationModel model_;
   losses::CompositeLoss loss_{nullptr};
   metrics::ConfusionMatrix confusion_;

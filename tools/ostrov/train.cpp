@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -26,7 +27,7 @@
 #include "ostrov/train/optim.h"
 #include "ostrov/train/trainer.h"
 #include "run_config.h"
-#include "segmentation_task.h"
+#include "task.h"
 
 extern char** environ;
 
@@ -111,11 +112,12 @@ Command add_train(CLI::App& app, int argc, char** argv) {
                               : std::max(1, core::available_cores() / env.world_size));
     core::seed_everything(config.train.seed);
 
-    SegmentationTask task(config, device);
-    auto train_set = make_dataset(config, "train");
+    auto task_ptr = make_task(config, device);
+    CliTask& task = *task_ptr;
+    auto train_set = task.dataset("train");
     std::shared_ptr<data::Dataset> val_set;
     if (!config.data.val.root.empty() || !config.data.val.annotations.empty()) {
-      val_set = make_dataset(config, "val");
+      val_set = task.dataset("val");
     }
     data::DataLoader train_loader(
         train_set, data::LoaderOptions(config.train.batch_size)
@@ -123,7 +125,7 @@ Command add_train(CLI::App& app, int argc, char** argv) {
                        .drop_last(true)
                        .workers(config.train.workers)
                        .seed(config.train.seed)
-                       .transform(make_transforms(config, /*training=*/true))
+                       .transform(task.transforms(/*training=*/true))
                        .rank(env.rank)
                        .world_size(env.world_size));
     std::unique_ptr<data::DataLoader> val_loader;
@@ -131,7 +133,7 @@ Command add_train(CLI::App& app, int argc, char** argv) {
       val_loader = std::make_unique<data::DataLoader>(
           val_set, data::LoaderOptions(config.train.batch_size)
                        .workers(config.train.workers)
-                       .transform(make_transforms(config, /*training=*/false))
+                       .transform(task.transforms(/*training=*/false))
                        .rank(env.rank)
                        .world_size(env.world_size));
     }
@@ -141,7 +143,8 @@ Command add_train(CLI::App& app, int argc, char** argv) {
                                     ? config.train.max_steps
                                     : config.train.epochs * train_loader.num_batches();
     train::LrSchedule schedule(config.train.schedule, config.train.optimizer.lr, total_steps);
-    train::DataParallel dp(env);
+    train::DataParallel dp(env, std::chrono::milliseconds(static_cast<int64_t>(
+                                    config.train.distributed_timeout_s * 1000.0)));
     const std::string best = config.train.best_metric;
     train::Trainer trainer(task, *optimizer, schedule, train_loader, val_loader.get(),
                            train::TrainerOptions()

@@ -87,6 +87,11 @@ struct TrainerOptions {
   TORCH_ARG(c10::Device, device) = c10::Device(c10::kCPU);
   /// Progress bar on stderr: "auto" (when stderr is a terminal), "bar", "log".
   TORCH_ARG(std::string, progress) = "auto";
+  /// Free bytes out_dir's disk must have before training starts; -1 (default) estimates it
+  /// as room for last.pt, best.pt and the temporary copy of an atomic save, each holding the
+  /// model and up to two optimizer moments per parameter. fit() fails with ostrov::IoError
+  /// before the first step when out_dir cannot be created or written, or is short of space.
+  TORCH_ARG(int64_t, min_free_bytes) = -1;
 };
 
 /// What one optimizer step did (given to callbacks).

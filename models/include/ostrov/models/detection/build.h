@@ -1,0 +1,51 @@
+#pragma once
+// Building SSD detectors from the `model` object of an ostrov JSON config (task "detection"),
+// for the CLI and users' own programs; the detection counterpart of models/build.h.
+//
+// Config keys (unknown keys are ostrov::ConfigError naming the key path, e.g. model.imgae_size):
+//   name                  "ssd300_vgg16" (torchvision's ssd300_vgg16) | "ssd_light"
+//                         (SSDOptions::light: ResNet-18, 1524 default boxes at 256x256)
+//   image_size            side of the square network input (ssd300_vgg16: must stay 300)
+//   num_extra             ssd_light: extra stride-2 stages after layer4 (default 3)
+//   score_threshold, nms_threshold, topk_candidates, detections_per_image
+//                         post-processing (SSDPostprocessOptions; torchvision's defaults)
+//   weights               optional path: a whole-model state_dict (an ostrov checkpoint's
+//                         weights or torchvision's ssd300_vgg16 state_dict), loaded strictly
+//   backbone_weights      optional path: a torchvision ImageNet classifier for the backbone
+//                         (ssd300_vgg16: vgg16, its features.0-29; ssd_light: resnet18,
+//                         conv1/bn1/layer1-4); every backbone key must match by name and shape
+//                         and the classifier/fc keys are ignored
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ostrov/io/state_dict.h"
+#include "ostrov/models/detection/ssd.h"
+
+namespace ostrov::models {
+
+/// The options `build_detector` would build with (validated; ConfigError naming the key).
+SSDOptions detector_options(const nlohmann::json& model_config, int64_t num_classes,
+                            const std::string& where);
+
+/// Builds the SSD named by `model_config["name"]` with `num_classes` classes (background
+/// included), then loads `backbone_weights` and `weights` if given. `where` names the config
+/// file in errors. ConfigError for bad keys and values, IoError for weights files that cannot
+/// be read or do not match (keys listed).
+SSD build_detector(const nlohmann::json& model_config, int64_t num_classes,
+                   const std::string& where);
+
+/// Copies a torchvision ImageNet classifier's state (vgg16 for the "vgg16" backbone, resnet18
+/// for "resnet18") into `ssd`'s backbone, renaming vgg16's features.23-29 into extra.0 as
+/// torchvision's SSD does. IoError naming `source` and the keys when a backbone key is
+/// missing from `state` or has another shape.
+void load_ssd_backbone_weights(SSDImpl& ssd, const io::StateDict& state,
+                               const std::string& source);
+
+/// The names `build_detector` accepts.
+std::vector<std::string> detection_model_names();
+
+}  // namespace ostrov::models

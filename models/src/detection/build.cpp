@@ -1,0 +1,155 @@
+#include "ostrov/models/detection/build.h"
+
+#include <array>
+
+#include <c10/util/Exception.h>
+
+#include "ostrov/core/error.h"
+#include "ostrov/io/json.h"
+#include "ostrov/io/weights.h"
+
+namespace ostrov::models {
+
+namespace {
+
+const std::array<const char*, 2> kNames = {"ssd300_vgg16", "ssd_light"};
+
+struct ParsedDetector {
+  SSDOptions options{2};
+  std::string weights;
+  std::string backbone_weights;
+};
+
+ParsedDetector parse(const nlohmann::json& config, int64_t num_classes, const std::string& where) {
+  io::ConfigReader r(config, where, "model");
+  ParsedDetector p;
+  const auto name = r.required<std::string>("name");
+  if (num_classes < 2) {
+    throw ConfigError(where + ": a detector needs num_classes >= 2 (background + 1), got " +
+                      std::to_string(num_classes));
+  }
+  if (name == "ssd300_vgg16") {
+    p.options = SSDOptions::ssd300_vgg16(num_classes);
+    const auto size = r.get<int64_t>("image_size", 300);
+    if (size != 300) {
+      throw ConfigError(where + ": key " + r.path_of("image_size") +
+                        ": ssd300_vgg16's default boxes are made for 300x300, got " +
+                        std::to_string(size) + " (use ssd_light for other sizes)");
+    }
+  } else if (name == "ssd_light") {
+    const auto size = r.get<int64_t>("image_size", 256);
+    if (size < 32) {
+      throw ConfigError(where + ": key " + r.path_of("image_size") + " must be >= 32, got " +
+                        std::to_string(size));
+    }
+    p.options = SSDOptions::light(num_classes, size);
+    const auto extra = r.get<int64_t>("num_extra", 3);
+    if (extra != 3) {
+      throw ConfigError(where + ": key " + r.path_of("num_extra") +
+                        ": ssd_light's default boxes are defined for 3 extra stages, got " +
+                        std::to_string(extra));
+    }
+  } else {
+    std::string known;
+    for (const char* n : kNames) known += (known.empty() ? "" : ", ") + std::string(n);
+    throw ConfigError(where + ": key " + r.path_of("name") + ": unknown detector \"" + name +
+                      "\" (known: " + known + ")");
+  }
+  auto post = p.options.postprocess();
+  post.score_threshold(r.get<double>("score_threshold", post.score_threshold()))
+      .nms_threshold(r.get<double>("nms_threshold", post.nms_threshold()))
+      .topk_candidates(r.get<int64_t>("topk_candidates", post.topk_candidates()))
+      .detections_per_image(r.get<int64_t>("detections_per_image", post.detections_per_image()));
+  if (!(post.score_threshold() >= 0.0 && post.score_threshold() < 1.0)) {
+    throw ConfigError(where + ": key " + r.path_of("score_threshold") + " must be in [0,1)");
+  }
+  if (!(post.nms_threshold() > 0.0 && post.nms_threshold() <= 1.0)) {
+    throw ConfigError(where + ": key " + r.path_of("nms_threshold") + " must be in (0,1]");
+  }
+  if (post.topk_candidates() <= 0 || post.detections_per_image() <= 0) {
+    throw ConfigError(where + ": keys " + r.path_of("topk_candidates") + " and " +
+                      r.path_of("detections_per_image") + " must be positive");
+  }
+  p.options.postprocess(post);
+  p.weights = r.get<std::string>("weights", "");
+  p.backbone_weights = r.get<std::string>("backbone_weights", "");
+  r.finish();
+  return p;
+}
+
+std::string join(const std::vector<std::string>& names, size_t limit = 8) {
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < limit; ++i) out += (i ? ", " : "") + names[i];
+  if (names.size() > limit) out += ", ... (" + std::to_string(names.size()) + " in all)";
+  return out;
+}
+
+}  // namespace
+
+SSDOptions detector_options(const nlohmann::json& model_config, int64_t num_classes,
+                            const std::string& where) {
+  return parse(model_config, num_classes, where).options;
+}
+
+void load_ssd_backbone_weights(SSDImpl& ssd, const io::StateDict& state, const std::string& source) {
+  const bool vgg = ssd.options.backbone() == "vgg16";
+  io::StateDict renamed;
+  for (const auto& item : state) {
+    const std::string& key = item.key();
+    if (vgg) {
+      if (key.rfind("features.", 0) != 0) continue;  // classifier.*
+      const auto dot = key.find('.', 9);
+      const int64_t index = std::stoll(key.substr(9, dot - 9));
+      const std::string rest = key.substr(dot);
+      if (index < 23) {
+        renamed.insert("features." + std::to_string(index) + rest, item.value());
+      } else {
+        renamed.insert("extra.0." + std::to_string(index - 23) + rest, item.value());
+      }
+    } else {
+      if (key.rfind("fc.", 0) == 0) continue;
+      renamed.insert(key, item.value());
+    }
+  }
+  auto& backbone = *ssd.backbone;
+  const auto diff = io::compare_state_dict(backbone, renamed);
+  // Only the layers the classifier never had may be missing: the L2Norm scale, fc6/fc7 and
+  // the extra stages (vgg16: extra.0.7, extra.1-4; resnet18: extra.*).
+  std::vector<std::string> missing;
+  for (const auto& key : diff.missing) {
+    const bool ssd_only = key == "scale_weight" || key.rfind("extra.0.7.", 0) == 0 ||
+                          (key.rfind("extra.", 0) == 0 && key.rfind("extra.0.", 0) != 0) ||
+                          (!vgg && key.rfind("extra.", 0) == 0);
+    if (!ssd_only) missing.push_back(key);
+  }
+  if (!missing.empty() || !diff.unexpected.empty() || !diff.mismatched.empty()) {
+    std::string message = source + ": not a torchvision " +
+                          std::string(vgg ? "vgg16" : "resnet18") + " checkpoint for the SSD backbone";
+    if (!missing.empty()) message += "; missing: " + join(missing);
+    if (!diff.unexpected.empty()) message += "; unexpected: " + join(diff.unexpected);
+    if (!diff.mismatched.empty()) message += "; wrong shape: " + join(diff.mismatched);
+    throw IoError(message);
+  }
+  io::load_state_dict_into(backbone, renamed, /*strict=*/false, source);
+}
+
+SSD build_detector(const nlohmann::json& model_config, int64_t num_classes,
+                   const std::string& where) {
+  const ParsedDetector p = parse(model_config, num_classes, where);
+  // Read the weight files first: a wrong path fails before the network is allocated.
+  const io::StateDict backbone_state =
+      p.backbone_weights.empty() ? io::StateDict{} : io::load_state_dict(p.backbone_weights);
+  SSD net{nullptr};
+  try {
+    net = SSD(p.options);
+  } catch (const c10::Error& e) {
+    throw ConfigError(where + ": model: " + e.what_without_backtrace());
+  }
+  if (!p.backbone_weights.empty()) load_ssd_backbone_weights(*net, backbone_state, p.backbone_weights);
+  if (!p.weights.empty()) io::load_weights(*net, p.weights, /*strict=*/true);
+  return net;
+}
+
+std::vector<std::string> detection_model_names() { return {kNames.begin(), kNames.end()}; }
+
+}  // namespace ostrov::models

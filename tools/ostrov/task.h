@@ -1,0 +1,35 @@
+#pragma once
+// What `ostrov train/eval/predict` need from a task beyond train::Task: its datasets and
+// transforms, and writing the prediction files of one image. make_task picks the task named by
+// the config's top-level `task`.
+
+#include <memory>
+#include <string>
+
+#include <c10/core/Device.h>
+#include <opencv2/core/mat.hpp>
+
+#include "ostrov/data/dataset.h"
+#include "ostrov/data/transforms.h"
+#include "ostrov/train/trainer.h"
+#include "run_config.h"
+
+namespace ostrov::cli {
+
+class CliTask : public train::Task {
+ public:
+  /// The dataset of one split ("train" or "val"); ConfigError when the config has none.
+  virtual std::shared_ptr<data::Dataset> dataset(const std::string& split) const = 0;
+  /// Training (augmenting) or evaluation transforms, normalisation included.
+  virtual std::shared_ptr<const data::Transform> transforms(bool training) const = 0;
+  /// Runs the model (in eval mode, inference mode on) on one BGR image read from a file and
+  /// writes `<stem>_overlay.png` and the task's own files into `out_dir`; returns the names
+  /// written.
+  virtual std::vector<std::string> predict_image(const cv::Mat& bgr, const std::string& stem,
+                                                 const std::string& out_dir) = 0;
+};
+
+/// The task of `config.task` ("segmentation" or "detection") with its model on `device`.
+std::unique_ptr<CliTask> make_task(const RunConfig& config, const c10::Device& device);
+
+}  // namespace ostrov::cli
