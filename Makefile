@@ -3,7 +3,7 @@ BUILD  ?= build
 PRESET ?= dev
 JOBS   ?= 2
 
-.PHONY: all deps configure build test demo bench install clean
+.PHONY: all deps configure build test demo bench fuzz install clean
 
 all: build
 
@@ -27,6 +27,13 @@ demo: build
 # ostrov vs PyTorch-Python side by side; the table also goes to benchmarks/results/latest.json.
 bench: build
 	/usr/bin/python3 benchmarks/run.py --build $(BUILD) $(BENCH_ARGS)
+
+# libFuzzer targets (clang, ASan + UBSan) in build-fuzz, each run FUZZ_SECONDS (default 60).
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	cmake --preset fuzz
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_all
+	bash scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
 
 install: build
 	cmake --install $(BUILD) --prefix $(or $(PREFIX),/usr/local)

@@ -22,15 +22,18 @@ echo "== ostrov info"
 echo
 
 echo "== scenes from Fashion-MNIST -> $out/scenes/{train,val}"
-"$cli" make-scenes --count 400 --out "$out/scenes/train" --seed 1 --split train
-"$cli" make-scenes --count 100 --out "$out/scenes/val" --seed 2 --split test
+# 128x128 canvases with 3-10 items of 28-44 px (Fashion-MNIST's 28 px or a little larger), as
+# in the README's training table.
+scenes=(--size 128x128 --min-items 3 --max-items 10 --min-scale 28 --max-scale 44)
+"$cli" make-scenes --count 400 --out "$out/scenes/train" --seed 1 --split train "${scenes[@]}"
+"$cli" make-scenes --count 100 --out "$out/scenes/val" --seed 2 --split test "${scenes[@]}"
 echo
 
-echo "== ostrov train (U-Net, 5 epochs, at most ${seconds} s) -> $out/unet"
+echo "== ostrov train (U-Net, 7 epochs, at most ${seconds} s) -> $out/unet"
 config="$root/examples/configs/unet_scenes.json"
 sets=(--set "data.train.root=$out/scenes/train" --set "data.val.root=$out/scenes/val")
 "$cli" train "$config" --out "$out/unet" "${sets[@]}" \
-    --set train.epochs=5 --set "train.time_limit_s=$seconds" --set train.eval_every=1
+    --set train.epochs=7 --set "train.time_limit_s=$seconds" --set train.eval_every=1
 echo
 
 echo "== ostrov eval (best checkpoint, held-out scenes)"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs every Debian 12 package ostrov needs to build, test, benchmark and run its demo.
+# Installs every Debian 12 package ostrov needs to build, test, benchmark, fuzz (clang-14) and
+# run its demo.
 # Idempotent and non-interactive: skips apt entirely when everything is already present.
 set -euo pipefail
 
@@ -8,6 +9,7 @@ packages=(
   libtorch-dev libgloo-dev libopenblas0-openmp libopenblas-dev
   libopencv-dev libfmt-dev libspdlog-dev nlohmann-json3-dev libcli11-dev zlib1g-dev
   catch2 libbenchmark-dev
+  clang-14 libclang-rt-14-dev
   python3-torch python3-torchvision python3-scipy python3-numpy
   dataset-fashion-mnist
 )

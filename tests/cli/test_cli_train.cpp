@@ -151,6 +151,21 @@ TEST_CASE("ostrov train, eval and predict a light SSD on tiny COCO scenes", "[cl
     return nlohmann::json{{"annotations", dir / (std::string(name) + "/instances.json")},
                           {"images", dir / (std::string(name) + "/images")}};
   };
+  {  // One training image without objects: it must train without NaN (background only).
+    const std::string file = dir / "train/instances.json";
+    std::ifstream in(file);
+    auto coco = nlohmann::json::parse(in);
+    in.close();
+    auto& anns = coco["annotations"];
+    const auto first_image = coco["images"][0]["id"];
+    nlohmann::json kept = nlohmann::json::array();
+    for (const auto& a : anns) {
+      if (a["image_id"] != first_image) kept.push_back(a);
+    }
+    REQUIRE(kept.size() < anns.size());
+    anns = kept;
+    std::ofstream(file) << coco.dump();
+  }
   nlohmann::json config = {
       {"task", "detection"},
       {"data", {{"format", "coco"}, {"train", split("train")}, {"val", split("val")},
@@ -227,4 +242,73 @@ TEST_CASE("ostrov train, eval and predict a light SSD on tiny COCO scenes", "[cl
                     true);
   CHECK(folder.exit_code == 2);
   CHECK_FALSE(std::filesystem::exists(dir / "bad/last.pt"));
+}
+
+TEST_CASE("ostrov train, eval and predict DeepColoring on tiny COCO scenes", "[cli][train][instance]") {
+  TempDir dir;
+  make_scenes(dir);
+  auto split = [&](const char* name) {
+    return nlohmann::json{{"annotations", dir / (std::string(name) + "/instances.json")},
+                          {"images", dir / (std::string(name) + "/images")}};
+  };
+  nlohmann::json config = {
+      {"task", "instance"},
+      {"data", {{"format", "coco"}, {"train", split("train")}, {"val", split("val")},
+                {"num_classes", 11}, {"image_size", {32, 32}}}},
+      {"model", {{"name", "deep_coloring"}, {"num_colors", 4}, {"depth", 2}, {"base_width", 4},
+                 {"min_size", 2}}},
+      {"loss", {{"name", "halo"}, {"margin", 2}, {"mu", 5.0}}},
+      {"train",
+       {{"epochs", 2}, {"batch_size", 2}, {"optimizer", "adam"}, {"lr", 0.01}, {"workers", 0},
+        {"seed", 3}, {"log_every", 1}, {"threads", 1}}}};
+  const std::string path = dir / "dc.json";
+  std::ofstream(path) << config.dump(2);
+  const std::string out = dir / "run";
+  auto t = run(cli() + " train " + quote(path) + " --out " + quote(out), true);
+  INFO(t.output);
+  REQUIRE(t.exit_code == 0);
+  std::ifstream lines(out + "/metrics.jsonl");
+  std::string line;
+  int val = 0;
+  while (std::getline(lines, line)) {
+    auto j = nlohmann::json::parse(line);
+    CHECK(std::isfinite(j["loss"].get<double>()));
+    if (j["split"] == "val") {
+      ++val;
+      CHECK(j.contains("ap50"));
+      CHECK(j.contains("sbd"));
+      CHECK(j.contains("abs_dic"));
+    }
+  }
+  CHECK(val == 2);
+
+  auto e = run(cli() + " eval " + quote(path) + " --checkpoint " + quote(out + "/last.pt"));
+  REQUIRE(e.exit_code == 0);
+  auto metrics = nlohmann::json::parse(e.output);
+  CHECK(metrics["images"] == 4);
+  CHECK(metrics["sbd"].get<double>() >= 0.0);
+  CHECK(metrics["sbd"].get<double>() <= 1.0);
+  CHECK(metrics["abs_dic"].get<double>() >= 0.0);
+
+  auto p = run(cli() + " predict " + quote(path) + " --checkpoint " + quote(out + "/last.pt") +
+                   " --input " + quote(dir / "val/images/scene_000002.png") + " --output " +
+                   quote(dir / "pred"),
+               true);
+  INFO(p.output);
+  REQUIRE(p.exit_code == 0);
+  CHECK(std::filesystem::exists(dir / "pred/scene_000002_overlay.png"));
+  std::ifstream json_file(dir / "pred/scene_000002.json");
+  const auto pred = nlohmann::json::parse(json_file);
+  REQUIRE(pred["masks"].size() == pred["boxes"].size());
+  REQUIRE(pred["scores"].size() == pred["boxes"].size());
+  for (const auto& m : pred["masks"]) {
+    CHECK(m["size"] == nlohmann::json::array({64, 64}));  // the input's size, not the network's
+    CHECK(m["counts"].is_string());
+  }
+
+  auto bad = run(cli() + " train " + quote(path) + " --out " + quote(dir / "bad") +
+                     " --set model.name=mask_rcnn",
+                 true);
+  CHECK(bad.exit_code == 2);
+  CHECK_THAT(bad.output, Catch::Contains("model.name") && Catch::Contains("mask_rcnn"));
 }

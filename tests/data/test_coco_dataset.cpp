@@ -84,6 +84,19 @@ TEST_CASE("CocoDataset reads back what write_scenes wrote", "[data][coco]") {
     CHECK(s.image_id == scene.image_id);
     CHECK(s.source == (fs::path(dir / "set/images") / (data::scene_name(i, 5) + ".png")).string());
   }
+  // masks(false), for detection: the same image, boxes and labels, no masks decoded.
+  data::CocoDataset boxes_only(dir / "set/instances.json", dir / "set/images",
+                               data::CocoOptions().masks(false));
+  for (int64_t i = 0; i < 5; ++i) {
+    const auto full = coco.get(i);
+    const auto s = boxes_only.get(i);
+    CHECK(at::equal(s.image, full.image));
+    CHECK(at::equal(s.boxes, full.boxes));
+    CHECK(at::equal(s.labels, full.labels));
+    CHECK(at::equal(s.iscrowd, full.iscrowd));
+    CHECK_FALSE(s.mask.defined());
+    CHECK_FALSE(s.instances.defined());
+  }
 }
 
 TEST_CASE("CocoDataset decodes polygons, both RLEs and box-only annotations", "[data][coco]") {

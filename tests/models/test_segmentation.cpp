@@ -4,6 +4,7 @@
 // and ostrov::models::build's configs and errors.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <functional>
 #include <memory>
 #include <string>
@@ -22,6 +23,8 @@
 #include "ostrov/io/weights.h"
 #include "ostrov/models/backbones/alexnet.h"
 #include "ostrov/models/build.h"
+#include "ostrov/models/instance/deep_coloring.h"
+#include "ostrov/losses/halo.h"
 #include "ostrov/models/segmentation/fc_densenet.h"
 #include "ostrov/models/segmentation/fcn.h"
 #include "ostrov/models/segmentation/padding.h"
@@ -499,4 +502,76 @@ TEST_CASE("receptive_field_layers describes each model's encoder", "[models][seg
   CHECK(fields.back().jump == 32);
   CHECK_THROWS_AS(models::receptive_field_layers({{"name", "unet"}, {"dpeth", 2}}, "run.json"),
                   ConfigError);
+}
+
+// ------------------------------------------------------------------------------ DeepColoring
+
+TEST_CASE("deep_coloring_instances: components per colour, fragments dropped, mean scores",
+          "[models][instance]") {
+  // 3 maps over 6x8: colour 1 holds two separate blobs, colour 2 one blob of 6 px and one
+  // stray pixel; everything else is background.
+  auto logits = at::zeros({3, 6, 8});
+  logits[0].fill_(5.0);
+  auto paint = [&](int64_t c, int64_t y0, int64_t y1, int64_t x0, int64_t x1, double v) {
+    logits[c].slice(0, y0, y1).slice(1, x0, x1).fill_(v);
+  };
+  paint(1, 0, 2, 0, 2, 10.0);   // 4 px at the top left
+  paint(1, 4, 6, 6, 8, 10.0);   // 4 px at the bottom right
+  paint(2, 0, 3, 4, 6, 10.0);   // 6 px
+  paint(2, 5, 6, 0, 1, 10.0);   // 1 px fragment
+  auto found = models::deep_coloring_instances(logits, /*min_size=*/2);
+  REQUIRE(found.masks.sizes() == at::IntArrayRef({3, 6, 8}));
+  CHECK(found.masks[0].sum().item<int64_t>() == 4);
+  CHECK(found.masks[0][0][0].item<int>() == 1);
+  CHECK(found.masks[1][5][7].item<int>() == 1);
+  CHECK(found.masks[2].sum().item<int64_t>() == 6);
+  // Score = softmax probability of the colour: e^10 / (e^10 + e^5 + e^0) on every pixel here.
+  const double p = std::exp(10.0) / (std::exp(10.0) + std::exp(5.0) + 1.0);
+  CHECK(found.scores[0].item<float>() == Approx(p).epsilon(1e-5));
+  // With min_size 1 the stray pixel is an instance too.
+  CHECK(models::deep_coloring_instances(logits, 1).masks.size(0) == 4);
+  // Nothing but background: no instances, still [0,H,W].
+  CHECK(models::deep_coloring_instances(at::zeros({3, 6, 8}).index_put_({0}, 1.0), 1)
+            .masks.sizes() == at::IntArrayRef({0, 6, 8}));
+  CHECK_THROWS_WITH(models::deep_coloring_instances(at::zeros({1, 4, 4})),
+                    Catch::Contains("[1+K,H,W]"));
+  // The label image of the masks numbers them from 1.
+  const auto labels = models::masks_to_label_image(found.masks, 6, 8);
+  CHECK(labels[0][0].item<int64_t>() == 1);
+  CHECK(labels[5][7].item<int64_t>() == 2);
+  CHECK(labels[0][4].item<int64_t>() == 3);
+  CHECK(labels[3][3].item<int64_t>() == 0);
+}
+
+TEST_CASE("DeepColoring: shapes for any size, halo-loss gradients, save and load",
+          "[models][instance]") {
+  models::DeepColoring net(models::DeepColoringOptions().num_colors(4).unet(
+      models::UNetOptions(2).depth(2).base_width(4)));
+  auto x = at::rand({2, 3, 29, 35});
+  auto logits = net->forward(x);
+  CHECK(logits.sizes() == at::IntArrayRef({2, 5, 29, 35}));
+  auto instances = at::zeros({2, 29, 35}, at::kLong);
+  instances[0].slice(0, 2, 10).slice(1, 3, 12).fill_(1);
+  instances[0].slice(0, 12, 20).slice(1, 3, 12).fill_(2);
+  instances[1].slice(0, 5, 15).slice(1, 20, 30).fill_(7);
+  auto loss = losses::functional::halo_loss(logits, instances,
+                                            losses::HaloLossOptions().margin(3).mu(5.0));
+  REQUIRE(std::isfinite(loss.item<double>()));
+  loss.backward();
+  int64_t with_grad = 0;
+  for (const auto& p : net->parameters()) with_grad += p.grad().defined() && p.grad().abs().sum().item<double>() > 0;
+  // Every layer learns (a bias right before a batch norm would get ~0, hence not "all").
+  CHECK(with_grad * 10 >= static_cast<int64_t>(net->parameters().size()) * 9);
+  net->eval();
+  const auto predictions = net->predict(x);
+  REQUIRE(predictions.size() == 2);
+  CHECK(predictions[0].masks.size(1) == 29);
+
+  models::DeepColoring other(models::DeepColoringOptions().num_colors(4).unet(
+      models::UNetOptions(2).depth(2).base_width(4)));
+  io::load_state_dict_into(*other, io::module_state_dict(*net));
+  other->eval();
+  CHECK(at::equal(other->forward(x), net->forward(x)));
+  CHECK_THROWS_WITH(models::DeepColoring(models::DeepColoringOptions().num_colors(0)),
+                    Catch::Contains("num_colors"));
 }

@@ -57,10 +57,10 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
   for (const auto& o : overrides) io::apply_override(rc.json, o);
   io::ConfigReader top(rc.json, path);
   rc.task = top.required<std::string>("task");
-  if (rc.task != "segmentation" && rc.task != "detection") {
+  if (rc.task != "segmentation" && rc.task != "detection" && rc.task != "instance") {
     throw ConfigError(path + ": task \"" + rc.task +
-                      "\" is not supported by this version of ostrov train/eval/predict "
-                      "(supported: segmentation, detection)");
+                      "\" is not supported by ostrov train/eval/predict "
+                      "(supported: segmentation, detection, instance)");
   }
   rc.model = top.raw("model");
   if (!rc.model.is_object()) throw ConfigError(path + ": missing required object model");
@@ -112,7 +112,8 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
   if (!(tc.distributed_timeout_s >= 1.0)) {
     throw ConfigError(path + ": train.distributed_timeout_s must be at least 1 (seconds)");
   }
-  tc.best_metric = t.get<std::string>("best_metric", rc.task == "detection" ? "map50" : "miou");
+  tc.best_metric = t.get<std::string>(
+      "best_metric", rc.task == "detection" ? "map50" : (rc.task == "instance" ? "ap50" : "miou"));
   require_positive(tc.batch_size, path, "train.batch_size");
   if (tc.epochs <= 0 && tc.max_steps <= 0) {
     throw ConfigError(path + ": train.epochs or train.max_steps must be positive");

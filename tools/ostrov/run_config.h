@@ -42,7 +42,7 @@ struct TrainConfig {
   int64_t early_stopping = 0;
   double grad_clip = 0.0;
   double distributed_timeout_s = 300.0;  ///< joining the group and every collective
-  std::string best_metric;  ///< default per task (segmentation miou, detection map50)
+  std::string best_metric;  ///< default per task (miou, map50, ap50)
   train::OptimizerConfig optimizer;
   train::ScheduleConfig schedule;
 };
@@ -50,7 +50,7 @@ struct TrainConfig {
 struct RunConfig {
   std::string path;     ///< the file, for messages
   nlohmann::json json;  ///< after --set overrides (stored in checkpoints)
-  std::string task;     ///< "segmentation" | "detection" (instance: a later issue)
+  std::string task;     ///< "segmentation" | "detection" | "instance"
   nlohmann::json model;
   DataConfig data;
   nlohmann::json loss;

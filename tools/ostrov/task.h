@@ -29,7 +29,8 @@ class CliTask : public train::Task {
                                                  const std::string& out_dir) = 0;
 };
 
-/// The task of `config.task` ("segmentation" or "detection") with its model on `device`.
+/// The task of `config.task` ("segmentation", "detection" or "instance") with its model on
+/// `device`.
 std::unique_ptr<CliTask> make_task(const RunConfig& config, const c10::Device& device);
 
 }  // namespace ostrov::cli

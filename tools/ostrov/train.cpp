@@ -112,6 +112,9 @@ Command add_train(CLI::App& app, int argc, char** argv) {
                               : std::max(1, core::available_cores() / env.world_size));
     core::seed_everything(config.train.seed);
 
+    if (config.task == "instance" && env.world_size > 1) {
+      throw ConfigError(config.path + ": task instance trains in one process for now (no --nproc)");
+    }
     auto task_ptr = make_task(config, device);
     CliTask& task = *task_ptr;
     auto train_set = task.dataset("train");
