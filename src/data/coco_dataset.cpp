@@ -65,6 +65,8 @@ Json parse(const std::string& path, const std::string& text) {
     const size_t column = offset - (line_start == std::string::npos ? 0 : line_start + 1) + 1;
     throw DataError(path + ":" + std::to_string(line) + ":" + std::to_string(column) +
                     ": malformed JSON: " + e.what());
+  } catch (const Json::exception& e) {  // e.g. a number beyond double's range (out_of_range)
+    throw DataError(path + ": malformed JSON: " + e.what());
   }
 }
 

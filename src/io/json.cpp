@@ -26,6 +26,10 @@ Json read_json(const std::string& path) {
     const size_t column = offset - (line_start == std::string::npos ? 0 : line_start + 1) + 1;
     throw ConfigError(path + ":" + std::to_string(line) + ":" + std::to_string(column) +
                       ": invalid JSON: " + e.what());
+  } catch (const Json::exception& e) {
+    // Syntax that parses but cannot be represented, e.g. a number beyond double's range
+    // ("1E400": out_of_range.406). Found by the config fuzz target.
+    throw ConfigError(path + ": invalid JSON: " + e.what());
   }
 }
 
@@ -45,6 +49,8 @@ void apply_override(Json& config, const std::string& assignment) {
     value = Json::parse(text);
   } catch (const Json::parse_error&) {
     value = text;  // bare words are strings: --set train.device=cpu
+  } catch (const Json::exception& e) {
+    throw ConfigError("--set " + assignment + ": " + e.what());
   }
   Json* node = &config;
   size_t start = 0;
