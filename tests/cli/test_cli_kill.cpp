@@ -31,27 +31,10 @@ using ostrov::test::TempDir;
 
 namespace {
 
-// Starts `ostrov ARGS...` with stdout/stderr into `log` and returns its pid.
-pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log) {
-  std::vector<std::string> all = {OSTROV_CLI};
-  all.insert(all.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : all) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  REQUIRE(rc == 0);
-  return pid;
-}
-
-// spawn_cli with extra environment variables ("NAME=value").
-pid_t spawn_cli_env(const std::vector<std::string>& args, const std::string& log,
-                    const std::vector<std::string>& env) {
+// Starts `ostrov ARGS...` with stdout/stderr into `log` and the environment plus `env`
+// ("NAME=value", replacing a variable of that name); returns its pid.
+pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log,
+                const std::vector<std::string>& env = {}) {
   std::vector<std::string> all = {OSTROV_CLI};
   all.insert(all.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -90,11 +73,6 @@ int wait_for(pid_t pid, double seconds) {
   ::kill(pid, SIGKILL);
   ::waitpid(pid, &status, 0);
   return -1;
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 // (split, step) -> loss, the last line for each key winning (a resumed run rewrites the steps
@@ -214,10 +192,10 @@ TEST_CASE("distributed faults: a dead rank, a missing rank and a wrong port end 
   SECTION("WORLD_SIZE larger than the ranks started: rank 0 gives up after the timeout") {
     const std::string p = port();
     const auto start = std::chrono::steady_clock::now();
-    const pid_t pid = spawn_cli_env({"train", config_path, "--out", dir / "a"}, dir / "a.log", env(0, p));
+    const pid_t pid = spawn_cli({"train", config_path, "--out", dir / "a"}, dir / "a.log", env(0, p));
     const int status = wait_for(pid, 90);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const auto log = read_text(dir / "a.log");
+    const auto log = ostrov::test::read_bytes(dir / "a.log");
     INFO(log);
     REQUIRE(status != -1);  // no hang
     REQUIRE(WIFEXITED(status));
@@ -227,9 +205,9 @@ TEST_CASE("distributed faults: a dead rank, a missing rank and a wrong port end 
   }
   SECTION("a wrong MASTER_PORT: rank 1 names the address it could not reach") {
     const std::string p = port();
-    const pid_t pid = spawn_cli_env({"train", config_path, "--out", dir / "b"}, dir / "b.log", env(1, p));
+    const pid_t pid = spawn_cli({"train", config_path, "--out", dir / "b"}, dir / "b.log", env(1, p));
     const int status = wait_for(pid, 90);
-    const auto log = read_text(dir / "b.log");
+    const auto log = ostrov::test::read_bytes(dir / "b.log");
     INFO(log);
     REQUIRE(status != -1);
     REQUIRE(WIFEXITED(status));
@@ -238,11 +216,11 @@ TEST_CASE("distributed faults: a dead rank, a missing rank and a wrong port end 
   }
   SECTION("killing rank 1 mid-training makes rank 0 exit with an error, not hang") {
     const std::string p = port();
-    const pid_t r0 = spawn_cli_env({"train", config_path, "--out", dir / "c"}, dir / "r0.log", env(0, p));
-    const pid_t r1 = spawn_cli_env({"train", config_path, "--out", dir / "c"}, dir / "r1.log", env(1, p));
+    const pid_t r0 = spawn_cli({"train", config_path, "--out", dir / "c"}, dir / "r0.log", env(0, p));
+    const pid_t r1 = spawn_cli({"train", config_path, "--out", dir / "c"}, dir / "r1.log", env(1, p));
     bool training = false;
     for (int i = 0; i < 600 && !training; ++i) {  // up to 60 s for the first steps
-      training = read_text(dir / "r0.log").find("step 3/") != std::string::npos;
+      training = ostrov::test::read_bytes(dir / "r0.log").find("step 3/") != std::string::npos;
       if (!training) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     if (!training) {
@@ -250,12 +228,12 @@ TEST_CASE("distributed faults: a dead rank, a missing rank and a wrong port end 
       ::kill(r1, SIGKILL);
       ::waitpid(r0, nullptr, 0);
       ::waitpid(r1, nullptr, 0);
-      FAIL("the two ranks never trained:\n" << read_text(dir / "r0.log") << read_text(dir / "r1.log"));
+      FAIL("the two ranks never trained:\n" << ostrov::test::read_bytes(dir / "r0.log") << ostrov::test::read_bytes(dir / "r1.log"));
     }
     ::kill(r1, SIGKILL);
     ::waitpid(r1, nullptr, 0);
     const int status = wait_for(r0, 60);
-    const auto log = read_text(dir / "r0.log");
+    const auto log = ostrov::test::read_bytes(dir / "r0.log");
     INFO(log);
     REQUIRE(status != -1);
     REQUIRE(WIFEXITED(status));

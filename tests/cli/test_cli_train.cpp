@@ -5,6 +5,8 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -37,6 +39,28 @@ std::string write_config(const TempDir& dir, const nlohmann::json& train_overrid
   const std::string path = dir / "run.json";
   std::ofstream(path) << config.dump(2);
   return path;
+}
+
+// The COCO files of DIR/<name> as a data split of a run config.
+nlohmann::json coco_split(const TempDir& dir, const std::string& name) {
+  return {{"annotations", dir / (name + "/instances.json")}, {"images", dir / (name + "/images")}};
+}
+
+// Checks every line of a metrics.jsonl (a finite loss; val lines carry `val_keys`) and returns
+// the number of val lines.
+int check_metrics_lines(const std::string& path, const std::vector<std::string>& val_keys) {
+  std::ifstream lines(path);
+  std::string line;
+  int val = 0;
+  while (std::getline(lines, line)) {
+    auto j = nlohmann::json::parse(line);
+    CHECK(std::isfinite(j["loss"].get<double>()));
+    if (j["split"] == "val") {
+      ++val;
+      for (const auto& key : val_keys) CHECK(j.contains(key));
+    }
+  }
+  return val;
 }
 
 void make_scenes(const TempDir& dir) {
@@ -147,10 +171,6 @@ TEST_CASE("ostrov train and eval: config errors exit 2 naming the key, data erro
 TEST_CASE("ostrov train, eval and predict a light SSD on tiny COCO scenes", "[cli][train][detection]") {
   TempDir dir;
   make_scenes(dir);
-  auto split = [&](const char* name) {
-    return nlohmann::json{{"annotations", dir / (std::string(name) + "/instances.json")},
-                          {"images", dir / (std::string(name) + "/images")}};
-  };
   {  // One training image without objects: it must train without NaN (background only).
     const std::string file = dir / "train/instances.json";
     std::ifstream in(file);
@@ -168,7 +188,7 @@ TEST_CASE("ostrov train, eval and predict a light SSD on tiny COCO scenes", "[cl
   }
   nlohmann::json config = {
       {"task", "detection"},
-      {"data", {{"format", "coco"}, {"train", split("train")}, {"val", split("val")},
+      {"data", {{"format", "coco"}, {"train", coco_split(dir, "train")}, {"val", coco_split(dir, "val")},
                 {"num_classes", 11}}},
       {"model", {{"name", "ssd_light"}, {"image_size", 64}}},
       {"loss", {{"name", "multibox"}}},
@@ -181,19 +201,7 @@ TEST_CASE("ostrov train, eval and predict a light SSD on tiny COCO scenes", "[cl
   auto t = run(cli() + " train " + quote(path) + " --out " + quote(out), true);
   INFO(t.output);
   REQUIRE(t.exit_code == 0);
-  std::ifstream lines(out + "/metrics.jsonl");
-  std::string line;
-  int val = 0;
-  while (std::getline(lines, line)) {
-    auto j = nlohmann::json::parse(line);
-    CHECK(std::isfinite(j["loss"].get<double>()));
-    if (j["split"] == "val") {
-      ++val;
-      CHECK(j.contains("map50"));
-      CHECK(j.contains("map"));
-    }
-  }
-  CHECK(val == 2);
+  CHECK(check_metrics_lines(out + "/metrics.jsonl", {"map50", "map"}) == 2);
 
   // The Hungarian matcher trains through the same command.
   auto h = run(cli() + " train " + quote(path) + " --out " + quote(dir / "hungarian") +
@@ -247,13 +255,9 @@ TEST_CASE("ostrov train, eval and predict a light SSD on tiny COCO scenes", "[cl
 TEST_CASE("ostrov train, eval and predict DeepColoring on tiny COCO scenes", "[cli][train][instance]") {
   TempDir dir;
   make_scenes(dir);
-  auto split = [&](const char* name) {
-    return nlohmann::json{{"annotations", dir / (std::string(name) + "/instances.json")},
-                          {"images", dir / (std::string(name) + "/images")}};
-  };
   nlohmann::json config = {
       {"task", "instance"},
-      {"data", {{"format", "coco"}, {"train", split("train")}, {"val", split("val")},
+      {"data", {{"format", "coco"}, {"train", coco_split(dir, "train")}, {"val", coco_split(dir, "val")},
                 {"num_classes", 11}, {"image_size", {32, 32}}}},
       {"model", {{"name", "deep_coloring"}, {"num_colors", 4}, {"depth", 2}, {"base_width", 4},
                  {"min_size", 2}}},
@@ -267,20 +271,7 @@ TEST_CASE("ostrov train, eval and predict DeepColoring on tiny COCO scenes", "[c
   auto t = run(cli() + " train " + quote(path) + " --out " + quote(out), true);
   INFO(t.output);
   REQUIRE(t.exit_code == 0);
-  std::ifstream lines(out + "/metrics.jsonl");
-  std::string line;
-  int val = 0;
-  while (std::getline(lines, line)) {
-    auto j = nlohmann::json::parse(line);
-    CHECK(std::isfinite(j["loss"].get<double>()));
-    if (j["split"] == "val") {
-      ++val;
-      CHECK(j.contains("ap50"));
-      CHECK(j.contains("sbd"));
-      CHECK(j.contains("abs_dic"));
-    }
-  }
-  CHECK(val == 2);
+  CHECK(check_metrics_lines(out + "/metrics.jsonl", {"ap50", "sbd", "abs_dic"}) == 2);
 
   auto e = run(cli() + " eval " + quote(path) + " --checkpoint " + quote(out + "/last.pt"));
   REQUIRE(e.exit_code == 0);

@@ -13,6 +13,7 @@
 #include "ostrov/metrics/detection_ap.h"
 #include "ostrov/models/detection/build.h"
 #include "ostrov/train/distributed.h"
+#include "segmentation_task.h"
 
 namespace fs = std::filesystem;
 
@@ -210,20 +211,7 @@ nlohmann::json DetectionTask::end_evaluation() {
 }
 
 std::shared_ptr<data::Dataset> DetectionTask::dataset(const std::string& split) const {
-  const DataSplit& s = split == "train" ? config_.data.train : config_.data.val;
-  if (s.annotations.empty()) {
-    throw ConfigError(config_.path + ": missing required key data." + split + ".annotations");
-  }
-  auto coco = std::make_shared<data::CocoDataset>(
-      s.annotations, s.images,
-      data::CocoOptions().skip_invalid(config_.data.skip_invalid).masks(false));
-  if (coco->num_classes() != config_.data.num_classes) {
-    throw ConfigError(config_.path + ": data.num_classes is " +
-                      std::to_string(config_.data.num_classes) + " but " + s.annotations +
-                      " has " + std::to_string(coco->num_classes() - 1) +
-                      " categories + background");
-  }
-  return coco;
+  return make_dataset(config_, split, /*masks=*/false);
 }
 
 std::shared_ptr<const data::Transform> DetectionTask::transforms(bool training) const {
@@ -254,14 +242,9 @@ std::vector<std::string> DetectionTask::predict_image(const cv::Mat& bgr, const 
     label_to_category_ = ds.label_to_category_id();
     class_names_ = ds.category_names();
   }
-  const auto size = net_->options.image_size();
-  cv::Mat resized;
-  cv::resize(bgr, resized, cv::Size(static_cast<int>(size), static_cast<int>(size)), 0, 0,
-             cv::INTER_LINEAR);
-  auto x = core::normalize(core::image_to_tensor(resized), net_->options.image_mean(),
-                           net_->options.image_std())
-               .unsqueeze(0)
-               .to(device_);
+  const auto& o = net_->options;
+  const auto x =
+      network_input(bgr, o.image_size(), o.image_size(), device_, o.image_mean(), o.image_std());
   const auto out = net_->forward(x);
   const auto det = net_->postprocess(out, {{bgr.rows, bgr.cols}})[0];
   const auto boxes = det.boxes.to(at::kCPU).contiguous();

@@ -142,11 +142,7 @@ std::shared_ptr<const data::Transform> InstanceTask::transforms(bool training) c
 
 std::vector<std::string> InstanceTask::predict_image(const cv::Mat& bgr, const std::string& stem,
                                                      const std::string& out_dir) {
-  cv::Mat resized;
-  cv::resize(bgr, resized, cv::Size(static_cast<int>(config_.data.width),
-                                    static_cast<int>(config_.data.height)),
-             0, 0, cv::INTER_LINEAR);
-  const auto x = core::normalize(core::image_to_tensor(resized)).unsqueeze(0).to(device_);
+  const auto x = network_input(bgr, config_.data.height, config_.data.width, device_);
   const auto found = net_->predict(x)[0];
   const int64_t k = found.masks.size(0);
   // Back to the input's size (nearest), then boxes and RLE from the full-size masks.

@@ -99,11 +99,7 @@ std::shared_ptr<const data::Transform> SegmentationTask::transforms(bool trainin
 std::vector<std::string> SegmentationTask::predict_image(const cv::Mat& bgr,
                                                          const std::string& stem,
                                                          const std::string& out_dir) {
-  cv::Mat resized;
-  cv::resize(bgr, resized, cv::Size(static_cast<int>(config_.data.width),
-                                    static_cast<int>(config_.data.height)),
-             0, 0, cv::INTER_LINEAR);
-  auto x = core::normalize(core::image_to_tensor(resized)).unsqueeze(0).to(device_);
+  const auto x = network_input(bgr, config_.data.height, config_.data.width, device_);
   // Back to the input's size (nearest: labels never mix).
   const auto prediction = core::resize_mask(predict(x)[0].to(at::kCPU), bgr.rows, bgr.cols);
   const std::string mask_name = stem + ".png", overlay_name = stem + "_overlay.png";
@@ -113,7 +109,8 @@ std::vector<std::string> SegmentationTask::predict_image(const cv::Mat& bgr,
   return {mask_name, overlay_name};
 }
 
-std::shared_ptr<data::Dataset> make_dataset(const RunConfig& config, const std::string& split) {
+std::shared_ptr<data::Dataset> make_dataset(const RunConfig& config, const std::string& split,
+                                            bool masks) {
   const DataSplit& s = split == "train" ? config.data.train : config.data.val;
   if (config.data.format == "folder") {
     if (s.root.empty()) throw ConfigError(config.path + ": missing required key data." + split + ".root");
@@ -123,7 +120,8 @@ std::shared_ptr<data::Dataset> make_dataset(const RunConfig& config, const std::
     throw ConfigError(config.path + ": missing required key data." + split + ".annotations");
   }
   auto coco = std::make_shared<data::CocoDataset>(
-      s.annotations, s.images, data::CocoOptions().skip_invalid(config.data.skip_invalid));
+      s.annotations, s.images,
+      data::CocoOptions().skip_invalid(config.data.skip_invalid).masks(masks));
   if (coco->num_classes() != config.data.num_classes) {
     throw ConfigError(config.path + ": data.num_classes is " +
                       std::to_string(config.data.num_classes) + " but " + s.annotations + " has " +

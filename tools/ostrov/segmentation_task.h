@@ -52,7 +52,9 @@ class SegmentationTask : public CliTask {
 };
 
 /// The dataset of one split ("train" or "val") of a run config; ConfigError when absent.
-std::shared_ptr<data::Dataset> make_dataset(const RunConfig& config, const std::string& split);
+/// `masks` = false: COCO samples without class and instance masks (detection).
+std::shared_ptr<data::Dataset> make_dataset(const RunConfig& config, const std::string& split,
+                                            bool masks = true);
 /// Training transforms (data.transforms, default resize + horizontal flip) + normalisation;
 /// evaluation: resize + normalisation.
 std::shared_ptr<const data::Transform> make_transforms(const RunConfig& config, bool training);

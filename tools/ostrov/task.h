@@ -5,10 +5,14 @@
 
 #include <memory>
 #include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
 
 #include <c10/core/Device.h>
 #include <opencv2/core/mat.hpp>
 
+#include "ostrov/core/image.h"
 #include "ostrov/data/dataset.h"
 #include "ostrov/data/transforms.h"
 #include "ostrov/train/trainer.h"
@@ -28,6 +32,13 @@ class CliTask : public train::Task {
   virtual std::vector<std::string> predict_image(const cv::Mat& bgr, const std::string& stem,
                                                  const std::string& out_dir) = 0;
 };
+
+/// The network input of one BGR image read from a file: resized (bilinear) to height x width,
+/// RGB in [0,1], normalised with mean/std -> [1,3,height,width] on `device`.
+at::Tensor network_input(const cv::Mat& bgr, int64_t height, int64_t width,
+                         const c10::Device& device,
+                         const std::vector<double>& mean = core::kImageNetMean,
+                         const std::vector<double>& std = core::kImageNetStd);
 
 /// The task of `config.task` ("segmentation", "detection" or "instance") with its model on
 /// `device`.
