@@ -1,6 +1,7 @@
 // ostrov — command line for training, evaluating and running ostrov's models.
 // Exit codes: 0 ok, 1 data or runtime error, 2 usage or config error; errors go to stderr.
 
+#include <csignal>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -15,6 +16,9 @@
 
 int main(int argc, char** argv) {
   using namespace ostrov::cli;
+  // A write to a closed socket (a dead training rank's Gloo connection) must fail with EPIPE
+  // and become an error with exit code 1, not kill this process with SIGPIPE.
+  std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"ostrov: computer-vision models on LibTorch"};
   app.set_version_flag("--version", ostrov::kVersion);
   app.require_subcommand(1);
