@@ -51,6 +51,8 @@
 #include "ostrov/models/detection/ssd.h"
 #include "ostrov/models/detection/ssd_targets.h"
 #include "ostrov/models/instance/deep_coloring.h"
+#include "ostrov/models/instance/deep_watershed.h"
+#include "ostrov/models/instance/mask_rcnn.h"
 #include "ostrov/models/segmentation/fc_densenet.h"
 #include "ostrov/models/segmentation/fcn.h"
 #include "ostrov/models/segmentation/pspnet.h"
@@ -60,6 +62,7 @@
 
 #include "ostrov/losses/build.h"
 #include "ostrov/losses/halo.h"
+#include "ostrov/losses/mask.h"
 #include "ostrov/losses/multibox.h"
 #include "ostrov/losses/segmentation.h"
 #include "ostrov/losses/style.h"

@@ -2,6 +2,8 @@
 // predict, and the exit codes of bad configs and files.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -298,8 +300,81 @@ TEST_CASE("ostrov train, eval and predict DeepColoring on tiny COCO scenes", "[c
   }
 
   auto bad = run(cli() + " train " + quote(path) + " --out " + quote(dir / "bad") +
-                     " --set model.name=mask_rcnn",
+                     " --set model.name=yolo",
                  true);
   CHECK(bad.exit_code == 2);
-  CHECK_THAT(bad.output, Catch::Contains("model.name") && Catch::Contains("mask_rcnn"));
+  CHECK_THAT(bad.output, Catch::Contains("model.name") && Catch::Contains("yolo"));
+}
+
+TEST_CASE("ostrov train, eval and predict Deep Watershed and the Mask R-CNN-style model",
+          "[cli][train][instance]") {
+  TempDir dir;
+  make_scenes(dir);
+  const nlohmann::json models = {
+      {"deep_watershed",
+       {{"model", {{"name", "deep_watershed"}, {"num_levels", 6}, {"cut_level", 2}, {"depth", 2},
+                   {"base_width", 4}, {"min_size", 2}}},
+        {"loss", {{"terms", {{{"name", "direction"}}, {{"name", "energy"}, {"weight", 2}}}}}}}},
+      {"mask_rcnn",
+       {{"model", {{"name", "mask_rcnn"}, {"feature_channels", 8}, {"mask_channels", 8},
+                   {"mask_convs", 1}, {"roi_size", 7}}},
+        {"loss", {{"name", "multibox"}, {"mask_weight", 2.0}, {"box_jitter", 0.1}}}}}};
+  for (const auto& [name, parts] : models.items()) {
+    INFO(name);
+    nlohmann::json config = {
+        {"task", "instance"},
+        {"data", {{"format", "coco"}, {"train", coco_split(dir, "train")},
+                  {"val", coco_split(dir, "val")}, {"num_classes", 11}, {"image_size", {64, 64}}}},
+        {"model", parts["model"]},
+        {"loss", parts["loss"]},
+        {"train",
+         {{"epochs", 2}, {"batch_size", 2}, {"optimizer", "adam"}, {"lr", 0.01}, {"workers", 0},
+          {"seed", 3}, {"log_every", 1}, {"threads", 1}}}};
+    const std::string path = dir / (name + ".json");
+    std::ofstream(path) << config.dump(2);
+    const std::string out = dir / (name + "_run");
+    auto t = run(cli() + " train " + quote(path) + " --out " + quote(out), true);
+    INFO(t.output);
+    REQUIRE(t.exit_code == 0);
+    CHECK(check_metrics_lines(out + "/metrics.jsonl", {"ap50", "sbd", "abs_dic"}) == 2);
+
+    auto e = run(cli() + " eval " + quote(path) + " --checkpoint " + quote(out + "/last.pt"));
+    REQUIRE(e.exit_code == 0);
+    auto metrics = nlohmann::json::parse(e.output);
+    CHECK(metrics["images"] == 4);
+    CHECK(metrics["ap50"].is_number());
+    CHECK(metrics["abs_dic"].get<double>() >= 0.0);
+
+    const std::filesystem::path pred_dir = dir / (name + "_pred");
+    auto p = run(cli() + " predict " + quote(path) + " --checkpoint " + quote(out + "/last.pt") +
+                     " --input " + quote(dir / "val/images/scene_000002.png") + " --output " +
+                     quote(pred_dir),
+                 true);
+    INFO(p.output);
+    REQUIRE(p.exit_code == 0);
+    CHECK(std::filesystem::exists(pred_dir / "scene_000002_overlay.png"));
+    std::ifstream json_file(pred_dir / "scene_000002.json");
+    const auto pred = nlohmann::json::parse(json_file);
+    REQUIRE(pred["masks"].size() == pred["boxes"].size());
+    REQUIRE(pred["labels"].size() == pred["boxes"].size());
+    for (size_t i = 0; i < pred["masks"].size(); ++i) {
+      CHECK(pred["masks"][i]["size"] == nlohmann::json::array({64, 64}));
+      const auto label = pred["labels"][i].get<int64_t>();
+      // mask_rcnn names the dataset's category ids (1..10); the others say "an object" (0).
+      CHECK(label == (name == "mask_rcnn" ? std::clamp<int64_t>(label, 1, 10) : 0));
+    }
+  }
+  // A loss the model cannot use, and a bad mask-loss key: exit 2 naming the key.
+  const std::string ws = dir / "deep_watershed.json";
+  auto bad = run(cli() + " train " + quote(ws) + " --out " + quote(dir / "bad") +
+                     " --set 'loss={\"name\":\"halo\"}'",
+                 true);
+  CHECK(bad.exit_code == 2);
+  CHECK_THAT(bad.output, Catch::Contains("deep_watershed"));
+  auto jitter = run(cli() + " train " + quote(dir / "mask_rcnn.json") + " --out " +
+                        quote(dir / "bad") + " --set loss.box_jitter=0.9",
+                    true);
+  CHECK(jitter.exit_code == 2);
+  CHECK_THAT(jitter.output, Catch::Contains("loss.box_jitter"));
+  CHECK_FALSE(std::filesystem::exists(dir / "bad/last.pt"));
 }

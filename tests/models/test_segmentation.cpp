@@ -24,6 +24,11 @@
 #include "ostrov/models/backbones/alexnet.h"
 #include "ostrov/models/build.h"
 #include "ostrov/models/instance/deep_coloring.h"
+#include "ostrov/models/instance/deep_watershed.h"
+#include "ostrov/models/instance/mask_rcnn.h"
+#include "ostrov/losses/mask.h"
+#include "ostrov/losses/watershed.h"
+#include "ostrov/ops/instance.h"
 #include "ostrov/losses/halo.h"
 #include "ostrov/models/segmentation/fc_densenet.h"
 #include "ostrov/models/segmentation/fcn.h"
@@ -574,4 +579,205 @@ TEST_CASE("DeepColoring: shapes for any size, halo-loss gradients, save and load
   CHECK(at::equal(other->forward(x), net->forward(x)));
   CHECK_THROWS_WITH(models::DeepColoring(models::DeepColoringOptions().num_colors(0)),
                     Catch::Contains("num_colors"));
+}
+
+// ----------------------------------------------------------------------------- Deep Watershed
+
+namespace {
+
+// Energy logits that put all mass on the given levels [H,W] (what a perfect network predicts).
+at::Tensor one_hot_logits(const at::Tensor& levels, int64_t k) {
+  return at::one_hot(levels, k).permute({2, 0, 1}).to(at::kFloat) * 20.0f;
+}
+
+}  // namespace
+
+TEST_CASE("Deep Watershed: masks -> targets -> extraction recovers non-touching shapes exactly",
+          "[models][instance]") {
+  // A rectangle, a disc and an L shape, apart from each other, on 40x48.
+  auto instances = at::zeros({40, 48}, at::kLong);
+  instances.slice(0, 2, 12).slice(1, 3, 20).fill_(1);
+  for (int64_t y = 0; y < 40; ++y) {
+    for (int64_t x = 0; x < 48; ++x) {
+      if ((y - 28) * (y - 28) + (x - 12) * (x - 12) <= 49) instances[y][x] = 2;
+    }
+  }
+  instances.slice(0, 18, 38).slice(1, 30, 36).fill_(3);
+  instances.slice(0, 32, 38).slice(1, 30, 46).fill_(3);
+  const auto t = losses::watershed_targets(instances, losses::WatershedTargetOptions().num_levels(8));
+  const auto found = models::watershed_instances(
+      one_hot_logits(t.energy[0], 8), models::WatershedExtractOptions().cut_level(2).min_size(1));
+  REQUIRE(found.masks.size(0) == 3);
+  // Seeds come in row-major order of their first pixel: the rectangle, the L, the disc.
+  const int64_t order[3] = {1, 3, 2};
+  for (int64_t k = 0; k < 3; ++k) {
+    CHECK(at::equal(found.masks[k].to(at::kBool), instances.eq(order[k])));
+    CHECK(found.scores[k].item<float>() == Approx(1.0).margin(1e-6));
+  }
+  // Cut above every object's highest level: no seeds, the foreground parts still come back.
+  const auto unseeded = models::watershed_instances(
+      one_hot_logits(t.energy[0], 8), models::WatershedExtractOptions().cut_level(7).min_size(1));
+  CHECK(unseeded.masks.size(0) == 3);
+  // min_size drops the disc (149 px) but keeps the rectangle (170) and the L (180).
+  CHECK(models::watershed_instances(one_hot_logits(t.energy[0], 8),
+                                    models::WatershedExtractOptions().cut_level(2).min_size(160))
+            .masks.size(0) == 2);
+}
+
+TEST_CASE("Deep Watershed: touching objects stay apart; bad arguments are named",
+          "[models][instance]") {
+  // Two squares sharing an edge: one foreground region, two basins.
+  auto instances = at::zeros({20, 30}, at::kLong);
+  instances.slice(0, 4, 16).slice(1, 2, 14).fill_(1);
+  instances.slice(0, 4, 16).slice(1, 14, 26).fill_(2);
+  const auto t = losses::watershed_targets(instances);
+  const auto found = models::watershed_instances(one_hot_logits(t.energy[0], 16),
+                                                 models::WatershedExtractOptions().cut_level(3).min_size(1));
+  REQUIRE(found.masks.size(0) == 2);
+  // Every object pixel is in exactly one instance, and each instance is mostly one square.
+  CHECK(at::equal(found.masks.sum(0).to(at::kBool), instances.gt(0)));
+  for (int64_t k = 0; k < 2; ++k) {
+    const auto overlap = (found.masks[k].to(at::kBool) & instances.eq(k + 1)).sum().item<int64_t>();
+    CHECK(overlap >= 132);  // of 144: at most the shared boundary column goes the other way
+  }
+  CHECK_THROWS_WITH(models::watershed_instances(at::zeros({1, 4, 4})), Catch::Contains("[K,H,W]"));
+  CHECK_THROWS_WITH(models::watershed_instances(at::zeros({4, 4, 4}),
+                                                models::WatershedExtractOptions().cut_level(4)),
+                    Catch::Contains("cut_level"));
+}
+
+TEST_CASE("DeepWatershed: shapes, both losses reach every head, save and load", "[models][instance]") {
+  for (const bool feed : {true, false}) {
+    models::DeepWatershed net(models::DeepWatershedOptions()
+                                  .num_levels(6)
+                                  .direction_to_energy(feed)
+                                  .unet(models::UNetOptions(2).depth(2).base_width(4)));
+    auto x = at::rand({2, 3, 27, 33});
+    auto out = net->forward(x);
+    CHECK(out.direction.sizes() == at::IntArrayRef({2, 2, 27, 33}));
+    CHECK(out.energy.sizes() == at::IntArrayRef({2, 6, 27, 33}));
+    auto instances = at::zeros({2, 27, 33}, at::kLong);
+    instances[0].slice(0, 2, 12).slice(1, 3, 15).fill_(1);
+    instances[1].slice(0, 10, 25).slice(1, 10, 30).fill_(4);
+    const auto t = losses::watershed_targets(instances, losses::WatershedTargetOptions().num_levels(6));
+    auto loss = losses::functional::direction_loss(out.direction, t.direction) +
+                losses::functional::energy_loss(out.energy, t.energy);
+    REQUIRE(std::isfinite(loss.item<double>()));
+    loss.backward();
+    for (const auto& item : net->named_parameters()) {
+      const auto& name = item.key();
+      if (name.rfind("direction_head.1", 0) == 0 || name.rfind("energy_head.1", 0) == 0) {
+        INFO(name);
+        CHECK(item.value().grad().abs().sum().item<double>() > 0);
+      }
+    }
+    // With the direction fed to the energy head, the energy loss alone reaches the direction head.
+    net->zero_grad();
+    losses::functional::energy_loss(net->forward(x).energy, t.energy).backward();
+    const auto& g = net->direction_head[1]->as<torch::nn::Conv2dImpl>()->weight.grad();
+    CHECK((g.defined() && g.abs().sum().item<double>() > 0) == feed);
+    net->eval();
+    CHECK(net->predict(x).size() == 2);
+    models::DeepWatershed other(net->options);
+    io::load_state_dict_into(*other, io::module_state_dict(*net));
+    other->eval();
+    CHECK(at::equal(other->forward(x).energy, net->forward(x).energy));
+  }
+  CHECK_THROWS_WITH(models::DeepWatershed(models::DeepWatershedOptions().num_levels(1)),
+                    Catch::Contains("num_levels"));
+}
+
+// ------------------------------------------------------------------------- Mask R-CNN-style
+
+TEST_CASE("mask_targets crop each mask to its box like torchvision; jitter_boxes stays inside",
+          "[models][instance]") {
+  // A 10x10 square mask at columns 4..13, rows 6..15 of a 20x24 image. Legacy roi_align samples
+  // at pixel indices, so with the box (4,6,14,16) the last samples fall between the last row or
+  // column of the object and the first outside; torchvision's targets lose the bottom-right
+  // corner bin (its 4 samples average 0.39 < 0.5) and keep everything else.
+  auto masks = at::zeros({2, 20, 24}, at::kByte);
+  masks[0].slice(0, 6, 16).slice(1, 4, 14).fill_(1);
+  masks[1].slice(0, 6, 16).slice(1, 4, 14).fill_(1);
+  const auto boxes = at::tensor({4.f, 6.f, 14.f, 16.f, 4.f, 6.f, 24.f, 16.f}).view({2, 4});
+  const auto t = models::mask_targets(masks, boxes, 8);
+  REQUIRE(t.sizes() == at::IntArrayRef({2, 8, 8}));
+  CHECK(t[0].sum().item<float>() == 63.0f);
+  CHECK(t[0][7][7].item<float>() == 0.0f);
+  // A box twice as wide (extending right): the left half is the object, the right half is not.
+  CHECK(t[1].slice(1, 0, 4).min().item<float>() == 1.0f);  // torchvision 0.14 gives the same
+  CHECK(t[1].slice(1, 4, 8).max().item<float>() == 0.0f);
+  CHECK(models::mask_targets(at::zeros({0, 5, 5}), at::zeros({0, 4}), 4).sizes() ==
+        at::IntArrayRef({0, 4, 4}));
+
+  std::mt19937_64 rng(3);
+  const auto many = boxes.repeat({50, 1});
+  const auto j = models::jitter_boxes(many, 0.2, {20, 24}, rng);
+  CHECK(!at::equal(j, many));
+  CHECK(j.select(1, 0).min().item<float>() >= 0.0f);
+  CHECK(j.select(1, 2).max().item<float>() <= 24.0f);
+  CHECK(j.select(1, 3).max().item<float>() <= 20.0f);
+  CHECK((j.select(1, 2) - j.select(1, 0)).min().item<float>() >= 1.0f);
+  // Corners move by at most 20% of the box's size (before clipping).
+  CHECK((j - many).select(1, 0).abs().max().item<float>() <= 0.2f * 20.0f + 1e-4f);
+  CHECK(at::equal(models::jitter_boxes(many, 0.0, {20, 24}, rng), many));
+}
+
+TEST_CASE("mask_loss: BCE of each box's class mask only, by hand", "[losses][instance]") {
+  auto logits = at::zeros({2, 3, 2, 2});
+  logits[0][1].fill_(2.0);   // box 0, class 1: logit 2 everywhere
+  logits[0][2].fill_(-50.0); // another class: must not count
+  logits[1][2].fill_(-1.0);  // box 1, class 2: logit -1
+  logits.requires_grad_(true);
+  const auto labels = at::tensor({1, 2}, at::kLong);
+  auto targets = at::zeros({2, 2, 2});
+  targets[0].fill_(1.0);
+  // box 0: -log(sigmoid(2)) on 4 px; box 1: -log(1 - sigmoid(-1)) on 4 px.
+  const double expected = (4 * std::log1p(std::exp(-2.0)) + 4 * std::log1p(std::exp(-1.0))) / 8.0;
+  auto loss = losses::functional::mask_loss(logits, labels, targets);
+  CHECK(loss.item<double>() == Approx(expected).epsilon(1e-6));
+  loss.backward();
+  CHECK(logits.grad()[0][2].abs().sum().item<float>() == 0.0f);
+  CHECK(logits.grad()[0][1].abs().sum().item<float>() > 0.0f);
+  auto none = at::zeros({0, 3, 2, 2}).requires_grad_(true);
+  auto zero = losses::functional::mask_loss(none, at::zeros({0}, at::kLong), at::zeros({0, 2, 2}));
+  CHECK(zero.item<double>() == 0.0);
+  zero.backward();
+  CHECK_THROWS_WITH(losses::functional::mask_loss(logits, at::tensor({1, 3}, at::kLong), targets),
+                    Catch::Contains("labels must lie in [0, 3)"));
+}
+
+TEST_CASE("MaskRCNN: shapes, gradients of both heads, predictions at input size, save and load",
+          "[models][instance]") {
+  models::MaskRCNN net(models::MaskRCNNOptions(4).image_size(128).feature_channels(16)
+                           .mask_channels(16).mask_convs(2).roi_size(7));
+  auto x = at::rand({2, 3, 128, 128});
+  auto out = net->forward(x);
+  CHECK(out.mask_features.sizes() == at::IntArrayRef({2, 16, 32, 32}));
+  CHECK(out.detector.scores.size(2) == 4);
+  CHECK(out.detector.locations.size(1) == out.detector.priors.size(0));
+  const auto rois = at::tensor({0.f, 10.f, 12.f, 60.f, 50.f, 1.f, 30.f, 30.f, 90.f, 100.f}).view({2, 5});
+  const auto logits = net->mask_logits(out.mask_features, rois);
+  CHECK(logits.sizes() == at::IntArrayRef({2, 4, 14, 14}));
+  auto loss = losses::functional::mask_loss(logits, at::tensor({1, 3}, at::kLong), at::ones({2, 14, 14})) +
+              out.detector.scores.logsumexp(2).mean() + out.detector.locations.abs().mean();
+  loss.backward();
+  CHECK(net->mask_head->predictor->weight.grad().abs().sum().item<double>() > 0);
+  CHECK(net->lateral[0]->as<torch::nn::Conv2dImpl>()->weight.grad().abs().sum().item<double>() > 0);
+  CHECK(net->detector->head->classification_head->module_list[0]
+            ->as<torch::nn::Conv2dImpl>()->weight.grad().abs().sum().item<double>() > 0);
+  net->eval();
+  const auto found = net->predict(x);
+  REQUIRE(found.size() == 2);
+  for (const auto& f : found) {
+    const int64_t k = f.scores.size(0);
+    CHECK(f.masks.sizes() == at::IntArrayRef({k, 128, 128}));
+    CHECK(f.boxes.sizes() == at::IntArrayRef({k, 4}));
+    CHECK(f.labels.size(0) == k);
+    if (k > 0) CHECK(f.scores.min().item<float>() >= 0.05f);
+  }
+  models::MaskRCNN other(net->options);
+  io::load_state_dict_into(*other, io::module_state_dict(*net));
+  other->eval();
+  CHECK(at::equal(other->forward(x).mask_features, net->forward(x).mask_features));
+  CHECK(io::module_state_dict(*net).contains("detector.backbone.layer1.0.conv1.weight"));
 }

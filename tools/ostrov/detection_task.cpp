@@ -23,10 +23,31 @@ namespace {
 
 constexpr int64_t kRow = 8;  // kind, image, label, score, x1, y1, x2, y2
 
-// The `loss` object without the target keys, for losses::build; the target keys go to
-// SSDTargetOptions.
-std::pair<nlohmann::json, models::SSDTargetOptions> split_loss_config(const nlohmann::json& loss,
-                                                                      const std::string& where) {
+// SSD augmentation of the SSD paper / torchvision's references/detection.
+nlohmann::json default_augmentation() {
+  return nlohmann::json::array({{{"name", "photometric_distort"}},
+                                {{"name", "expand"}, {"max_ratio", 2.0}},
+                                {{"name", "ssd_random_crop"}},
+                                {{"name", "horizontal_flip"}, {"p", 0.5}}});
+}
+
+void append_rows(std::vector<float>& rows, float kind, float image, const at::Tensor& boxes,
+                 const at::Tensor& labels, const at::Tensor& scores) {
+  const auto b = boxes.to(at::kCPU, at::kFloat).contiguous();
+  const auto l = labels.to(at::kCPU, at::kFloat).contiguous();
+  const auto s = scores.defined() ? scores.to(at::kCPU, at::kFloat).contiguous() : at::Tensor();
+  for (int64_t i = 0; i < b.size(0); ++i) {
+    const float* box = b.data_ptr<float>() + 4 * i;
+    rows.insert(rows.end(), {kind, image, l.data_ptr<float>()[i],
+                             s.defined() ? s.data_ptr<float>()[i] : 1.0f, box[0], box[1], box[2],
+                             box[3]});
+  }
+}
+
+}  // namespace
+
+std::pair<nlohmann::json, models::SSDTargetOptions> split_detection_loss(
+    const nlohmann::json& loss, const std::string& where) {
   nlohmann::json rest = loss.is_null() ? nlohmann::json{{"name", "multibox"}} : loss;
   if (!rest.is_object()) throw ConfigError(where + ": loss must be an object");
   models::SSDTargetOptions targets;
@@ -61,33 +82,10 @@ std::pair<nlohmann::json, models::SSDTargetOptions> split_loss_config(const nloh
     throw ConfigError(where + ": loss.iou_threshold must be in (0,1]");
   }
   if (rest.value("name", std::string()) != "multibox") {
-    throw ConfigError(where + ": loss.name must be \"multibox\" for task detection");
+    throw ConfigError(where + ": loss.name must be \"multibox\" for an SSD detector");
   }
   return {rest, targets};
 }
-
-// SSD augmentation of the SSD paper / torchvision's references/detection.
-nlohmann::json default_augmentation() {
-  return nlohmann::json::array({{{"name", "photometric_distort"}},
-                                {{"name", "expand"}, {"max_ratio", 2.0}},
-                                {{"name", "ssd_random_crop"}},
-                                {{"name", "horizontal_flip"}, {"p", 0.5}}});
-}
-
-void append_rows(std::vector<float>& rows, float kind, float image, const at::Tensor& boxes,
-                 const at::Tensor& labels, const at::Tensor& scores) {
-  const auto b = boxes.to(at::kCPU, at::kFloat).contiguous();
-  const auto l = labels.to(at::kCPU, at::kFloat).contiguous();
-  const auto s = scores.defined() ? scores.to(at::kCPU, at::kFloat).contiguous() : at::Tensor();
-  for (int64_t i = 0; i < b.size(0); ++i) {
-    const float* box = b.data_ptr<float>() + 4 * i;
-    rows.insert(rows.end(), {kind, image, l.data_ptr<float>()[i],
-                             s.defined() ? s.data_ptr<float>()[i] : 1.0f, box[0], box[1], box[2],
-                             box[3]});
-  }
-}
-
-}  // namespace
 
 DetectionTask::DetectionTask(const RunConfig& config, const c10::Device& device)
     : config_(config), device_(device) {
@@ -95,7 +93,7 @@ DetectionTask::DetectionTask(const RunConfig& config, const c10::Device& device)
     throw ConfigError(config.path + ": task detection needs data.format \"coco\", got \"" +
                       config.data.format + "\"");
   }
-  auto [loss_json, targets] = split_loss_config(config.loss, config.path);
+  auto [loss_json, targets] = split_detection_loss(config.loss, config.path);
   targets_ = targets.num_classes(config.data.num_classes);
   loss_ = losses::build(loss_json, config.path, "loss");
   net_ = models::build_detector(config.model, config.data.num_classes, config.path);

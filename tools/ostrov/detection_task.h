@@ -17,6 +17,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ostrov/data/coco_dataset.h"
@@ -26,6 +27,13 @@
 #include "task.h"
 
 namespace ostrov::cli {
+
+/// Splits an SSD `loss` object (null = multibox defaults) into the object losses::build takes
+/// and the target keys (matcher, iou_threshold, hungarian_threshold_positives) as
+/// SSDTargetOptions; ConfigError naming `where` and the key for bad values or a name other
+/// than "multibox".
+std::pair<nlohmann::json, models::SSDTargetOptions> split_detection_loss(
+    const nlohmann::json& loss, const std::string& where);
 
 class DetectionTask : public CliTask {
  public:

@@ -1,5 +1,6 @@
 #include "instance_task.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -13,6 +14,10 @@
 #include "ostrov/io/json.h"
 #include "ostrov/io/weights.h"
 #include "ostrov/ops/instance.h"
+#include "detection_task.h"
+#include "ostrov/losses/mask.h"
+#include "ostrov/io/state_dict.h"
+#include "ostrov/models/detection/build.h"
 #include "segmentation_task.h"
 
 namespace fs = std::filesystem;
@@ -21,52 +26,143 @@ namespace ostrov::cli {
 
 namespace {
 
-models::DeepColoringOptions parse_model(const nlohmann::json& model, const std::string& where,
-                                        std::string& weights) {
-  io::ConfigReader r(model, where, "model");
-  const auto name = r.required<std::string>("name");
-  if (name != "deep_coloring") {
-    throw ConfigError(where + ": key " + r.path_of("name") + ": unknown instance model \"" + name +
-                      "\" (this version: deep_coloring; the Mask R-CNN-style head and Deep "
-                      "Watershed are not in the CLI yet)");
-  }
-  models::DeepColoringOptions o;
-  o.num_colors(r.get<int64_t>("num_colors", o.num_colors()))
-      .min_size(r.get<int64_t>("min_size", o.min_size()));
-  auto unet = o.unet();
+// The `unet` part of DeepColoring's and DeepWatershed's options from the model keys.
+models::UNetOptions read_unet(io::ConfigReader& r, models::UNetOptions unet) {
   unet.depth(r.get<int64_t>("depth", unet.depth()))
       .base_width(r.get<int64_t>("base_width", unet.base_width()))
       .batch_norm(r.get<bool>("batch_norm", unet.batch_norm()));
-  o.unet(unet);
-  weights = r.get<std::string>("weights", "");
-  r.finish();
-  if (o.num_colors() < 1) throw ConfigError(where + ": model.num_colors must be >= 1");
-  if (o.min_size() < 1) throw ConfigError(where + ": model.min_size must be >= 1");
-  return o;
+  return unet;
+}
+
+// The loss term names of a losses::build config (one term or "terms").
+std::vector<std::string> loss_names(const nlohmann::json& loss) {
+  std::vector<std::string> names;
+  if (!loss.is_object()) return names;
+  if (loss.contains("terms") && loss["terms"].is_array()) {
+    for (const auto& t : loss["terms"]) {
+      if (t.is_object() && t.contains("name") && t["name"].is_string()) {
+        names.push_back(t["name"].get<std::string>());
+      }
+    }
+  } else if (loss.contains("name") && loss["name"].is_string()) {
+    names.push_back(loss["name"].get<std::string>());
+  }
+  return names;
+}
+
+// Takes a number out of `object` (so losses::build does not see it).
+double take_number(nlohmann::json& object, const char* key, double fallback,
+                   const std::string& where) {
+  if (!object.contains(key)) return fallback;
+  const auto value = object[key];
+  object.erase(key);
+  if (!value.is_number()) throw ConfigError(where + ": key loss." + key + " must be a number");
+  return value.get<double>();
+}
+
+at::Tensor stack_or_empty(const std::vector<at::Tensor>& masks, int64_t h, int64_t w) {
+  return masks.empty() ? at::zeros({0, h, w}, at::kByte) : at::stack(masks).to(at::kByte);
 }
 
 }  // namespace
 
 InstanceTask::InstanceTask(const RunConfig& config, const c10::Device& device)
     : config_(config), device_(device) {
+  const auto& where = config.path;
   if (config.data.format != "coco") {
-    throw ConfigError(config.path + ": task instance needs data.format \"coco\", got \"" +
+    throw ConfigError(where + ": task instance needs data.format \"coco\", got \"" +
                       config.data.format + "\"");
   }
-  std::string weights;
-  const auto options = parse_model(config.model, config.path, weights);
+  io::ConfigReader r(config.model, where, "model");
+  const auto name = r.required<std::string>("name");
+  const auto weights = r.get<std::string>("weights", "");
+  nlohmann::json loss = config.loss;
   try {
-    net_ = models::DeepColoring(options);
+    if (name == "deep_coloring") {
+      method_ = Method::kDeepColoring;
+      models::DeepColoringOptions o;
+      o.num_colors(r.get<int64_t>("num_colors", o.num_colors()))
+          .min_size(r.get<int64_t>("min_size", o.min_size()));
+      o.unet(read_unet(r, o.unet()));
+      r.finish();
+      if (loss.is_null()) loss = {{"name", "halo"}};
+      if (loss_names(loss) != std::vector<std::string>{"halo"}) {
+        throw ConfigError(where + ": loss.name must be \"halo\" for model deep_coloring");
+      }
+      coloring_ = models::DeepColoring(o);
+      module_ = coloring_.ptr();
+    } else if (name == "deep_watershed") {
+      method_ = Method::kDeepWatershed;
+      models::DeepWatershedOptions o;
+      models::WatershedExtractOptions e;
+      o.num_levels(r.get<int64_t>("num_levels", o.num_levels()))
+          .level_step(r.get<double>("level_step", o.level_step()))
+          .direction_to_energy(r.get<bool>("direction_to_energy", o.direction_to_energy()));
+      e.cut_level(r.get<int64_t>("cut_level", e.cut_level()))
+          .min_size(r.get<int64_t>("min_size", e.min_size()));
+      o.extract(e).unet(read_unet(r, o.unet()));
+      r.finish();
+      if (loss.is_null()) loss = {{"terms", {{{"name", "direction"}}, {{"name", "energy"}}}}};
+      const auto names = loss_names(loss);
+      if (names.empty() || std::any_of(names.begin(), names.end(), [](const std::string& n) {
+            return n != "direction" && n != "energy";
+          })) {
+        throw ConfigError(where + ": loss for model deep_watershed takes the terms "
+                                  "\"direction\" and \"energy\" only");
+      }
+      watershed_targets_.num_levels(o.num_levels()).step(o.level_step());
+      watershed_ = models::DeepWatershed(o);
+      module_ = watershed_.ptr();
+    } else if (name == "mask_rcnn") {
+      method_ = Method::kMaskRCNN;
+      models::MaskRCNNOptions o(config.data.num_classes);
+      o.image_size(r.get<int64_t>("image_size", config.data.height))
+          .num_extra(r.get<int64_t>("num_extra", o.num_extra()))
+          .feature_channels(r.get<int64_t>("feature_channels", o.feature_channels()))
+          .roi_size(r.get<int64_t>("roi_size", o.roi_size()))
+          .sampling_ratio(r.get<int64_t>("sampling_ratio", o.sampling_ratio()))
+          .mask_channels(r.get<int64_t>("mask_channels", o.mask_channels()))
+          .mask_convs(r.get<int64_t>("mask_convs", o.mask_convs()))
+          .mask_threshold(r.get<double>("mask_threshold", o.mask_threshold()))
+          .min_score(r.get<double>("min_score", o.min_score()));
+      auto post = o.postprocess();
+      post.score_threshold(r.get<double>("score_threshold", post.score_threshold()))
+          .nms_threshold(r.get<double>("nms_threshold", post.nms_threshold()))
+          .topk_candidates(r.get<int64_t>("topk_candidates", post.topk_candidates()))
+          .detections_per_image(r.get<int64_t>("detections_per_image", post.detections_per_image()));
+      o.postprocess(post);
+      const auto backbone_weights = r.get<std::string>("backbone_weights", "");
+      count_score_ = r.get<double>("count_score", count_score_);
+      r.finish();
+      if (config.data.height != config.data.width) {
+        throw ConfigError(where + ": model mask_rcnn needs a square data.image_size");
+      }
+      if (loss.is_null()) loss = {{"name", "multibox"}};
+      if (!loss.is_object()) throw ConfigError(where + ": loss must be an object");
+      mask_weight_ = take_number(loss, "mask_weight", mask_weight_, where);
+      box_jitter_ = take_number(loss, "box_jitter", box_jitter_, where);
+      if (mask_weight_ < 0 || box_jitter_ < 0 || box_jitter_ >= 0.5) {
+        throw ConfigError(where + ": loss.mask_weight must be >= 0 and loss.box_jitter in [0, 0.5)");
+      }
+      auto [rest, targets] = split_detection_loss(loss, where);
+      loss = rest;
+      ssd_targets_ = targets.num_classes(config.data.num_classes);
+      mask_rcnn_ = models::MaskRCNN(o);
+      if (!backbone_weights.empty()) {
+        models::load_ssd_backbone_weights(*mask_rcnn_->detector,
+                                          io::load_state_dict(backbone_weights), backbone_weights);
+      }
+      module_ = mask_rcnn_.ptr();
+    } else {
+      throw ConfigError(where + ": key " + r.path_of("name") + ": unknown instance model \"" +
+                        name + "\" (deep_coloring, deep_watershed, mask_rcnn)");
+    }
   } catch (const c10::Error& e) {
-    throw ConfigError(config.path + ": model: " + e.what_without_backtrace());
+    throw ConfigError(where + ": model: " + e.what_without_backtrace());
   }
-  if (!weights.empty()) io::load_weights(*net_, weights, /*strict=*/true);
-  const nlohmann::json loss = config.loss.is_null() ? nlohmann::json{{"name", "halo"}} : config.loss;
-  if (!loss.is_object() || loss.value("name", std::string()) != "halo") {
-    throw ConfigError(config.path + ": loss.name must be \"halo\" for model deep_coloring");
-  }
-  loss_ = losses::build(loss, config.path, "loss");
-  net_->to(device);
+  if (!weights.empty()) io::load_weights(*module_, weights, /*strict=*/true);
+  loss_ = losses::build(loss, where, "loss");
+  module_->to(device);
   loss_->to(device);
 }
 
@@ -78,15 +174,82 @@ at::Tensor InstanceTask::instance_maps(const data::Batch& batch) const {
   for (const auto& masks : batch.instances) {
     maps.push_back(models::masks_to_label_image(masks.to(at::kCPU), h, w));
   }
-  return at::stack(maps).to(device_);
+  return at::stack(maps);
 }
 
-at::Tensor InstanceTask::loss(const data::Batch& batch) {
+at::Tensor InstanceTask::mask_rcnn_loss(const models::MaskRCNNOutput& out, const data::Batch& batch) {
+  std::vector<at::Tensor> boxes, labels, rois, mask_labels, targets;
+  const ops::GridSize size{batch.images.size(2), batch.images.size(3)};
+  for (int64_t i = 0; i < batch.size(); ++i) {
+    const auto b = batch.boxes[static_cast<size_t>(i)].to(at::kCPU, at::kFloat);
+    const auto l = batch.labels[static_cast<size_t>(i)].to(at::kCPU, at::kLong);
+    boxes.push_back(b);
+    labels.push_back(l);
+    if (b.size(0) == 0) continue;
+    // The mask head learns on the ground-truth boxes, jittered while training so that it also
+    // copes with the detector's imperfect boxes.
+    const auto jittered = module_->is_training() ? models::jitter_boxes(b, box_jitter_, size, rng_) : b;
+    rois.push_back(at::cat({at::full({b.size(0), 1}, static_cast<double>(i), at::kFloat), jittered}, 1));
+    mask_labels.push_back(l);
+    targets.push_back(models::mask_targets(batch.instances[static_cast<size_t>(i)], jittered,
+                                           2 * mask_rcnn_->options.roi_size()));
+  }
+  const auto t = models::ssd_targets(boxes, labels, out.detector.priors.to(at::kCPU), ssd_targets_);
   losses::LossInputs in;
-  in.logits = net_->forward(batch.images);
-  in.target = instance_maps(batch);
-  return loss_->forward(in).total;
+  in.logits = out.detector.scores;
+  in.locations = out.detector.locations;
+  in.target = t.labels.to(device_);
+  in.target_locations = t.locations.to(device_);
+  auto total = loss_->forward(in).total;
+  if (!rois.empty() && mask_weight_ > 0) {
+    const auto logits = mask_rcnn_->mask_logits(out.mask_features, at::cat(rois).to(device_));
+    total = total + mask_weight_ * losses::functional::mask_loss(logits, at::cat(mask_labels),
+                                                                 at::cat(targets));
+  }
+  return total;
 }
+
+at::Tensor InstanceTask::compute(const data::Batch& batch,
+                                 std::vector<models::InstancePrediction>* found) {
+  losses::LossInputs in;
+  switch (method_) {
+    case Method::kDeepColoring: {
+      in.logits = coloring_->forward(batch.images);
+      in.target = instance_maps(batch).to(device_);
+      if (found) {
+        for (int64_t i = 0; i < in.logits.size(0); ++i) {
+          found->push_back(models::deep_coloring_instances(in.logits[i], coloring_->options.min_size()));
+        }
+      }
+      return loss_->forward(in).total;
+    }
+    case Method::kDeepWatershed: {
+      const auto out = watershed_->forward(batch.images);
+      const auto t = losses::watershed_targets(instance_maps(batch), watershed_targets_);
+      in.logits = out.energy;
+      in.target = t.energy.to(device_);
+      in.direction = out.direction;
+      in.target_direction = t.direction.to(device_);
+      in.mask = t.energy.gt(0).to(device_);
+      if (found) {
+        for (int64_t i = 0; i < out.energy.size(0); ++i) {
+          found->push_back(models::watershed_instances(out.energy[i], watershed_->options.extract()));
+        }
+      }
+      return loss_->forward(in).total;
+    }
+    case Method::kMaskRCNN: {
+      if (found) {
+        // Inference runs the network once more (detector -> NMS -> masks); evaluation only.
+        *found = mask_rcnn_->predict(batch.images);
+      }
+      return mask_rcnn_loss(mask_rcnn_->forward(batch.images), batch);
+    }
+  }
+  TORCH_INTERNAL_ASSERT(false, "unknown instance method");
+}
+
+at::Tensor InstanceTask::loss(const data::Batch& batch) { return compute(batch, nullptr); }
 
 void InstanceTask::begin_evaluation() {
   ap_.reset();
@@ -96,20 +259,24 @@ void InstanceTask::begin_evaluation() {
 }
 
 void InstanceTask::evaluate(const data::Batch& batch) {
-  const auto logits = net_->forward(batch.images);
-  losses::LossInputs in;
-  in.logits = logits;
-  in.target = instance_maps(batch);
-  loss_sum_ += loss_->forward(in).total.item<double>() * static_cast<double>(batch.size());
+  std::vector<models::InstancePrediction> found;
+  loss_sum_ += compute(batch, &found).item<double>() * static_cast<double>(batch.size());
   loss_count_ += batch.size();
   const int64_t h = batch.images.size(2), w = batch.images.size(3);
   for (int64_t i = 0; i < batch.size(); ++i) {
-    const auto found = models::deep_coloring_instances(logits[i], net_->options.min_size());
-    const auto truth = batch.instances[i].to(at::kCPU);
-    const auto k = found.masks.size(0), g = truth.size(0);
-    ap_.update({{}, found.masks, found.scores, at::ones({k}, at::kLong)},
+    const auto& f = found[static_cast<size_t>(i)];
+    const auto truth = batch.instances[static_cast<size_t>(i)].to(at::kCPU);
+    const auto k = f.masks.size(0), g = truth.size(0);
+    ap_.update({{}, f.masks, f.scores, at::ones({k}, at::kLong)},
                {{}, truth, at::ones({g}, at::kLong), {}});
-    cvppp_.update(models::masks_to_label_image(found.masks, h, w),
+    // Counting wants confident instances only; the weakest first so stronger ones win overlaps.
+    auto masks = f.masks;
+    if (method_ == Method::kMaskRCNN && k > 0) {
+      const auto keep = f.scores >= count_score_;
+      const auto order = f.scores.index({keep}).argsort();
+      masks = masks.index({keep}).index({order});
+    }
+    cvppp_.update(models::masks_to_label_image(masks, h, w),
                   models::masks_to_label_image(truth, h, w));
   }
 }
@@ -142,13 +309,28 @@ std::shared_ptr<const data::Transform> InstanceTask::transforms(bool training) c
 
 std::vector<std::string> InstanceTask::predict_image(const cv::Mat& bgr, const std::string& stem,
                                                      const std::string& out_dir) {
+  if (method_ == Method::kMaskRCNN && label_to_category_.empty()) {
+    const DataSplit& split =
+        config_.data.val.annotations.empty() ? config_.data.train : config_.data.val;
+    if (split.annotations.empty()) {
+      throw ConfigError(config_.path + ": mask_rcnn predictions name the dataset's category "
+                                       "ids: set data.val or data.train annotations");
+    }
+    const auto coco = dataset(&split == &config_.data.val ? "val" : "train");
+    label_to_category_ = dynamic_cast<const data::CocoDataset&>(*coco).label_to_category_id();
+  }
   const auto x = network_input(bgr, config_.data.height, config_.data.width, device_);
-  const auto found = net_->predict(x)[0];
+  models::InstancePrediction found;
+  switch (method_) {
+    case Method::kDeepColoring: found = coloring_->predict(x)[0]; break;
+    case Method::kDeepWatershed: found = watershed_->predict(x)[0]; break;
+    case Method::kMaskRCNN: found = mask_rcnn_->predict(x)[0]; break;
+  }
   const int64_t k = found.masks.size(0);
   // Back to the input's size (nearest), then boxes and RLE from the full-size masks.
   std::vector<at::Tensor> full;
   for (int64_t i = 0; i < k; ++i) full.push_back(core::resize_mask(found.masks[i], bgr.rows, bgr.cols));
-  const auto masks = k > 0 ? at::stack(full).to(at::kByte) : at::zeros({0, bgr.rows, bgr.cols}, at::kByte);
+  const auto masks = stack_or_empty(full, bgr.rows, bgr.cols);
   const auto boxes = ops::masks_to_boxes(masks).contiguous();
   nlohmann::json j_boxes = nlohmann::json::array(), j_scores = nlohmann::json::array(),
                  j_labels = nlohmann::json::array(), j_masks = nlohmann::json::array();
@@ -156,7 +338,10 @@ std::vector<std::string> InstanceTask::predict_image(const cv::Mat& bgr, const s
     const float* b = boxes.data_ptr<float>() + 4 * i;
     j_boxes.push_back({b[0], b[1], b[2], b[3]});
     j_scores.push_back(found.scores[i].item<float>());
-    j_labels.push_back(0);  // class-agnostic: "an object"
+    // Class-agnostic methods: 0 = "an object"; mask_rcnn: the dataset's category id.
+    j_labels.push_back(found.labels.defined()
+                           ? label_to_category_.at(static_cast<size_t>(found.labels[i].item<int64_t>()))
+                           : 0);
     const auto rle = ops::rle_encode(masks[i]);
     j_masks.push_back({{"size", {rle.height, rle.width}}, {"counts", ops::rle_to_string(rle)}});
   }

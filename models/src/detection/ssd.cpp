@@ -191,23 +191,27 @@ void SSDResNetBackboneImpl::reset() {
   extra = register_module("extra", extra);
 }
 
-std::vector<at::Tensor> SSDResNetBackboneImpl::forward_maps(const at::Tensor& x) {
+std::vector<at::Tensor> SSDResNetBackboneImpl::forward_stages(const at::Tensor& x) {
   TORCH_CHECK(x.defined() && x.dim() == 4 && x.size(1) == 3,
               "SSD ResNet backbone expects input [N,3,H,W], got ",
               x.defined() ? x.sizes() : at::IntArrayRef{});
   auto y = at::relu(bn1->forward(conv1->forward(x)));
   y = at::max_pool2d(y, {3, 3}, {2, 2}, {1, 1});
-  y = layer2->forward(layer1->forward(y));
-  std::vector<at::Tensor> maps;
-  y = layer3->forward(y);
-  maps.push_back(y);
-  y = layer4->forward(y);
-  maps.push_back(y);
+  std::vector<at::Tensor> stages;
+  for (auto* layer : {&layer1, &layer2, &layer3, &layer4}) {
+    y = (*layer)->forward(y);
+    stages.push_back(y);
+  }
   for (const auto& block : *extra) {
     y = block->as<nn::Sequential>()->forward(y);
-    maps.push_back(y);
+    stages.push_back(y);
   }
-  return maps;
+  return stages;
+}
+
+std::vector<at::Tensor> SSDResNetBackboneImpl::forward_maps(const at::Tensor& x) {
+  auto stages = forward_stages(x);
+  return {stages.begin() + 2, stages.end()};
 }
 
 std::vector<int64_t> SSDResNetBackboneImpl::out_channels() const {
@@ -315,7 +319,11 @@ std::vector<at::Tensor> SSDImpl::forward_maps(const at::Tensor& x) {
 SSDOutput SSDImpl::forward(const at::Tensor& x) {
   TORCH_CHECK(x.defined() && x.dim() == 4 && x.size(1) == 3, "SSD expects input [N,3,H,W], got ",
               x.defined() ? x.sizes() : at::IntArrayRef{});
-  const auto maps = forward_maps(x);
+  return forward_heads(forward_maps(x), {x.size(2), x.size(3)});
+}
+
+SSDOutput SSDImpl::forward_heads(const std::vector<at::Tensor>& maps, ops::GridSize image_size) {
+  TORCH_CHECK(!maps.empty(), "SSD::forward_heads: no feature maps");
   SSDOutput out;
   out.locations = head->regression_head->forward(maps);
   out.scores = head->classification_head->forward(maps);
@@ -323,8 +331,8 @@ SSDOutput SSDImpl::forward(const at::Tensor& x) {
   for (const auto& m : maps) {
     grids.push_back({m.size(2), m.size(3)});
   }
-  out.image_size = {x.size(2), x.size(3)};
-  out.priors = priors_for(grids, out.image_size, x);
+  out.image_size = image_size;
+  out.priors = priors_for(grids, out.image_size, maps[0]);
   return out;
 }
 

@@ -143,6 +143,9 @@ class SSDResNetBackboneImpl : public torch::nn::Cloneable<SSDResNetBackboneImpl>
                               public SSDBackbone {
  public:
   explicit SSDResNetBackboneImpl(int64_t num_extra = 3);
+  /// Every stage: layer1 (64 ch, stride 4), layer2 (128, stride 8), then the feature maps of
+  /// forward_maps (layer3, layer4, the extras). Mask heads read the fine stages.
+  std::vector<at::Tensor> forward_stages(const at::Tensor& x);
   void reset() override;
   std::vector<at::Tensor> forward_maps(const at::Tensor& x) override;
   std::vector<int64_t> out_channels() const override;
@@ -203,6 +206,10 @@ class SSDImpl : public torch::nn::Cloneable<SSDImpl> {
   /// x: [N,3,H,W] float, already preprocessed (see preprocess) -> locations, class logits and
   /// the default boxes for the feature-map sizes this input gives (cached per size).
   SSDOutput forward(const at::Tensor& x);
+
+  /// The heads on feature maps the backbone computed (forward = forward_heads(forward_maps(x),
+  /// {H, W} of x)); for models that also read the backbone's stages.
+  SSDOutput forward_heads(const std::vector<at::Tensor>& maps, ops::GridSize image_size);
 
   /// ssd_preprocess with this model's image size, mean and std.
   at::Tensor preprocess(const at::Tensor& images) const;

@@ -23,10 +23,13 @@
 
 namespace ostrov::models {
 
-/// Instances found in one image: K masks and a confidence per mask.
+/// Instances found in one image: K masks and a confidence per mask; methods with classes and
+/// boxes (MaskRCNN) also fill labels and boxes.
 struct InstancePrediction {
-  at::Tensor masks;   ///< [K,H,W] uint8, disjoint
+  at::Tensor masks;   ///< [K,H,W] uint8 (disjoint for DeepColoring and DeepWatershed)
   at::Tensor scores;  ///< [K] float in (0,1]
+  at::Tensor labels;  ///< [K] int64 classes 1..C-1, or undefined (class-agnostic methods)
+  at::Tensor boxes;   ///< [K,4] float x1,y1,x2,y2 from the detector, or undefined
 };
 
 /// Options of DeepColoring: the colours and the U-Net under them.

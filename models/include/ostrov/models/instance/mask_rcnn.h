@@ -1,0 +1,139 @@
+#pragma once
+// A Mask R-CNN-style instance segmenter (He, Gkioxari, Dollár & Girshick, "Mask R-CNN", ICCV
+// 2017) on a one-stage detector: the light SSD (ResNet-18) finds and classifies boxes; each box
+// crops a fine feature map with RoIAlign (14x14, sampling ratio 2) and a small FCN, the mask
+// head, predicts a 28x28 mask per class, which is pasted back into the image at the box.
+// Where Mask R-CNN has a region-proposal network and a box head, this one has SSD's single
+// stage (its multibox loss trains the boxes); the mask branch is Mask R-CNN's.
+//
+// Training: the detector's multibox loss on ssd_targets, plus the mask loss
+// (losses::functional::mask_loss) of the mask head on the ground-truth boxes, jittered
+// (jitter_boxes), with mask_targets as targets. Inference: detector -> NMS -> mask head on the
+// kept boxes -> paste_masks -> threshold.
+//
+// ```
+// ostrov::models::MaskRCNN net(ostrov::models::MaskRCNNOptions(11).image_size(128));
+// auto out = net->forward(images);                          // out.detector, out.mask_features
+// auto logits = net->mask_logits(out.mask_features, rois);  // [R, 11, 28, 28]
+// auto objects = net->predict(images);                      // masks, scores, labels, boxes
+// ```
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <torch/arg.h>
+#include <torch/nn/cloneable.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/pimpl.h>
+
+#include "ostrov/models/detection/ssd.h"
+#include "ostrov/models/instance/deep_coloring.h"
+
+namespace ostrov::models {
+
+/// Options of MaskHead.
+struct MaskHeadOptions {
+  MaskHeadOptions(int64_t in_channels, int64_t num_classes)
+      : in_channels_(in_channels), num_classes_(num_classes) {}
+  /// Channels of the RoI features.
+  TORCH_ARG(int64_t, in_channels);
+  /// Masks predicted per box: one per class, background included (index 0, never trained).
+  TORCH_ARG(int64_t, num_classes);
+  /// Width of the 3x3 convolutions (torchvision: 256).
+  TORCH_ARG(int64_t, channels) = 64;
+  /// Number of 3x3 convolutions (torchvision: 4).
+  TORCH_ARG(int64_t, num_convs) = 4;
+};
+
+/// Mask R-CNN's mask branch (torchvision's MaskRCNNHeads + MaskRCNNPredictor, with batch norm):
+/// `convs.i` ConvBnAct 3x3, `deconv` ConvTranspose 2x2 stride 2 (+ ReLU), `predictor` Conv 1x1.
+/// [R, in_channels, S, S] -> [R, num_classes, 2S, 2S] mask logits.
+class MaskHeadImpl : public torch::nn::Cloneable<MaskHeadImpl> {
+ public:
+  explicit MaskHeadImpl(MaskHeadOptions options);
+  void reset() override;
+  at::Tensor forward(const at::Tensor& rois);
+
+  MaskHeadOptions options;
+  torch::nn::Sequential convs{nullptr};
+  torch::nn::ConvTranspose2d deconv{nullptr};
+  torch::nn::Conv2d predictor{nullptr};
+};
+TORCH_MODULE(MaskHead);
+
+/// Options of MaskRCNN.
+struct MaskRCNNOptions {
+  explicit MaskRCNNOptions(int64_t num_classes) : num_classes_(num_classes) {}
+  /// C, classes including background.
+  TORCH_ARG(int64_t, num_classes);
+  /// Side of the square network input (the detector's SSDOptions::light image size).
+  TORCH_ARG(int64_t, image_size) = 256;
+  /// The detector's extra stages after layer4 (SSDOptions::num_extra).
+  TORCH_ARG(int64_t, num_extra) = 3;
+  /// Channels of the mask feature map: layer1..layer3 merged top-down (an FPN level at stride 4).
+  TORCH_ARG(int64_t, feature_channels) = 64;
+  /// RoIAlign output side (Mask R-CNN: 14) and sampling ratio (2); masks are 2 x roi_size.
+  TORCH_ARG(int64_t, roi_size) = 14;
+  TORCH_ARG(int64_t, sampling_ratio) = 2;
+  /// The mask head (its in_channels and num_classes are set from the above).
+  TORCH_ARG(int64_t, mask_channels) = 64;
+  TORCH_ARG(int64_t, mask_convs) = 4;
+  /// Pasted mask probabilities above this are the object.
+  TORCH_ARG(double, mask_threshold) = 0.5;
+  /// predict() keeps detections scoring at least this (AP wants low values, counting higher).
+  TORCH_ARG(double, min_score) = 0.05;
+  /// Detector post-processing (torchvision's SSD defaults).
+  TORCH_ARG(SSDPostprocessOptions, postprocess) = {};
+
+ public:
+  /// The detector's options: SSDOptions::light(num_classes, image_size) with num_extra and
+  /// postprocess from here.
+  SSDOptions detector_options() const;
+};
+
+/// What MaskRCNN::forward returns.
+struct MaskRCNNOutput {
+  SSDOutput detector;        ///< locations, class logits, priors
+  at::Tensor mask_features;  ///< [N, feature_channels, H/4, W/4]
+};
+
+/// The model. Children: `detector` (SSD, light: state_dict keys detector.backbone.*,
+/// detector.head.*), `lateral.{0,1,2}` (1x1 convs from layer1/2/3), `smooth` (3x3 ConvBnAct),
+/// `mask_head` (MaskHead).
+class MaskRCNNImpl : public torch::nn::Cloneable<MaskRCNNImpl> {
+ public:
+  explicit MaskRCNNImpl(MaskRCNNOptions options);
+  void reset() override;
+  /// x [N,3,S,S] (preprocessed, S = image_size or any size the detector takes).
+  MaskRCNNOutput forward(const at::Tensor& x);
+  /// Mask logits [R, C, 2 roi_size, 2 roi_size] of rois [R,5] (batch index, x1, y1, x2, y2 in
+  /// input pixels) on mask_features.
+  at::Tensor mask_logits(const at::Tensor& mask_features, const at::Tensor& rois);
+  /// Detections with masks for every image, at the input's size: masks [K,H,W] uint8 (each
+  /// box's class mask, pasted, > mask_threshold), scores, labels (1..C-1) and boxes.
+  std::vector<InstancePrediction> predict(const at::Tensor& x);
+
+  MaskRCNNOptions options;
+  SSD detector{nullptr};
+  torch::nn::ModuleList lateral{nullptr};
+  torch::nn::Sequential smooth{nullptr};
+  MaskHead mask_head{nullptr};
+};
+TORCH_MODULE(MaskRCNN);
+
+/// Mask targets as torchvision's project_masks_on_boxes: each object's mask [G,H,W] (any
+/// integer or float type) cropped to its box [G,4] (x1,y1,x2,y2 pixels) and resized to
+/// size x size with roi_align (legacy, adaptive sampling), then >= 0.5 -> [G,size,size] float 0/1.
+at::Tensor mask_targets(const at::Tensor& masks, const at::Tensor& boxes, int64_t size);
+
+/// Training boxes for the mask head: every corner moved by a uniform offset in
+/// [-amount, amount] x the box's width (x) or height (y), then clipped to the image {H,W}
+/// and kept at least 1 pixel wide. Draws only from `rng`; amount 0 returns the boxes unchanged.
+at::Tensor jitter_boxes(const at::Tensor& boxes, double amount, ops::GridSize image_size,
+                        std::mt19937_64& rng);
+
+}  // namespace ostrov::models
