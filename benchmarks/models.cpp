@@ -9,12 +9,17 @@
 #include <c10/core/InferenceMode.h>
 #include <torch/optim/sgd.h>
 
+#include "ostrov/core/image.h"
+#include "ostrov/io/checkpoint.h"
 #include "ostrov/io/weights.h"
 #include "ostrov/losses/segmentation.h"
 #include "ostrov/losses/multibox.h"
 #include "ostrov/losses/style.h"
 #include "ostrov/models/build.h"
 #include "ostrov/models/detection/ssd.h"
+#include "ostrov/models/instance/deep_coloring.h"
+#include "ostrov/models/instance/deep_watershed.h"
+#include "ostrov/models/instance/mask_rcnn.h"
 #include "ostrov/models/style/vgg_features.h"
 #include "workloads.h"
 
@@ -209,6 +214,39 @@ void conv1x1_peak(benchmark::State& state) {
                                                 benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Instance segmentation, one 256x256 image, network + each method's post-processing (argmax +
+// components; watershed flooding; detector NMS + RoIAlign + mask head + pasting), with the
+// networks of examples/configs/*_scenes.json. ostrov only (torchvision has none of the three
+// in this form), so run.py does not pair these; run them with
+//   build/bin/ostrov_bench --benchmark_filter=instance_infer
+// Post-processing time depends on what the network finds, so OSTROV_BENCH_INSTANCE_DIR may
+// name a folder with trained checkpoints <method>.pt (ostrov train's best.pt) and
+// OSTROV_BENCH_IMAGE an image (resized to 256x256); otherwise random weights and the pattern.
+at::Tensor instance_input() {
+  at::Tensor image;
+  if (const char* path = std::getenv("OSTROV_BENCH_IMAGE")) {
+    image = core::image_to_tensor(core::read_image(path));
+    image = at::upsample_bilinear2d(image.unsqueeze(0), {256, 256}, false);
+  } else {
+    image = pattern_image(256, 256).unsqueeze(0);
+  }
+  return core::normalize(image);
+}
+
+template <class Net>
+void instance_infer(benchmark::State& state, Net net, const std::string& method) {
+  if (const char* dir = std::getenv("OSTROV_BENCH_INSTANCE_DIR")) {
+    io::load_checkpoint(std::string(dir) + "/" + method + ".pt", *net);
+  }
+  net->eval();
+  const auto x = instance_input();
+  c10::InferenceMode guard;
+  const auto instances = net->predict(x)[0].masks.size(0);
+  for (auto _ : state) benchmark::DoNotOptimize(net->predict(x));
+  state.counters["params"] = static_cast<double>(count_parameters(*net));
+  state.counters["instances"] = static_cast<double>(instances);
+}
+
 const bool registered = [] {
   for (const auto& w : kSegmentation) {
     add(std::string(w.name) + "_train", [w](benchmark::State& s) { segmentation_train(s, w); });
@@ -220,6 +258,15 @@ const bool registered = [] {
   add("gatys_vgg19_256", gatys_step);
   add("gemm_2048", gemm_2048);
   add("conv1x1_peak", conv1x1_peak);
+  add("instance_infer_deep_coloring", [](benchmark::State& s) {
+    instance_infer(s, models::DeepColoring(models::DeepColoringOptions()), "deep_coloring");
+  });
+  add("instance_infer_deep_watershed", [](benchmark::State& s) {
+    instance_infer(s, models::DeepWatershed(models::DeepWatershedOptions()), "deep_watershed");
+  });
+  add("instance_infer_mask_rcnn", [](benchmark::State& s) {
+    instance_infer(s, models::MaskRCNN(models::MaskRCNNOptions(kClasses).image_size(256)), "mask_rcnn");
+  });
   return true;
 }();
 

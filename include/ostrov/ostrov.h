@@ -50,6 +50,7 @@
 #include "ostrov/models/detection/build.h"
 #include "ostrov/models/detection/ssd.h"
 #include "ostrov/models/detection/ssd_targets.h"
+#include "ostrov/models/instance/build.h"
 #include "ostrov/models/instance/deep_coloring.h"
 #include "ostrov/models/instance/deep_watershed.h"
 #include "ostrov/models/instance/mask_rcnn.h"

@@ -23,6 +23,7 @@
 #include "ostrov/io/weights.h"
 #include "ostrov/models/backbones/alexnet.h"
 #include "ostrov/models/build.h"
+#include "ostrov/models/instance/build.h"
 #include "ostrov/models/instance/deep_coloring.h"
 #include "ostrov/models/instance/deep_watershed.h"
 #include "ostrov/models/instance/mask_rcnn.h"
@@ -780,4 +781,42 @@ TEST_CASE("MaskRCNN: shapes, gradients of both heads, predictions at input size,
   other->eval();
   CHECK(at::equal(other->forward(x).mask_features, net->forward(x).mask_features));
   CHECK(io::module_state_dict(*net).contains("detector.backbone.layer1.0.conv1.weight"));
+}
+
+TEST_CASE("build_instance makes the three methods and names bad keys", "[models][instance][build]") {
+  auto dc = models::build_instance({{"name", "deep_coloring"}, {"num_colors", 3}, {"depth", 2},
+                                    {"base_width", 4}}, 11, 64, "run.json");
+  REQUIRE(dc.deep_coloring);
+  CHECK(dc.deep_coloring->options.num_colors() == 3);
+  auto ws = models::build_instance({{"name", "deep_watershed"}, {"cut_level", 4}, {"depth", 2},
+                                    {"base_width", 4}}, 11, 64, "run.json");
+  REQUIRE(ws.deep_watershed);
+  CHECK(ws.deep_watershed->options.extract().cut_level() == 4);
+  auto mr = models::build_instance({{"name", "mask_rcnn"}, {"count_score", 0.25}}, 11, 96, "run.json");
+  REQUIRE(mr.mask_rcnn);
+  CHECK(mr.mask_rcnn->options.image_size() == 96);  // the caller's size unless the config says
+  CHECK(mr.count_score == 0.25);
+  CHECK(mr.module.get() == mr.mask_rcnn.ptr().get());
+  CHECK_THROWS_WITH(models::build_instance({{"name", "deep_watershed"}, {"cut_levle", 4}}, 11, 64, "run.json"),
+                    Catch::Contains("run.json") && Catch::Contains("model.cut_levle"));
+  CHECK_THROWS_WITH(models::build_instance({{"name", "yolact"}}, 11, 64, "run.json"),
+                    Catch::Contains("model.name") && Catch::Contains("deep_watershed"));
+  CHECK_THROWS_WITH(models::build_instance({{"name", "deep_watershed"}, {"cut_level", 16}}, 11, 64, "run.json"),
+                    Catch::Contains("cut_level"));
+
+  // Two detections of one object as two classes and one elsewhere: one object and one other.
+  models::InstancePrediction p;
+  p.boxes = at::tensor({10.f, 10.f, 30.f, 30.f, 11.f, 10.f, 31.f, 30.f, 40.f, 40.f, 60.f, 60.f}).view({3, 4});
+  p.scores = at::tensor({0.9f, 0.6f, 0.3f});
+  p.labels = at::tensor({2, 5, 1}, at::kLong);
+  p.masks = at::zeros({3, 64, 64}, at::kByte);
+  for (int64_t k = 0; k < 3; ++k) p.masks[k][k][k] = 1;
+  CHECK(at::equal(mr.class_agnostic(p, 0.0), at::tensor({0, 2}, at::kLong)));
+  const auto counted = mr.counted_masks(p);  // >= 0.25: the best of the pair, then the other
+  REQUIRE(counted.size(0) == 2);
+  CHECK(counted[0][2][2].item<int>() == 1);  // weakest first
+  CHECK(counted[1][0][0].item<int>() == 1);
+  // Class-agnostic methods keep every instance.
+  CHECK(at::equal(dc.class_agnostic(p, 0.5), at::arange(3, at::kLong)));
+  CHECK(dc.counted_masks(p).size(0) == 3);
 }

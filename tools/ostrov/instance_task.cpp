@@ -16,8 +16,6 @@
 #include "ostrov/ops/instance.h"
 #include "detection_task.h"
 #include "ostrov/losses/mask.h"
-#include "ostrov/io/state_dict.h"
-#include "ostrov/models/detection/build.h"
 #include "segmentation_task.h"
 
 namespace fs = std::filesystem;
@@ -25,14 +23,6 @@ namespace fs = std::filesystem;
 namespace ostrov::cli {
 
 namespace {
-
-// The `unet` part of DeepColoring's and DeepWatershed's options from the model keys.
-models::UNetOptions read_unet(io::ConfigReader& r, models::UNetOptions unet) {
-  unet.depth(r.get<int64_t>("depth", unet.depth()))
-      .base_width(r.get<int64_t>("base_width", unet.base_width()))
-      .batch_norm(r.get<bool>("batch_norm", unet.batch_norm()));
-  return unet;
-}
 
 // The loss term names of a losses::build config (one term or "terms").
 std::vector<std::string> loss_names(const nlohmann::json& loss) {
@@ -73,96 +63,44 @@ InstanceTask::InstanceTask(const RunConfig& config, const c10::Device& device)
     throw ConfigError(where + ": task instance needs data.format \"coco\", got \"" +
                       config.data.format + "\"");
   }
-  io::ConfigReader r(config.model, where, "model");
-  const auto name = r.required<std::string>("name");
-  const auto weights = r.get<std::string>("weights", "");
+  net_ = models::build_instance(config.model, config.data.num_classes, config.data.height, where);
   nlohmann::json loss = config.loss;
-  try {
-    if (name == "deep_coloring") {
-      method_ = Method::kDeepColoring;
-      models::DeepColoringOptions o;
-      o.num_colors(r.get<int64_t>("num_colors", o.num_colors()))
-          .min_size(r.get<int64_t>("min_size", o.min_size()));
-      o.unet(read_unet(r, o.unet()));
-      r.finish();
-      if (loss.is_null()) loss = {{"name", "halo"}};
-      if (loss_names(loss) != std::vector<std::string>{"halo"}) {
-        throw ConfigError(where + ": loss.name must be \"halo\" for model deep_coloring");
-      }
-      coloring_ = models::DeepColoring(o);
-      module_ = coloring_.ptr();
-    } else if (name == "deep_watershed") {
-      method_ = Method::kDeepWatershed;
-      models::DeepWatershedOptions o;
-      models::WatershedExtractOptions e;
-      o.num_levels(r.get<int64_t>("num_levels", o.num_levels()))
-          .level_step(r.get<double>("level_step", o.level_step()))
-          .direction_to_energy(r.get<bool>("direction_to_energy", o.direction_to_energy()));
-      e.cut_level(r.get<int64_t>("cut_level", e.cut_level()))
-          .min_size(r.get<int64_t>("min_size", e.min_size()));
-      o.extract(e).unet(read_unet(r, o.unet()));
-      r.finish();
-      if (loss.is_null()) loss = {{"terms", {{{"name", "direction"}}, {{"name", "energy"}}}}};
-      const auto names = loss_names(loss);
-      if (names.empty() || std::any_of(names.begin(), names.end(), [](const std::string& n) {
-            return n != "direction" && n != "energy";
-          })) {
-        throw ConfigError(where + ": loss for model deep_watershed takes the terms "
-                                  "\"direction\" and \"energy\" only");
-      }
-      watershed_targets_.num_levels(o.num_levels()).step(o.level_step());
-      watershed_ = models::DeepWatershed(o);
-      module_ = watershed_.ptr();
-    } else if (name == "mask_rcnn") {
-      method_ = Method::kMaskRCNN;
-      models::MaskRCNNOptions o(config.data.num_classes);
-      o.image_size(r.get<int64_t>("image_size", config.data.height))
-          .num_extra(r.get<int64_t>("num_extra", o.num_extra()))
-          .feature_channels(r.get<int64_t>("feature_channels", o.feature_channels()))
-          .roi_size(r.get<int64_t>("roi_size", o.roi_size()))
-          .sampling_ratio(r.get<int64_t>("sampling_ratio", o.sampling_ratio()))
-          .mask_channels(r.get<int64_t>("mask_channels", o.mask_channels()))
-          .mask_convs(r.get<int64_t>("mask_convs", o.mask_convs()))
-          .mask_threshold(r.get<double>("mask_threshold", o.mask_threshold()))
-          .min_score(r.get<double>("min_score", o.min_score()));
-      auto post = o.postprocess();
-      post.score_threshold(r.get<double>("score_threshold", post.score_threshold()))
-          .nms_threshold(r.get<double>("nms_threshold", post.nms_threshold()))
-          .topk_candidates(r.get<int64_t>("topk_candidates", post.topk_candidates()))
-          .detections_per_image(r.get<int64_t>("detections_per_image", post.detections_per_image()));
-      o.postprocess(post);
-      const auto backbone_weights = r.get<std::string>("backbone_weights", "");
-      count_score_ = r.get<double>("count_score", count_score_);
-      r.finish();
-      if (config.data.height != config.data.width) {
-        throw ConfigError(where + ": model mask_rcnn needs a square data.image_size");
-      }
-      if (loss.is_null()) loss = {{"name", "multibox"}};
-      if (!loss.is_object()) throw ConfigError(where + ": loss must be an object");
-      mask_weight_ = take_number(loss, "mask_weight", mask_weight_, where);
-      box_jitter_ = take_number(loss, "box_jitter", box_jitter_, where);
-      if (mask_weight_ < 0 || box_jitter_ < 0 || box_jitter_ >= 0.5) {
-        throw ConfigError(where + ": loss.mask_weight must be >= 0 and loss.box_jitter in [0, 0.5)");
-      }
-      auto [rest, targets] = split_detection_loss(loss, where);
-      loss = rest;
-      ssd_targets_ = targets.num_classes(config.data.num_classes);
-      mask_rcnn_ = models::MaskRCNN(o);
-      if (!backbone_weights.empty()) {
-        models::load_ssd_backbone_weights(*mask_rcnn_->detector,
-                                          io::load_state_dict(backbone_weights), backbone_weights);
-      }
-      module_ = mask_rcnn_.ptr();
-    } else {
-      throw ConfigError(where + ": key " + r.path_of("name") + ": unknown instance model \"" +
-                        name + "\" (deep_coloring, deep_watershed, mask_rcnn)");
+  if (net_.deep_coloring) {
+    method_ = Method::kDeepColoring;
+    if (loss.is_null()) loss = {{"name", "halo"}};
+    if (loss_names(loss) != std::vector<std::string>{"halo"}) {
+      throw ConfigError(where + ": loss.name must be \"halo\" for model deep_coloring");
     }
-  } catch (const c10::Error& e) {
-    throw ConfigError(where + ": model: " + e.what_without_backtrace());
+  } else if (net_.deep_watershed) {
+    method_ = Method::kDeepWatershed;
+    if (loss.is_null()) loss = {{"terms", {{{"name", "direction"}}, {{"name", "energy"}}}}};
+    const auto names = loss_names(loss);
+    if (names.empty() || std::any_of(names.begin(), names.end(), [](const std::string& n) {
+          return n != "direction" && n != "energy";
+        })) {
+      throw ConfigError(where + ": loss for model deep_watershed takes the terms "
+                                "\"direction\" and \"energy\" only");
+    }
+    const auto& o = net_.deep_watershed->options;
+    watershed_targets_.num_levels(o.num_levels()).step(o.level_step());
+  } else {
+    method_ = Method::kMaskRCNN;
+    if (config.data.height != config.data.width) {
+      throw ConfigError(where + ": model mask_rcnn needs a square data.image_size");
+    }
+    if (loss.is_null()) loss = {{"name", "multibox"}};
+    if (!loss.is_object()) throw ConfigError(where + ": loss must be an object");
+    mask_weight_ = take_number(loss, "mask_weight", mask_weight_, where);
+    box_jitter_ = take_number(loss, "box_jitter", box_jitter_, where);
+    if (mask_weight_ < 0 || box_jitter_ < 0 || box_jitter_ >= 0.5) {
+      throw ConfigError(where + ": loss.mask_weight must be >= 0 and loss.box_jitter in [0, 0.5)");
+    }
+    auto [rest, targets] = split_detection_loss(loss, where);
+    loss = rest;
+    ssd_targets_ = targets.num_classes(config.data.num_classes);
   }
-  if (!weights.empty()) io::load_weights(*module_, weights, /*strict=*/true);
   loss_ = losses::build(loss, where, "loss");
-  module_->to(device);
+  net_.module->to(device);
   loss_->to(device);
 }
 
@@ -188,11 +126,11 @@ at::Tensor InstanceTask::mask_rcnn_loss(const models::MaskRCNNOutput& out, const
     if (b.size(0) == 0) continue;
     // The mask head learns on the ground-truth boxes, jittered while training so that it also
     // copes with the detector's imperfect boxes.
-    const auto jittered = module_->is_training() ? models::jitter_boxes(b, box_jitter_, size, rng_) : b;
+    const auto jittered = net_.module->is_training() ? models::jitter_boxes(b, box_jitter_, size, rng_) : b;
     rois.push_back(at::cat({at::full({b.size(0), 1}, static_cast<double>(i), at::kFloat), jittered}, 1));
     mask_labels.push_back(l);
     targets.push_back(models::mask_targets(batch.instances[static_cast<size_t>(i)], jittered,
-                                           2 * mask_rcnn_->options.roi_size()));
+                                           2 * net_.mask_rcnn->options.roi_size()));
   }
   const auto t = models::ssd_targets(boxes, labels, out.detector.priors.to(at::kCPU), ssd_targets_);
   losses::LossInputs in;
@@ -202,7 +140,7 @@ at::Tensor InstanceTask::mask_rcnn_loss(const models::MaskRCNNOutput& out, const
   in.target_locations = t.locations.to(device_);
   auto total = loss_->forward(in).total;
   if (!rois.empty() && mask_weight_ > 0) {
-    const auto logits = mask_rcnn_->mask_logits(out.mask_features, at::cat(rois).to(device_));
+    const auto logits = net_.mask_rcnn->mask_logits(out.mask_features, at::cat(rois).to(device_));
     total = total + mask_weight_ * losses::functional::mask_loss(logits, at::cat(mask_labels),
                                                                  at::cat(targets));
   }
@@ -214,17 +152,17 @@ at::Tensor InstanceTask::compute(const data::Batch& batch,
   losses::LossInputs in;
   switch (method_) {
     case Method::kDeepColoring: {
-      in.logits = coloring_->forward(batch.images);
+      in.logits = net_.deep_coloring->forward(batch.images);
       in.target = instance_maps(batch).to(device_);
       if (found) {
         for (int64_t i = 0; i < in.logits.size(0); ++i) {
-          found->push_back(models::deep_coloring_instances(in.logits[i], coloring_->options.min_size()));
+          found->push_back(models::deep_coloring_instances(in.logits[i], net_.deep_coloring->options.min_size()));
         }
       }
       return loss_->forward(in).total;
     }
     case Method::kDeepWatershed: {
-      const auto out = watershed_->forward(batch.images);
+      const auto out = net_.deep_watershed->forward(batch.images);
       const auto t = losses::watershed_targets(instance_maps(batch), watershed_targets_);
       in.logits = out.energy;
       in.target = t.energy.to(device_);
@@ -233,7 +171,7 @@ at::Tensor InstanceTask::compute(const data::Batch& batch,
       in.mask = t.energy.gt(0).to(device_);
       if (found) {
         for (int64_t i = 0; i < out.energy.size(0); ++i) {
-          found->push_back(models::watershed_instances(out.energy[i], watershed_->options.extract()));
+          found->push_back(models::watershed_instances(out.energy[i], net_.deep_watershed->options.extract()));
         }
       }
       return loss_->forward(in).total;
@@ -241,9 +179,9 @@ at::Tensor InstanceTask::compute(const data::Batch& batch,
     case Method::kMaskRCNN: {
       if (found) {
         // Inference runs the network once more (detector -> NMS -> masks); evaluation only.
-        *found = mask_rcnn_->predict(batch.images);
+        *found = net_.mask_rcnn->predict(batch.images);
       }
-      return mask_rcnn_loss(mask_rcnn_->forward(batch.images), batch);
+      return mask_rcnn_loss(net_.mask_rcnn->forward(batch.images), batch);
     }
   }
   TORCH_INTERNAL_ASSERT(false, "unknown instance method");
@@ -253,6 +191,7 @@ at::Tensor InstanceTask::loss(const data::Batch& batch) { return compute(batch, 
 
 void InstanceTask::begin_evaluation() {
   ap_.reset();
+  class_ap_.reset();
   cvppp_.reset();
   loss_sum_ = 0.0;
   loss_count_ = 0;
@@ -266,17 +205,17 @@ void InstanceTask::evaluate(const data::Batch& batch) {
   for (int64_t i = 0; i < batch.size(); ++i) {
     const auto& f = found[static_cast<size_t>(i)];
     const auto truth = batch.instances[static_cast<size_t>(i)].to(at::kCPU);
-    const auto k = f.masks.size(0), g = truth.size(0);
-    ap_.update({{}, f.masks, f.scores, at::ones({k}, at::kLong)},
+    const auto g = truth.size(0);
+    const auto agnostic = net_.class_agnostic(f, 0.0);
+    ap_.update({{}, f.masks.index({agnostic}), f.scores.index({agnostic}),
+                at::ones({agnostic.size(0)}, at::kLong)},
                {{}, truth, at::ones({g}, at::kLong), {}});
-    // Counting wants confident instances only; the weakest first so stronger ones win overlaps.
-    auto masks = f.masks;
-    if (method_ == Method::kMaskRCNN && k > 0) {
-      const auto keep = f.scores >= count_score_;
-      const auto order = f.scores.index({keep}).argsort();
-      masks = masks.index({keep}).index({order});
+    if (net_.mask_rcnn) {
+      // With its classes, as COCO evaluates Mask R-CNN (per-class NMS only).
+      class_ap_.update({{}, f.masks, f.scores, f.labels.to(at::kCPU)},
+                       {{}, truth, batch.labels[static_cast<size_t>(i)].to(at::kCPU), {}});
     }
-    cvppp_.update(models::masks_to_label_image(masks, h, w),
+    cvppp_.update(models::masks_to_label_image(net_.counted_masks(f), h, w),
                   models::masks_to_label_image(truth, h, w));
   }
 }
@@ -289,7 +228,7 @@ void InstanceTask::merge(train::DataParallel&) {
 nlohmann::json InstanceTask::end_evaluation() {
   const auto r = ap_.compute();
   auto value = [](double v) { return std::isnan(v) ? nlohmann::json() : nlohmann::json(v); };
-  return {{"loss", loss_count_ > 0 ? loss_sum_ / static_cast<double>(loss_count_) : 0.0},
+  nlohmann::json out = {{"loss", loss_count_ > 0 ? loss_sum_ / static_cast<double>(loss_count_) : 0.0},
           {"ap50", value(r.map50)},
           {"ap", value(r.map)},
           {"ap75", value(r.map75)},
@@ -297,6 +236,12 @@ nlohmann::json InstanceTask::end_evaluation() {
           {"abs_dic", value(cvppp_.abs_dic())},
           {"dic", value(cvppp_.dic())},
           {"images", cvppp_.num_images()}};
+  if (net_.mask_rcnn) {
+    const auto c = class_ap_.compute();
+    out["class_ap50"] = value(c.map50);
+    out["class_ap"] = value(c.map);
+  }
+  return out;
 }
 
 std::shared_ptr<data::Dataset> InstanceTask::dataset(const std::string& split) const {
@@ -320,12 +265,7 @@ std::vector<std::string> InstanceTask::predict_image(const cv::Mat& bgr, const s
     label_to_category_ = dynamic_cast<const data::CocoDataset&>(*coco).label_to_category_id();
   }
   const auto x = network_input(bgr, config_.data.height, config_.data.width, device_);
-  models::InstancePrediction found;
-  switch (method_) {
-    case Method::kDeepColoring: found = coloring_->predict(x)[0]; break;
-    case Method::kDeepWatershed: found = watershed_->predict(x)[0]; break;
-    case Method::kMaskRCNN: found = mask_rcnn_->predict(x)[0]; break;
-  }
+  const auto found = net_.predict(x)[0];
   const int64_t k = found.masks.size(0);
   // Back to the input's size (nearest), then boxes and RLE from the full-size masks.
   std::vector<at::Tensor> full;
@@ -348,8 +288,12 @@ std::vector<std::string> InstanceTask::predict_image(const cv::Mat& bgr, const s
   const std::string json_name = stem + ".json", overlay_name = stem + "_overlay.png";
   io::write_json((fs::path(out_dir) / json_name).string(),
                  {{"boxes", j_boxes}, {"scores", j_scores}, {"labels", j_labels}, {"masks", j_masks}});
+  // The overlay shows the objects (mask_rcnn: the detections counted as objects; the JSON
+  // keeps every detection with its score).
+  const auto shown = net_.mask_rcnn ? net_.class_agnostic(found, net_.count_score).flip(0)
+                                    : at::arange(k, at::kLong);
   core::write_image((fs::path(out_dir) / overlay_name).string(),
-                    data::overlay_instances(bgr, masks, 0.5));
+                    data::overlay_instances(bgr, masks.index({shown}), 0.5));
   return {json_name, overlay_name};
 }
 

@@ -1,22 +1,16 @@
 #pragma once
-// The instance task of the CLI: three methods under one config shape, all evaluated the same
-// way on COCO instance masks: class-agnostic mask AP (every object is "an object", since
-// DeepColoring and Deep Watershed have no classes), SBD and |DiC| (the CVPPP scores).
+// The instance task of the CLI: the three methods of models::build_instance (model keys are
+// documented there) under one config shape, all evaluated the same way on COCO instance masks:
+// class-agnostic mask AP (every object is "an object", since DeepColoring and Deep Watershed
+// have no classes), SBD and |DiC| (the CVPPP scores).
 //
-//   model.name "deep_coloring": models::DeepColoring, loss {"name": "halo", "margin", "mu"};
-//     model keys num_colors, min_size, depth, base_width, batch_norm, weights.
-//   model.name "deep_watershed": models::DeepWatershed, loss: "direction" and/or "energy"
-//     terms (default {"terms": [{"name": "direction"}, {"name": "energy"}]}), targets from the
-//     instance masks (losses::watershed_targets); model keys num_levels, level_step,
-//     cut_level, min_size, depth, base_width, batch_norm, direction_to_energy, weights.
-//   model.name "mask_rcnn": models::MaskRCNN (light SSD + mask head); loss {"name":
-//     "multibox", its keys, "matcher", "iou_threshold", "mask_weight" (1), "box_jitter" (0.1)};
-//     model keys image_size (default data.image_size), num_extra, feature_channels, roi_size,
-//     sampling_ratio, mask_channels, mask_convs, mask_threshold, min_score, score_threshold,
-//     nms_threshold, topk_candidates, detections_per_image, weights, backbone_weights
-//     (torchvision resnet18). SBD/|DiC| count the instances scoring >= count_score (0.5).
+// Losses: deep_coloring {"name": "halo", "margin", "mu"}; deep_watershed "direction" and/or
+// "energy" terms (default {"terms": [{"name": "direction"}, {"name": "energy"}]}) on targets
+// from the instance masks (losses::watershed_targets); mask_rcnn {"name": "multibox", its keys,
+// "matcher", "iou_threshold" (split_detection_loss), "mask_weight" (1), "box_jitter" (0.1)}.
 // Data: format "coco" with image_size (masks are resized with the image, nearest). Metrics:
-// ap50 (COCO AP@0.5 on masks, 101-point), ap (AP@[.5:.95]), ap75, sbd, abs_dic, dic, loss.
+// ap50 (COCO AP@0.5 on masks, 101-point), ap (AP@[.5:.95]), ap75, sbd, abs_dic, dic, loss;
+// mask_rcnn also class_ap50 and class_ap (with its classes, as COCO rates Mask R-CNN).
 
 #include <memory>
 #include <random>
@@ -26,9 +20,7 @@
 #include "ostrov/losses/build.h"
 #include "ostrov/metrics/instance.h"
 #include "ostrov/models/detection/ssd_targets.h"
-#include "ostrov/models/instance/deep_coloring.h"
-#include "ostrov/models/instance/deep_watershed.h"
-#include "ostrov/models/instance/mask_rcnn.h"
+#include "ostrov/models/instance/build.h"
 #include "task.h"
 
 namespace ostrov::cli {
@@ -37,7 +29,7 @@ class InstanceTask : public CliTask {
  public:
   InstanceTask(const RunConfig& config, const c10::Device& device);
 
-  torch::nn::Module& model() override { return *module_; }
+  torch::nn::Module& model() override { return *net_.module; }
   at::Tensor loss(const data::Batch& batch) override;
   void begin_evaluation() override;
   void evaluate(const data::Batch& batch) override;
@@ -63,18 +55,15 @@ class InstanceTask : public CliTask {
   RunConfig config_;
   c10::Device device_;
   Method method_ = Method::kDeepColoring;
-  std::shared_ptr<torch::nn::Module> module_;
-  models::DeepColoring coloring_{nullptr};
-  models::DeepWatershed watershed_{nullptr};
-  models::MaskRCNN mask_rcnn_{nullptr};
+  models::InstanceModel net_;
   losses::CompositeLoss loss_{nullptr};
   losses::WatershedTargetOptions watershed_targets_;
   models::SSDTargetOptions ssd_targets_;
   double mask_weight_ = 1.0;
   double box_jitter_ = 0.1;
-  double count_score_ = 0.5;
   std::mt19937_64 rng_{0x05700};
   metrics::MaskAP ap_;
+  metrics::MaskAP class_ap_;  // mask_rcnn: with its classes
   metrics::CvpppMetrics cvppp_;
   double loss_sum_ = 0.0;
   int64_t loss_count_ = 0;
