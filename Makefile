@@ -3,7 +3,7 @@ BUILD  ?= build
 PRESET ?= dev
 JOBS   ?= 2
 
-.PHONY: all deps configure build test demo bench fuzz install clean
+.PHONY: all deps configure build test test-asan demo bench fuzz install clean
 
 all: build
 
@@ -20,6 +20,13 @@ build: configure
 
 test: build
 	ctest --test-dir $(BUILD) -j $(JOBS) --output-on-failure
+
+# The whole suite built with AddressSanitizer + UndefinedBehaviorSanitizer (preset asan, in
+# build-asan); ASAN_OPTIONS for the uninstrumented LibTorch come from the test preset.
+test-asan: deps
+	cmake --preset asan
+	cmake --build build-asan -j $(JOBS)
+	ctest --preset asan
 
 demo: build
 	bash scripts/demo.sh $(BUILD)

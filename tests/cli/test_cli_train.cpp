@@ -310,6 +310,27 @@ TEST_CASE("ostrov train, eval and predict Deep Watershed and the Mask R-CNN-styl
           "[cli][train][instance]") {
   TempDir dir;
   make_scenes(dir);
+  {
+    // Messy training data that must train without a crash or NaN: the first image has no
+    // objects, one annotation has an empty mask (all-zero RLE) and one a 2x2-pixel object,
+    // smaller than min_size.
+    const auto file = dir / "train/instances.json";
+    std::ifstream in(file);
+    auto coco = nlohmann::json::parse(in);
+    in.close();
+    const auto first_image = coco["images"][0]["id"];
+    nlohmann::json kept = nlohmann::json::array();
+    for (const auto& a : coco["annotations"]) {
+      if (a["image_id"] != first_image) kept.push_back(a);
+    }
+    REQUIRE(kept.size() >= 2);
+    kept[0]["segmentation"] = {{"counts", {64 * 64}}, {"size", {64, 64}}};
+    kept[1]["segmentation"] = nlohmann::json::array({{10, 10, 12, 10, 12, 12, 10, 12}});
+    kept[1]["bbox"] = {10, 10, 2, 2};
+    kept[1]["area"] = 4;
+    coco["annotations"] = kept;
+    std::ofstream(file) << coco.dump();
+  }
   const nlohmann::json models = {
       {"deep_watershed",
        {{"model", {{"name", "deep_watershed"}, {"num_levels", 6}, {"cut_level", 2}, {"depth", 2},
