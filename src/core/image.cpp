@@ -52,8 +52,23 @@ bool is_palette_png(const std::string& bytes) {
          bytes.compare(12, 4, "IHDR") == 0 && bytes[25] == 3;
 }
 
+// The formats ostrov hands to OpenCV, by signature. OpenCV would also sniff DICOM, JPEG 2000,
+// OpenEXR, PFM, HDR, Sun raster, PNM and GDAL's formats; some of those decoders abort the
+// process on malformed input (GDCM asserts on a bad DICOM header, found by fuzz_image), so
+// anything else is refused before it reaches them.
+bool supported_format(const std::string& bytes) {
+  auto starts = [&](const char* magic, size_t n, size_t at = 0) {
+    return bytes.size() >= at + n && bytes.compare(at, n, magic, n) == 0;
+  };
+  return starts("\x89PNG\r\n\x1a\n", 8) || starts("\xff\xd8\xff", 3) || starts("BM", 2) ||
+         starts("II*\0", 4) || starts("MM\0*", 4) || (starts("RIFF", 4) && starts("WEBP", 4, 8));
+}
+
 cv::Mat decode(const std::string& path, const std::string& bytes, int flags) {
   if (bytes.empty()) throw IoError(path + ": empty file, expected an image");
+  if (!supported_format(bytes)) {
+    throw IoError(path + ": not a readable image (not PNG, JPEG, BMP, TIFF or WebP)");
+  }
   check_complete(path, bytes);
   cv::Mat image;
   try {

@@ -6,8 +6,8 @@
 // annotation id), no death by a signal, and no partial output left behind.
 //
 // Each TEST_CASE counts its cases and checks the count at its end, so a case that silently
-// stops running fails the test: 14 images + 12 masks + 19 COCO + 25 configs + 12 checkpoints
-// + 7 state_dicts = 89 cases. (Variants tested elsewhere, e.g. the COCO ones of
+// stops running fails the test: 16 images + 12 masks + 19 COCO + 25 configs + 12 checkpoints
+// + 7 state_dicts = 91 cases. (Variants tested elsewhere, e.g. the COCO ones of
 // tests/data/test_coco_dataset.cpp, are left out: every CLI run costs ~0.5 s of start-up.)
 #include <catch2/catch.hpp>
 
@@ -249,6 +249,12 @@ TEST_CASE("bad images: core::read_image and ostrov predict", "[robustness]") {
       {"jpg_cut_eoi.jpg", jpg.substr(0, jpg.size() - 2), Expect::kIoError, "truncated JPEG"},
       {"empty.png", "", Expect::kIoError, "empty file"},
       {"text.png", "not an image, just text\n", Expect::kIoError, "not a readable image"},
+      // A DICOM preamble (128 bytes + "DICM") with a broken header: OpenCV would hand it to
+      // GDCM, which aborts the process on an assert (found by fuzz_image); refused by signature.
+      {"dicom.png", std::string(128, '\0') + ":DICM//\xc0", Expect::kIoError,
+       "not PNG, JPEG, BMP, TIFF or WebP"},
+      // Formats OpenCV reads that ostrov does not accept: PNM.
+      {"pnm.png", encode(".pgm", grey), Expect::kIoError, "not a readable image"},
       // image.h: read_image returns 8-bit BGR; a 16-bit file is refused, not silently scaled.
       {"deep16.png", encode(".png", deep), Expect::kIoError, "16-bit"},
       // 4 channels: alpha dropped; grey: repeated; a JPEG named .png: the content decides.
@@ -303,7 +309,7 @@ TEST_CASE("bad images: core::read_image and ostrov predict", "[robustness]") {
     check_names(api_outcome(Expect::kIoError, [&] { core::read_image(dir / "folder.png"); }),
                 {dir / "folder.png", "is a directory"});
   }
-  CHECK(count == 14);
+  CHECK(count == 16);
 }
 
 TEST_CASE("bad masks and pairs: data::SegmentationFolder and ostrov train", "[robustness]") {

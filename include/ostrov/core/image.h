@@ -35,7 +35,9 @@ at::Tensor denormalize(const at::Tensor& image, const std::vector<double>& mean 
 /// Stacks [3,H,W] tensors of equal size into [N,3,H,W]; the error gives the first mismatch.
 at::Tensor stack_images(const std::vector<at::Tensor>& images);
 
-/// Reads a colour image as [H,W,3] uint8 BGR: grey is repeated over the 3 channels, a 4th
+/// Reads a colour image (PNG, JPEG, BMP, TIFF or WebP, recognised by content, not by name;
+/// other formats OpenCV knows are refused because some of their decoders abort on bad input)
+/// as [H,W,3] uint8 BGR: grey is repeated over the 3 channels, a 4th
 /// (alpha) channel is dropped. Throws ostrov::IoError naming the path when the file is missing,
 /// empty, not an image, truncated (a PNG without its IEND chunk, a JPEG without its end-of-image
 /// marker; corrupt data inside a complete JPEG is not detected) or not 8-bit (16-bit PNGs are
