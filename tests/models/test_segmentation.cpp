@@ -803,6 +803,9 @@ TEST_CASE("build_instance makes the three methods and names bad keys", "[models]
                     Catch::Contains("model.name") && Catch::Contains("deep_watershed"));
   CHECK_THROWS_WITH(models::build_instance({{"name", "deep_watershed"}, {"cut_level", 16}}, 11, 64, "run.json"),
                     Catch::Contains("cut_level"));
+  // The detector's post-processing keys are checked as build_detector checks them.
+  CHECK_THROWS_WITH(models::build_instance({{"name", "mask_rcnn"}, {"nms_threshold", 0}}, 11, 64, "run.json"),
+                    Catch::Contains("model.nms_threshold") && Catch::Contains("(0,1]"));
 
   // Two detections of one object as two classes and one elsewhere: one object and one other.
   models::InstancePrediction p;

@@ -7,8 +7,31 @@
 #include "ostrov/core/error.h"
 #include "ostrov/io/json.h"
 #include "ostrov/io/weights.h"
+#include "postprocess_keys.h"
 
 namespace ostrov::models {
+
+namespace detail {
+
+SSDPostprocessOptions read_postprocess(io::ConfigReader& r, SSDPostprocessOptions post) {
+  post.score_threshold(r.get<double>("score_threshold", post.score_threshold()))
+      .nms_threshold(r.get<double>("nms_threshold", post.nms_threshold()))
+      .topk_candidates(r.get<int64_t>("topk_candidates", post.topk_candidates()))
+      .detections_per_image(r.get<int64_t>("detections_per_image", post.detections_per_image()));
+  if (!(post.score_threshold() >= 0.0 && post.score_threshold() < 1.0)) {
+    throw ConfigError(r.where() + ": key " + r.path_of("score_threshold") + " must be in [0,1)");
+  }
+  if (!(post.nms_threshold() > 0.0 && post.nms_threshold() <= 1.0)) {
+    throw ConfigError(r.where() + ": key " + r.path_of("nms_threshold") + " must be in (0,1]");
+  }
+  if (post.topk_candidates() <= 0 || post.detections_per_image() <= 0) {
+    throw ConfigError(r.where() + ": keys " + r.path_of("topk_candidates") + " and " +
+                      r.path_of("detections_per_image") + " must be positive");
+  }
+  return post;
+}
+
+}  // namespace detail
 
 namespace {
 
@@ -55,22 +78,7 @@ ParsedDetector parse(const nlohmann::json& config, int64_t num_classes, const st
     throw ConfigError(where + ": key " + r.path_of("name") + ": unknown detector \"" + name +
                       "\" (known: " + known + ")");
   }
-  auto post = p.options.postprocess();
-  post.score_threshold(r.get<double>("score_threshold", post.score_threshold()))
-      .nms_threshold(r.get<double>("nms_threshold", post.nms_threshold()))
-      .topk_candidates(r.get<int64_t>("topk_candidates", post.topk_candidates()))
-      .detections_per_image(r.get<int64_t>("detections_per_image", post.detections_per_image()));
-  if (!(post.score_threshold() >= 0.0 && post.score_threshold() < 1.0)) {
-    throw ConfigError(where + ": key " + r.path_of("score_threshold") + " must be in [0,1)");
-  }
-  if (!(post.nms_threshold() > 0.0 && post.nms_threshold() <= 1.0)) {
-    throw ConfigError(where + ": key " + r.path_of("nms_threshold") + " must be in (0,1]");
-  }
-  if (post.topk_candidates() <= 0 || post.detections_per_image() <= 0) {
-    throw ConfigError(where + ": keys " + r.path_of("topk_candidates") + " and " +
-                      r.path_of("detections_per_image") + " must be positive");
-  }
-  p.options.postprocess(post);
+  p.options.postprocess(detail::read_postprocess(r, p.options.postprocess()));
   p.weights = r.get<std::string>("weights", "");
   p.backbone_weights = r.get<std::string>("backbone_weights", "");
   r.finish();

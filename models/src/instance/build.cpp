@@ -7,6 +7,7 @@
 #include "ostrov/io/state_dict.h"
 #include "ostrov/io/weights.h"
 #include "ostrov/models/detection/build.h"
+#include "../detection/postprocess_keys.h"
 #include "ostrov/ops/nms.h"
 
 namespace ostrov::models {
@@ -87,13 +88,7 @@ InstanceModel build_instance(const nlohmann::json& model_config, int64_t num_cla
           .mask_convs(r.get<int64_t>("mask_convs", o.mask_convs()))
           .mask_threshold(r.get<double>("mask_threshold", o.mask_threshold()))
           .min_score(r.get<double>("min_score", o.min_score()));
-      auto post = o.postprocess();
-      post.score_threshold(r.get<double>("score_threshold", post.score_threshold()))
-          .nms_threshold(r.get<double>("nms_threshold", post.nms_threshold()))
-          .topk_candidates(r.get<int64_t>("topk_candidates", post.topk_candidates()))
-          .detections_per_image(
-              r.get<int64_t>("detections_per_image", post.detections_per_image()));
-      o.postprocess(post);
+      o.postprocess(detail::read_postprocess(r, o.postprocess()));
       m.count_score = r.get<double>("count_score", m.count_score);
       m.count_nms_threshold = r.get<double>("count_nms_threshold", m.count_nms_threshold);
       const auto backbone_weights = r.get<std::string>("backbone_weights", "");
