@@ -17,6 +17,11 @@ function(ostrov_add_component)
     $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
   target_link_libraries(${target} PUBLIC ${ARG_PUBLIC_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter)
+  if(OSTROV_SANITIZE)
+    # A sanitized ostrov needs the ASan runtime loaded first in every program that links it,
+    # outside projects (find_package) included: without it they crash at start.
+    target_link_options(${target} INTERFACE -fsanitize=address,undefined)
+  endif()
   if(OSTROV_USE_PCH AND ARG_PCH)
     target_precompile_headers(${target} PRIVATE ${ARG_PCH})
   endif()

@@ -335,6 +335,39 @@ TEST_CASE("ResNet-18 and ResNet-50 give [N,1000] logits and stem, layer1..layer4
   }
 }
 
+TEST_CASE("ResNet base_channels scales every stage and a quarter of the multiply-adds",
+          "[models][backbones]") {
+  torch::NoGradGuard no_grad;
+  const auto x = at::randn({1, 3, 64, 64});
+  auto full = models::ResNet(models::ResNetOptions(18));
+  auto half = models::ResNet(models::ResNetOptions(18).base_channels(32));
+  half->eval();
+  const auto f = half->forward_features(x);
+  CHECK(shape(f["stem"]) == dims(1, 32, 16, 16));
+  CHECK(shape(f["layer1"]) == dims(1, 32, 16, 16));
+  CHECK(shape(f["layer2"]) == dims(1, 64, 8, 8));
+  CHECK(shape(f["layer3"]) == dims(1, 128, 4, 4));
+  CHECK(shape(f["layer4"]) == dims(1, 256, 2, 2));
+  for (const auto& item : f) CHECK(item.value().size(1) == half->stage_channels(item.key()));
+  CHECK(shape(half->forward(x)) == dims(1, 1000));
+  CHECK(shape(half->fc->weight) == dims(1000, 256));
+  CHECK(shape(half->layer2[0]->as<torch::nn::Module>()->named_parameters()["downsample.0.weight"]) ==
+        dims(64, 32, 1, 1));
+  // Same keys as torchvision's resnet18; every conv weight has a quarter of the entries
+  // (the stem's half: its 3 input channels stay).
+  const auto fp = full->named_parameters(), hp = half->named_parameters();
+  REQUIRE(fp.keys() == hp.keys());
+  for (const auto& item : fp) {
+    if (item.value().dim() == 4) {
+      INFO(item.key());
+      CHECK(hp[item.key()].numel() * (item.key() == "conv1.weight" ? 2 : 4) ==
+            item.value().numel());
+    }
+  }
+  CHECK_THROWS_WITH(models::ResNet(models::ResNetOptions(18).base_channels(0)),
+                    Catch::Contains("base_channels"));
+}
+
 TEST_CASE("ResNet-50 with replace_stride_with_dilation {false,true,true} keeps stride 8",
           "[models][backbones]") {
   torch::NoGradGuard no_grad;

@@ -797,6 +797,16 @@ TEST_CASE("build_instance makes the three methods and names bad keys", "[models]
   CHECK(mr.mask_rcnn->options.image_size() == 96);  // the caller's size unless the config says
   CHECK(mr.count_score == 0.25);
   CHECK(mr.module.get() == mr.mask_rcnn.ptr().get());
+  auto narrow = models::build_instance({{"name", "mask_rcnn"}, {"backbone_channels", 16}}, 11, 64,
+                                       "run.json");
+  CHECK(narrow.mask_rcnn->detector->options.backbone_channels() == 16);
+  CHECK(narrow.mask_rcnn->lateral[0]->as<torch::nn::Conv2dImpl>()->weight.size(1) == 16);
+  CHECK(narrow.mask_rcnn->lateral[2]->as<torch::nn::Conv2dImpl>()->weight.size(1) == 64);
+  CHECK(narrow.mask_rcnn->forward(at::rand({2, 3, 64, 64})).mask_features.sizes() ==
+        at::IntArrayRef({2, 64, 16, 16}));
+  CHECK_THROWS_WITH(models::build_instance({{"name", "mask_rcnn"}, {"backbone_channels", -1}}, 11, 64,
+                                           "run.json"),
+                    Catch::Contains("model.backbone_channels"));
   CHECK_THROWS_WITH(models::build_instance({{"name", "deep_watershed"}, {"cut_levle", 4}}, 11, 64, "run.json"),
                     Catch::Contains("run.json") && Catch::Contains("model.cut_levle"));
   CHECK_THROWS_WITH(models::build_instance({{"name", "yolact"}}, 11, 64, "run.json"),

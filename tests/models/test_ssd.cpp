@@ -277,11 +277,41 @@ TEST_CASE("Light SSD overfits one image with two boxes in 20 Adam steps", "[mode
   CHECK(history.back() < 0.5f * history.front());
 }
 
+TEST_CASE("Light SSD at half width: backbone_channels 32", "[models][detection]") {
+  torch::manual_seed(0);
+  models::SSD net(models::SSDOptions::light(11).backbone_channels(32));
+  const auto* backbone = net->backbone->as<models::SSDResNetBackboneImpl>();
+  REQUIRE(backbone != nullptr);
+  CHECK(backbone->out_channels() == std::vector<int64_t>{128, 256, 128, 128, 128});
+  const auto out = net->forward(at::randn({2, 3, 256, 256}));
+  CHECK(out.locations.sizes() == at::IntArrayRef({2, 1524, 4}));
+  CHECK(out.scores.sizes() == at::IntArrayRef({2, 1524, 11}));
+  const auto stages = net->backbone->as<models::SSDResNetBackboneImpl>()->forward_stages(
+      at::randn({2, 3, 64, 64}));
+  REQUIRE(stages.size() == 7);
+  CHECK(stages[0].size(1) == 32);  // layer1
+  CHECK(stages[1].size(1) == 64);  // layer2
+  CHECK(net->named_parameters()["backbone.extra.0.0.weight"].sizes() ==
+        at::IntArrayRef({64, 256, 1, 1}));
+  int64_t full = 0, half = 0;
+  for (const auto& p : models::SSD(models::SSDOptions::light(11))->parameters()) full += p.numel();
+  for (const auto& p : net->parameters()) half += p.numel();
+  CHECK(half * 3 < full);
+  CHECK_THROWS_WITH(models::SSD(models::SSDOptions::ssd300_vgg16(5).backbone_channels(32)),
+                    Contains("backbone_channels") && Contains("resnet18"));
+}
+
 TEST_CASE("build_detector builds both SSDs from JSON and names bad keys", "[models][detection]") {
   auto light = models::build_detector({{"name", "ssd_light"}, {"image_size", 128}}, 11, "run.json");
   CHECK(light->options.backbone() == "resnet18");
   CHECK(light->options.image_size() == 128);
   CHECK(light->options.num_classes() == 11);
+  CHECK(light->options.backbone_channels() == 64);
+  CHECK(models::build_detector({{"name", "ssd_light"}, {"backbone_channels", 32}}, 11, "run.json")
+            ->options.backbone_channels() == 32);
+  CHECK_THROWS_WITH(
+      models::build_detector({{"name", "ssd_light"}, {"backbone_channels", 0}}, 11, "run.json"),
+      Contains("run.json") && Contains("model.backbone_channels"));
   auto ssd300 = models::build_detector(
       {{"name", "ssd300_vgg16"}, {"score_threshold", 0.2}, {"detections_per_image", 50}}, 5,
       "run.json");

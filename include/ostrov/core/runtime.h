@@ -28,7 +28,8 @@ int set_num_threads(int n = 0);
 /// 290 ms on 2 cores). Costs: freed memory stays with the process, up to its peak use. The
 /// `ostrov` programs call it at start; call it once at the start of your own program to get
 /// the same effect (MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ in the environment do the
-/// same without code). Returns false (and changes nothing) where the C library is not glibc.
+/// same without code). Returns false (and changes nothing) where the C library is not glibc or
+/// malloc is not glibc's (AddressSanitizer's allocator replaces it and ignores mallopt).
 bool tune_allocator();
 
 /// Cores available to this process (respects CPU affinity and cgroup-limited sets).

@@ -223,8 +223,11 @@ void ResNetImpl::reset() {
   TORCH_CHECK(options.groups() > 0 && options.width_per_group() > 0,
               "ResNet groups and width_per_group must be positive, got groups=",
               options.groups(), ", width_per_group=", options.width_per_group());
+  TORCH_CHECK(options.base_channels() > 0, "ResNet base_channels must be positive, got ",
+              options.base_channels());
 
-  int64_t inplanes = 64;
+  const int64_t base = options.base_channels();
+  int64_t inplanes = base;
   int64_t dilation = 1;
   conv1 = register_module(
       "conv1", nn::Conv2d(nn::Conv2dOptions(3, inplanes, 7).stride(2).padding(3).bias(false)));
@@ -239,15 +242,15 @@ void ResNetImpl::reset() {
     return make_layer<BasicBlockImpl>(options, inplanes, dilation, planes, blocks, stride, dil);
   };
   stage_strides_ = {4, 4};
-  layer1 = register_module("layer1", build(64, arch.blocks[0], 1, false));
+  layer1 = register_module("layer1", build(base, arch.blocks[0], 1, false));
   std::array<nn::Sequential*, 3> later = {&layer2, &layer3, &layer4};
   for (size_t i = 0; i < 3; ++i) {
     *later[i] = register_module("layer" + std::to_string(i + 2),
-                                build(128 << i, arch.blocks[i + 1], 2, dilate[i]));
+                                build((2 * base) << i, arch.blocks[i + 1], 2, dilate[i]));
     stage_strides_.push_back(stage_strides_.back() * (dilate[i] ? 1 : 2));
   }
   avgpool = register_module("avgpool", nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions({1, 1})));
-  fc = register_module("fc", nn::Linear(512 * expansion(), options.num_classes()));
+  fc = register_module("fc", nn::Linear(8 * base * expansion(), options.num_classes()));
 
   torch::NoGradGuard no_grad;
   for (const auto& module : modules(/*include_self=*/false)) {
@@ -343,7 +346,8 @@ std::vector<std::string> ResNetImpl::stage_names() const {
 
 int64_t ResNetImpl::stage_channels(const std::string& name) const {
   const size_t k = stage_position(name);
-  return k == 0 ? 64 : (int64_t{64} << (k - 1)) * expansion();
+  const int64_t base = options.base_channels();
+  return k == 0 ? base : (base << (k - 1)) * expansion();
 }
 
 int64_t ResNetImpl::stage_stride(const std::string& name) const {
@@ -356,6 +360,7 @@ void ResNetImpl::pretty_print(std::ostream& stream) const {
   if (options.groups() != 1 || options.width_per_group() != 64) {
     stream << ", groups=" << options.groups() << ", width_per_group=" << options.width_per_group();
   }
+  if (options.base_channels() != 64) stream << ", base_channels=" << options.base_channels();
   stream << ")";
 }
 

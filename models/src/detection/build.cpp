@@ -65,7 +65,12 @@ ParsedDetector parse(const nlohmann::json& config, int64_t num_classes, const st
       throw ConfigError(where + ": key " + r.path_of("image_size") + " must be >= 32, got " +
                         std::to_string(size));
     }
-    p.options = SSDOptions::light(num_classes, size);
+    const auto channels = r.get<int64_t>("backbone_channels", 64);
+    if (channels < 1) {
+      throw ConfigError(where + ": key " + r.path_of("backbone_channels") +
+                        " must be positive, got " + std::to_string(channels));
+    }
+    p.options = SSDOptions::light(num_classes, size).backbone_channels(channels);
     const auto extra = r.get<int64_t>("num_extra", 3);
     if (extra != 3) {
       throw ConfigError(where + ": key " + r.path_of("num_extra") +

@@ -168,11 +168,16 @@ std::vector<int64_t> SSDVGGBackboneImpl::out_channels() const {
 
 // --------------------------------------------------------------------------- ResNet backbone
 
-SSDResNetBackboneImpl::SSDResNetBackboneImpl(int64_t num_extra) : num_extra(num_extra) { reset(); }
+SSDResNetBackboneImpl::SSDResNetBackboneImpl(int64_t num_extra, int64_t base_channels)
+    : num_extra(num_extra), base_channels(base_channels) {
+  reset();
+}
 
 void SSDResNetBackboneImpl::reset() {
   TORCH_CHECK(num_extra >= 0, "SSD ResNet backbone num_extra must be >= 0, got ", num_extra);
-  ResNet resnet(ResNetOptions(18));
+  TORCH_CHECK(base_channels > 0, "SSD ResNet backbone channels must be positive, got ",
+              base_channels);
+  ResNet resnet(ResNetOptions(18).base_channels(base_channels));
   conv1 = register_module("conv1", resnet->conv1);
   bn1 = register_module("bn1", resnet->bn1);
   layer1 = register_module("layer1", resnet->layer1);
@@ -180,13 +185,14 @@ void SSDResNetBackboneImpl::reset() {
   layer3 = register_module("layer3", resnet->layer3);
   layer4 = register_module("layer4", resnet->layer4);
   extra = nn::ModuleList();
-  int64_t in = 512;
+  const int64_t squeeze = 2 * base_channels, out = 4 * base_channels;
+  int64_t in = 8 * base_channels;
   for (int64_t i = 0; i < num_extra; ++i) {
     extra->push_back(nn::Sequential(
-        nn::Conv2d(nn::Conv2dOptions(in, 128, 1).bias(false)), nn::BatchNorm2d(128), relu(),
-        nn::Conv2d(nn::Conv2dOptions(128, 256, 3).stride(2).padding(1).bias(false)),
-        nn::BatchNorm2d(256), relu()));
-    in = 256;
+        nn::Conv2d(nn::Conv2dOptions(in, squeeze, 1).bias(false)), nn::BatchNorm2d(squeeze),
+        relu(), nn::Conv2d(nn::Conv2dOptions(squeeze, out, 3).stride(2).padding(1).bias(false)),
+        nn::BatchNorm2d(out), relu()));
+    in = out;
   }
   extra = register_module("extra", extra);
 }
@@ -215,8 +221,8 @@ std::vector<at::Tensor> SSDResNetBackboneImpl::forward_maps(const at::Tensor& x)
 }
 
 std::vector<int64_t> SSDResNetBackboneImpl::out_channels() const {
-  std::vector<int64_t> channels{256, 512};
-  channels.resize(static_cast<size_t>(2 + num_extra), 256);
+  std::vector<int64_t> channels{4 * base_channels, 8 * base_channels};
+  channels.resize(static_cast<size_t>(2 + num_extra), 4 * base_channels);
   return channels;
 }
 
@@ -289,11 +295,14 @@ void SSDImpl::reset() {
                 "SSD backbone \"vgg16\" is SSD300 and needs "
                 "image_size 300, got ",
                 options.image_size());
+    TORCH_CHECK(options.backbone_channels() == 64,
+                "SSD backbone_channels applies to the \"resnet18\" backbone only (vgg16 is fixed), "
+                "got ", options.backbone_channels());
     SSDVGGBackbone b;
     backbone = register_module("backbone", b.ptr());
     backbone_maps_ = b.get();
   } else if (options.backbone() == "resnet18") {
-    SSDResNetBackbone b(options.num_extra());
+    SSDResNetBackbone b(options.num_extra(), options.backbone_channels());
     backbone = register_module("backbone", b.ptr());
     backbone_maps_ = b.get();
   } else {

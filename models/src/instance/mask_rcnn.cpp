@@ -44,7 +44,10 @@ at::Tensor MaskHeadImpl::forward(const at::Tensor& rois) {
 // ------------------------------------------------------------------------------- MaskRCNN
 
 SSDOptions MaskRCNNOptions::detector_options() const {
-  return SSDOptions::light(num_classes(), image_size()).num_extra(num_extra()).postprocess(postprocess());
+  return SSDOptions::light(num_classes(), image_size())
+      .num_extra(num_extra())
+      .backbone_channels(backbone_channels())
+      .postprocess(postprocess());
 }
 
 MaskRCNNImpl::MaskRCNNImpl(MaskRCNNOptions options) : options(std::move(options)) { reset(); }
@@ -58,7 +61,8 @@ void MaskRCNNImpl::reset() {
   detector = register_module("detector", SSD(options.detector_options()));
   const int64_t f = options.feature_channels();
   lateral = register_module("lateral", torch::nn::ModuleList());
-  for (const int64_t in : {64, 128, 256}) {  // ResNet-18's layer1, layer2, layer3
+  const int64_t b = options.backbone_channels();
+  for (const int64_t in : {b, 2 * b, 4 * b}) {  // ResNet-18's layer1, layer2, layer3
     lateral->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, f, 1)));
   }
   smooth = register_module("smooth", torch::nn::Sequential(nn::ConvBnAct(f, f, 3)));

@@ -43,6 +43,10 @@ struct ResNetOptions {
   /// Width per group of Bottleneck (4 for ResNeXt-50 32x4d, 128 for Wide ResNet-50-2).
   /// BasicBlock needs 64.
   TORCH_ARG(int64_t, width_per_group) = 64;
+  /// Channels of the stem and of layer1; layer2..layer4 double it each (torchvision: 64).
+  /// Not a torchvision option (its weights need 64): 32 gives a half-width network with
+  /// about a quarter of the multiply-adds, for training from scratch on a CPU.
+  TORCH_ARG(int64_t, base_channels) = 64;
   /// For layer2, layer3, layer4: replace the stride-2 of the layer with dilation, as
   /// torchvision (and DeepLab/PSPNet). {false,true,true} gives output stride 8,
   /// {false,false,true} output stride 16. Must have 3 entries; Bottleneck only.
@@ -61,13 +65,13 @@ struct ResNetOptions {
 /// Initialisation as torchvision: convs kaiming_normal_(fan_out, relu), BatchNorm weight 1 and
 /// bias 0 (bn2/bn3 of each block 0 with zero_init_residual), fc PyTorch's default.
 ///
-/// Stages of `forward_features` (expansion = 1 for 18/34, 4 for 50/101/152; strides without
-/// dilation; a 224x224 input gives 56, 56, 28, 14, 7):
-///   stem    maxpool(relu(bn1(conv1(x))))  64 channels,              stride 4
-///   layer1                                64*expansion channels,    stride 4
-///   layer2                                128*expansion channels,   stride 8
-///   layer3                                256*expansion channels,   stride 16 (8 if dilated)
-///   layer4                                512*expansion channels,   stride 32 (16 or 8)
+/// Stages of `forward_features` (expansion = 1 for 18/34, 4 for 50/101/152; B = base_channels,
+/// 64 as torchvision; strides without dilation; a 224x224 input gives 56, 56, 28, 14, 7):
+///   stem    maxpool(relu(bn1(conv1(x))))  B channels,               stride 4
+///   layer1                                B*expansion channels,     stride 4
+///   layer2                                2*B*expansion channels,   stride 8
+///   layer3                                4*B*expansion channels,   stride 16 (8 if dilated)
+///   layer4                                8*B*expansion channels,   stride 32 (16 or 8)
 class ResNetImpl : public torch::nn::Cloneable<ResNetImpl> {
  public:
   explicit ResNetImpl(ResNetOptions options);

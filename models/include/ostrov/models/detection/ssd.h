@@ -68,6 +68,10 @@ struct SSDOptions {
   TORCH_ARG(ops::DefaultBoxOptions, box_options) = ops::DefaultBoxOptions::ssd300();
   /// resnet18 only: extra stride-2 stages after layer4 (feature maps = 2 + num_extra).
   TORCH_ARG(int64_t, num_extra) = 3;
+  /// resnet18 only: channels of its stem and layer1 (ResNetOptions::base_channels; layer2..4
+  /// double them, the extras follow). 64 is torchvision's ResNet-18 (its weights load); 32 is
+  /// a half-width network with about a quarter of the multiply-adds, trained from scratch.
+  TORCH_ARG(int64_t, backbone_channels) = 64;
   /// Per-channel mean subtracted by ssd_preprocess (image in [0,1]); torchvision's SSD300:
   /// [0.48235, 0.45882, 0.40784].
   TORCH_ARG(std::vector<double>, image_mean) = std::vector<double>{0.48235, 0.45882, 0.40784};
@@ -142,15 +146,18 @@ TORCH_MODULE(SSDVGGBackbone);
 class SSDResNetBackboneImpl : public torch::nn::Cloneable<SSDResNetBackboneImpl>,
                               public SSDBackbone {
  public:
-  explicit SSDResNetBackboneImpl(int64_t num_extra = 3);
-  /// Every stage: layer1 (64 ch, stride 4), layer2 (128, stride 8), then the feature maps of
-  /// forward_maps (layer3, layer4, the extras). Mask heads read the fine stages.
+  /// `base_channels` B: ResNet-18 with ResNetOptions::base_channels(B); each extra stage is
+  /// 1x1 conv to 2B then 3x3/2 conv to 4B channels (128 and 256 for B = 64).
+  explicit SSDResNetBackboneImpl(int64_t num_extra = 3, int64_t base_channels = 64);
+  /// Every stage: layer1 (B ch, stride 4), layer2 (2B, stride 8), then the feature maps of
+  /// forward_maps (layer3 4B, layer4 8B, the extras 4B). Mask heads read the fine stages.
   std::vector<at::Tensor> forward_stages(const at::Tensor& x);
   void reset() override;
   std::vector<at::Tensor> forward_maps(const at::Tensor& x) override;
   std::vector<int64_t> out_channels() const override;
 
   int64_t num_extra;
+  int64_t base_channels;
   torch::nn::Conv2d conv1{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr};
   torch::nn::Sequential layer1{nullptr};

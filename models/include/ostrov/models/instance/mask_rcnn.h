@@ -74,6 +74,8 @@ struct MaskRCNNOptions {
   TORCH_ARG(int64_t, image_size) = 256;
   /// The detector's extra stages after layer4 (SSDOptions::num_extra).
   TORCH_ARG(int64_t, num_extra) = 3;
+  /// The detector's ResNet-18 width (SSDOptions::backbone_channels; 64 = torchvision's).
+  TORCH_ARG(int64_t, backbone_channels) = 64;
   /// Channels of the mask feature map: layer1..layer3 merged top-down (an FPN level at stride 4).
   TORCH_ARG(int64_t, feature_channels) = 64;
   /// RoIAlign output side (Mask R-CNN: 14) and sampling ratio (2); masks are 2 x roi_size.
