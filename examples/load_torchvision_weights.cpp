@@ -6,8 +6,8 @@
 // parameter names equal torchvision's; ImageNet normalisation; inference mode.
 //
 // Data: any image (OpenCV reads PNG/JPEG). Weights: a torchvision state_dict file, e.g.
-//   /usr/bin/python3 -c "import torch, torchvision; \
-//     torch.save(torchvision.models.resnet18(weights='DEFAULT').state_dict(), 'resnet18.pth')"
+//   /usr/bin/python3 -c "import torch, torchvision as tv
+//   torch.save(tv.models.resnet18(weights='DEFAULT').state_dict(), 'resnet18.pth')"
 // on a machine with the ImageNet weights, or weights=None for random ones (what `make demo` does).
 //
 // Run: load_torchvision_weights --arch resnet18 --weights resnet18.pth --image cat.png [--top 5]

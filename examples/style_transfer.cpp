@@ -13,8 +13,8 @@
 // Data (shipped in data/, see data/LICENSES.md): chelsea.png (scikit-image's cat photo) as the
 // content and starry_night.jpg (van Gogh, via OpenCV's samples) as the style.
 // Weights: torchvision's VGG19, saved once on a machine that has them:
-//   /usr/bin/python3 -c "import torch, torchvision; \
-//     torch.save(torchvision.models.vgg19(weights='DEFAULT').state_dict(), 'vgg19.pth')"
+//   /usr/bin/python3 -c "import torch, torchvision as tv
+//   torch.save(tv.models.vgg19(weights='DEFAULT').state_dict(), 'vgg19.pth')"
 // Without --weights the VGG is random: random features still synthesise textures
 // (Ustyuzhaninov et al. 2016), but the picture is far from Gatys'.
 //
