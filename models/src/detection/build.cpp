@@ -7,7 +7,7 @@
 #include "ostrov/core/error.h"
 #include "ostrov/io/json.h"
 #include "ostrov/io/weights.h"
-#include "postprocess_keys.h"
+#include "ssd_keys.h"
 
 namespace ostrov::models {
 
@@ -29,6 +29,15 @@ SSDPostprocessOptions read_postprocess(io::ConfigReader& r, SSDPostprocessOption
                       r.path_of("detections_per_image") + " must be positive");
   }
   return post;
+}
+
+int64_t read_backbone_channels(io::ConfigReader& r, int64_t fallback) {
+  const auto channels = r.get<int64_t>("backbone_channels", fallback);
+  if (channels < 1) {
+    throw ConfigError(r.where() + ": key " + r.path_of("backbone_channels") +
+                      " must be positive, got " + std::to_string(channels));
+  }
+  return channels;
 }
 
 }  // namespace detail
@@ -65,12 +74,8 @@ ParsedDetector parse(const nlohmann::json& config, int64_t num_classes, const st
       throw ConfigError(where + ": key " + r.path_of("image_size") + " must be >= 32, got " +
                         std::to_string(size));
     }
-    const auto channels = r.get<int64_t>("backbone_channels", 64);
-    if (channels < 1) {
-      throw ConfigError(where + ": key " + r.path_of("backbone_channels") +
-                        " must be positive, got " + std::to_string(channels));
-    }
-    p.options = SSDOptions::light(num_classes, size).backbone_channels(channels);
+    p.options = SSDOptions::light(num_classes, size);
+    p.options.backbone_channels(detail::read_backbone_channels(r, p.options.backbone_channels()));
     const auto extra = r.get<int64_t>("num_extra", 3);
     if (extra != 3) {
       throw ConfigError(where + ": key " + r.path_of("num_extra") +

@@ -7,7 +7,7 @@
 #include "ostrov/io/state_dict.h"
 #include "ostrov/io/weights.h"
 #include "ostrov/models/detection/build.h"
-#include "../detection/postprocess_keys.h"
+#include "../detection/ssd_keys.h"
 #include "ostrov/ops/nms.h"
 
 namespace ostrov::models {
@@ -81,7 +81,7 @@ InstanceModel build_instance(const nlohmann::json& model_config, int64_t num_cla
       }
       MaskRCNNOptions o(num_classes);
       o.image_size(r.get<int64_t>("image_size", image_size))
-          .backbone_channels(r.get<int64_t>("backbone_channels", o.backbone_channels()))
+          .backbone_channels(detail::read_backbone_channels(r, o.backbone_channels()))
           .feature_channels(r.get<int64_t>("feature_channels", o.feature_channels()))
           .roi_size(r.get<int64_t>("roi_size", o.roi_size()))
           .sampling_ratio(r.get<int64_t>("sampling_ratio", o.sampling_ratio()))
@@ -97,10 +97,6 @@ InstanceModel build_instance(const nlohmann::json& model_config, int64_t num_cla
       if (o.image_size() < 32) {
         throw ConfigError(where + ": key " + r.path_of("image_size") + " must be >= 32, got " +
                           std::to_string(o.image_size()));
-      }
-      if (o.backbone_channels() < 1) {
-        throw ConfigError(where + ": key " + r.path_of("backbone_channels") +
-                          " must be positive, got " + std::to_string(o.backbone_channels()));
       }
       m.mask_rcnn = MaskRCNN(o);
       if (!backbone_weights.empty()) {
