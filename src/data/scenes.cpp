@@ -480,98 +480,32 @@ std::string scene_name(int64_t index, int64_t count) {
   return "scene_" + number;
 }
 
-SceneSetSummary write_scenes(const FashionMnist& items, const SceneOptions& options, int64_t count,
-                             const std::string& out_dir) {
-  check_scene_options(options);
-  if (count < 0) bad_option("count must be >= 0, got " + std::to_string(count));
-  if (out_dir.empty()) throw IoError("write_scenes: empty output folder");
+namespace {
+
+// Writes a set of files with `fill(staging)` into a sibling staging folder of out_dir, then
+// renames it to out_dir: an error leaves no partial out_dir. An existing out_dir is replaced
+// only when `ours(out_dir)` says it holds a previous set of this kind (`kind` names it in
+// errors).
+template <class Fill>
+void write_set(const std::string& out_dir, const std::string& kind,
+               bool (*ours)(const fs::path&), Fill fill) {
+  if (out_dir.empty()) throw IoError("write " + kind + ": empty output folder");
   fs::path out = fs::path(out_dir);
   if (!out.has_filename()) out = out.parent_path();  // "dir/" -> "dir"
   std::error_code ec;
-  if (fs::exists(out, ec) && !replaceable(out)) {
-    throw IoError(out.string() +
-                  ": exists and is not a scene set (instances.json, images/, masks/); "
-                  "refusing to overwrite it");
+  if (fs::exists(out, ec) && !ours(out)) {
+    throw IoError(out.string() + ": exists and is not " + kind + "; refusing to overwrite it");
   }
   const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
   fs::create_directories(parent, ec);
   if (ec) throw IoError(parent.string() + ": cannot create folder: " + ec.message());
   const fs::path staging = parent / ("." + out.filename().string() + ".partial-" + unique_suffix());
-
   try {
-    fs::create_directories(staging / "images");
-    fs::create_directories(staging / "masks");
-
-    std::vector<std::vector<io::Json>> annotations(static_cast<size_t>(count));
-    std::vector<io::Json> images(static_cast<size_t>(count));
-    at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const Composed scene = compose(items, options, static_cast<uint64_t>(i));
-        const Sample& s = scene.sample;
-        const std::string name = scene_name(i, count);
-        write_png(staging / "images" / (name + ".png"), scene.canvas);
-        write_png(staging / "masks" / (name + ".png"), core::mask_to_mat(s.mask));
-        images[i] = {{"id", i},
-                     {"file_name", name + ".png"},
-                     {"height", options.height()},
-                     {"width", options.width()}};
-        auto& anns = annotations[i];
-        const auto* box = s.boxes.data_ptr<float>();
-        for (int64_t k = 0; k < s.labels.size(0); ++k) {
-          const ops::Rle rle = ops::rle_encode(s.instances[k]);
-          const auto x1 = static_cast<int64_t>(box[k * 4]), y1 = static_cast<int64_t>(box[k * 4 + 1]);
-          const auto x2 = static_cast<int64_t>(box[k * 4 + 2]), y2 = static_cast<int64_t>(box[k * 4 + 3]);
-          anns.push_back({{"image_id", i},
-                          {"category_id", s.labels[k].item<int64_t>()},
-                          {"bbox", {x1, y1, x2 - x1, y2 - y1}},
-                          {"area", ops::rle_area(rle)},
-                          {"iscrowd", 0},
-                          {"segmentation",
-                           {{"size", {rle.height, rle.width}}, {"counts", ops::rle_to_string(rle)}}}});
-        }
-      }
-    });
-
-    io::Json coco;
-    coco["info"] = {{"description", "ostrov scenes composed from Fashion-MNIST items"},
-                    {"count", count},
-                    {"seed", options.seed()},
-                    {"height", options.height()},
-                    {"width", options.width()},
-                    {"min_items", options.min_items()},
-                    {"max_items", options.max_items()},
-                    {"min_scale", options.min_scale()},
-                    {"max_scale", options.max_scale()},
-                    {"max_overlap", options.max_overlap()},
-                    {"allow_touching", options.allow_touching()},
-                    {"background", to_string(options.background())},
-                    {"threshold", options.threshold()},
-                    {"min_visible_pixels", options.min_visible_pixels()},
-                    {"fashion_mnist_split",
-                     items.split() == FashionMnistSplit::kTrain ? "train" : "test"}};
-    coco["images"] = io::Json::array();
-    for (auto& image : images) coco["images"].push_back(std::move(image));
-    coco["annotations"] = io::Json::array();
-    int64_t next_id = 1;
-    for (auto& anns : annotations) {
-      for (auto& ann : anns) {
-        ann["id"] = next_id++;
-        coco["annotations"].push_back(std::move(ann));
-      }
-    }
-    coco["categories"] = io::Json::array();
-    const auto& names = FashionMnist::class_names();
-    for (size_t c = 0; c < names.size(); ++c) {
-      coco["categories"].push_back(
-          {{"id", static_cast<int64_t>(c + 1)}, {"name", names[c]}, {"supercategory", "fashion"}});
-    }
-    io::write_json((staging / "instances.json").string(), coco);
-
-    // Swap the finished set in.
+    fill(staging);
     if (fs::exists(out, ec)) {
-      if (!replaceable(out)) {
-        throw IoError(out.string() + ": appeared while writing and is not a scene set; "
-                                     "refusing to overwrite it");
+      if (!ours(out)) {
+        throw IoError(out.string() + ": appeared while writing and is not " + kind +
+                      "; refusing to overwrite it");
       }
       const fs::path old = parent / ("." + out.filename().string() + ".old-" + unique_suffix());
       fs::rename(out, old);
@@ -580,14 +514,152 @@ SceneSetSummary write_scenes(const FashionMnist& items, const SceneOptions& opti
     } else {
       fs::rename(staging, out);
     }
-    return SceneSetSummary{count, next_id - 1};
   } catch (const fs::filesystem_error& e) {
     fs::remove_all(staging, ec);
-    throw IoError(out.string() + ": cannot write scene set: " + e.what());
+    throw IoError(out.string() + ": cannot write " + kind + ": " + e.what());
   } catch (...) {
     fs::remove_all(staging, ec);
     throw;
   }
+}
+
+// A folder holding only a previous class-folder set: classes.txt and the folders it names.
+bool replaceable_classes(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return false;
+  std::set<std::string> ours = {"classes.txt"};
+  for (const auto& name : item_folder_names()) ours.insert(name);
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (ours.count(entry.path().filename().string()) == 0) return false;
+  }
+  return !ec && fs::is_regular_file(dir / "classes.txt", ec);
+}
+
+}  // namespace
+
+SceneSetSummary write_scenes(const FashionMnist& items, const SceneOptions& options, int64_t count,
+                             const std::string& out_dir) {
+  check_scene_options(options);
+  if (count < 0) bad_option("count must be >= 0, got " + std::to_string(count));
+  int64_t next_id = 1;
+  write_set(out_dir, "a scene set (instances.json, images/, masks/)", replaceable,
+            [&](const fs::path& staging) {
+      fs::create_directories(staging / "images");
+      fs::create_directories(staging / "masks");
+
+      std::vector<std::vector<io::Json>> annotations(static_cast<size_t>(count));
+      std::vector<io::Json> images(static_cast<size_t>(count));
+      at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          const Composed scene = compose(items, options, static_cast<uint64_t>(i));
+          const Sample& s = scene.sample;
+          const std::string name = scene_name(i, count);
+          write_png(staging / "images" / (name + ".png"), scene.canvas);
+          write_png(staging / "masks" / (name + ".png"), core::mask_to_mat(s.mask));
+          images[i] = {{"id", i},
+                       {"file_name", name + ".png"},
+                       {"height", options.height()},
+                       {"width", options.width()}};
+          auto& anns = annotations[i];
+          const auto* box = s.boxes.data_ptr<float>();
+          for (int64_t k = 0; k < s.labels.size(0); ++k) {
+            const ops::Rle rle = ops::rle_encode(s.instances[k]);
+            const auto x1 = static_cast<int64_t>(box[k * 4]), y1 = static_cast<int64_t>(box[k * 4 + 1]);
+            const auto x2 = static_cast<int64_t>(box[k * 4 + 2]), y2 = static_cast<int64_t>(box[k * 4 + 3]);
+            anns.push_back({{"image_id", i},
+                            {"category_id", s.labels[k].item<int64_t>()},
+                            {"bbox", {x1, y1, x2 - x1, y2 - y1}},
+                            {"area", ops::rle_area(rle)},
+                            {"iscrowd", 0},
+                            {"segmentation",
+                             {{"size", {rle.height, rle.width}}, {"counts", ops::rle_to_string(rle)}}}});
+          }
+        }
+      });
+
+      io::Json coco;
+      coco["info"] = {{"description", "ostrov scenes composed from Fashion-MNIST items"},
+                      {"count", count},
+                      {"seed", options.seed()},
+                      {"height", options.height()},
+                      {"width", options.width()},
+                      {"min_items", options.min_items()},
+                      {"max_items", options.max_items()},
+                      {"min_scale", options.min_scale()},
+                      {"max_scale", options.max_scale()},
+                      {"max_overlap", options.max_overlap()},
+                      {"allow_touching", options.allow_touching()},
+                      {"background", to_string(options.background())},
+                      {"threshold", options.threshold()},
+                      {"min_visible_pixels", options.min_visible_pixels()},
+                      {"fashion_mnist_split",
+                       items.split() == FashionMnistSplit::kTrain ? "train" : "test"}};
+      coco["images"] = io::Json::array();
+      for (auto& image : images) coco["images"].push_back(std::move(image));
+      coco["annotations"] = io::Json::array();
+      for (auto& anns : annotations) {
+        for (auto& ann : anns) {
+          ann["id"] = next_id++;
+          coco["annotations"].push_back(std::move(ann));
+        }
+      }
+      coco["categories"] = io::Json::array();
+      const auto& names = FashionMnist::class_names();
+      for (size_t c = 0; c < names.size(); ++c) {
+        coco["categories"].push_back(
+            {{"id", static_cast<int64_t>(c + 1)}, {"name", names[c]}, {"supercategory", "fashion"}});
+      }
+      io::write_json((staging / "instances.json").string(), coco);
+    });
+  return SceneSetSummary{count, next_id - 1};
+}
+
+const std::vector<std::string>& item_folder_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    const auto& classes = FashionMnist::class_names();
+    for (size_t c = 0; c < classes.size(); ++c) {
+      std::string name = std::to_string(c) + "_" + classes[c];
+      std::replace_if(name.begin(), name.end(), [](char ch) { return ch == '/' || ch == ' '; },
+                      '_');
+      out.push_back(name);
+    }
+    return out;
+  }();
+  return names;
+}
+
+int64_t write_item_folders(const FashionMnist& items, const SceneOptions& options, int64_t count,
+                           const std::string& out_dir) {
+  check_scene_options(options);
+  if (options.min_items() != 1 || options.max_items() != 1) {
+    bad_option("class folders need exactly one item per scene (min_items = max_items = 1), got " +
+               std::to_string(options.min_items()) + ".." + std::to_string(options.max_items()));
+  }
+  if (count < 0) bad_option("count must be >= 0, got " + std::to_string(count));
+  const auto& folders = item_folder_names();
+  write_set(out_dir, "a class-folder set (classes.txt and one folder per class)",
+            replaceable_classes, [&](const fs::path& staging) {
+              for (const auto& name : folders) fs::create_directories(staging / name);
+              at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
+                for (int64_t i = begin; i < end; ++i) {
+                  const Composed scene = compose(items, options, static_cast<uint64_t>(i));
+                  if (scene.sample.labels.numel() != 1) {
+                    throw DataError("write_item_folders: scene " + std::to_string(i) + " has " +
+                                    std::to_string(scene.sample.labels.numel()) +
+                                    " items instead of 1 (canvas too small for max_scale?)");
+                  }
+                  const int64_t label = scene.sample.labels[0].item<int64_t>();  // 1..10
+                  write_png(staging / folders[label - 1] / (scene_name(i, count) + ".png"),
+                            scene.canvas);
+                }
+              });
+              std::ofstream list(staging / "classes.txt");
+              for (const auto& name : folders) list << name << '\n';
+              list.close();
+              if (!list) throw IoError((staging / "classes.txt").string() + ": cannot write");
+            });
+  return count;
 }
 
 }  // namespace ostrov::data

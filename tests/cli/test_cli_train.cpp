@@ -399,3 +399,117 @@ TEST_CASE("ostrov train, eval and predict Deep Watershed and the Mask R-CNN-styl
   CHECK_THAT(jitter.output, Catch::Contains("loss.box_jitter"));
   CHECK_FALSE(std::filesystem::exists(dir / "bad/last.pt"));
 }
+
+TEST_CASE("ostrov classification: class folders, train, eval, predict, export into a light SSD",
+          "[cli][train][classification]") {
+  TempDir dir;
+  for (const char* split : {"train", "val"}) {
+    auto r = run(cli() + " make-scenes --layout classes --count 24 --size 48x48 --min-scale 24 "
+                         "--max-scale 44 --seed 2 --out " + quote(dir / ("items_" + std::string(split))),
+                 true);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+  }
+  CHECK(std::filesystem::exists(dir / "items_train/classes.txt"));
+  auto two = run(cli() + " make-scenes --layout classes --count 2 --max-items 3 --out " +
+                     quote(dir / "items_bad"),
+                 true);
+  CHECK(two.exit_code == 2);
+  CHECK_THAT(two.output, Catch::Contains("--layout classes"));
+  CHECK_FALSE(std::filesystem::exists(dir / "items_bad"));
+
+  nlohmann::json config = {
+      {"task", "classification"},
+      {"data",
+       {{"format", "image_folder"},
+        {"train", {{"root", dir / "items_train"}}},
+        {"val", {{"root", dir / "items_val"}}},
+        {"num_classes", 10},
+        {"image_size", {48, 48}}}},
+      {"model", {{"name", "resnet18"}, {"base_channels", 8}}},
+      {"loss", {{"name", "cross_entropy"}, {"label_smoothing", 0.1}}},
+      {"train",
+       {{"epochs", 2}, {"batch_size", 4}, {"optimizer", "adam"}, {"lr", 0.002}, {"workers", 0},
+        {"seed", 3}, {"log_every", 1}, {"threads", 1}}}};
+  const std::string path = dir / "cls.json";
+  std::ofstream(path) << config.dump(2);
+  const std::string out = dir / "cls";
+  auto t = run(cli() + " train " + quote(path) + " --out " + quote(out), true);
+  INFO(t.output);
+  REQUIRE(t.exit_code == 0);
+  CHECK(check_metrics_lines(out + "/metrics.jsonl", {"accuracy", "top5_accuracy"}) == 2);
+
+  auto e = run(cli() + " eval " + quote(path) + " --checkpoint " + quote(out + "/best.pt"));
+  REQUIRE(e.exit_code == 0);
+  const auto metrics = nlohmann::json::parse(e.output);
+  CHECK(metrics["accuracy"].get<double>() >= 0.0);
+  CHECK(metrics["accuracy"].get<double>() <= metrics["top5_accuracy"].get<double>());
+  CHECK(metrics["accuracy_per_class"].size() == 10);
+
+  // predict: top classes best first, probabilities summing to at most 1.
+  std::string image;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir / "items_val")) {
+    if (entry.path().extension() == ".png") image = entry.path().string();
+  }
+  auto p = run(cli() + " predict " + quote(path) + " --checkpoint " + quote(out + "/best.pt") +
+                   " --input " + quote(image) + " --output " + quote(dir / "pred"),
+               true);
+  INFO(p.output);
+  REQUIRE(p.exit_code == 0);
+  const std::string stem = std::filesystem::path(image).stem().string();
+  CHECK(std::filesystem::exists(dir / ("pred/" + stem + "_overlay.png")));
+  std::ifstream pred_file(dir / ("pred/" + stem + ".json"));
+  const auto pred = nlohmann::json::parse(pred_file);
+  REQUIRE(pred["top"].size() == 5);
+  CHECK(pred["top"][0]["probability"].get<double>() >= pred["top"][1]["probability"].get<double>());
+  CHECK(pred["top"][0]["name"].get<std::string>().find('_') == 1);  // "3_Dress"-like folder names
+
+  // export -> a torchvision-keyed state_dict; it starts a light SSD of the same width.
+  const std::string weights = dir / "resnet18_w8.pt";
+  auto x = run(cli() + " export " + quote(path) + " --checkpoint " + quote(out + "/best.pt") +
+                   " --output " + quote(weights),
+               true);
+  INFO(x.output);
+  REQUIRE(x.exit_code == 0);
+  auto py = ostrov::test::run_python(
+      dir, "import torch\nsd = torch.load('" + weights + "')\nprint(sd['fc.weight'].shape[0], "
+           "sd['conv1.weight'].shape[0], len(sd))\n");
+  INFO(py.output);
+  CHECK(py.output.find("10 8 ") != std::string::npos);
+  make_scenes(dir);
+  nlohmann::json ssd = {
+      {"task", "detection"},
+      {"data", {{"format", "coco"}, {"train", coco_split(dir, "train")}, {"val", coco_split(dir, "val")},
+                {"num_classes", 11}}},
+      {"model", {{"name", "ssd_light"}, {"image_size", 64}, {"backbone_channels", 8},
+                 {"backbone_weights", weights}}},
+      {"train", {{"max_steps", 1}, {"batch_size", 2}, {"workers", 0}, {"threads", 1}}}};
+  const std::string ssd_path = dir / "ssd.json";
+  std::ofstream(ssd_path) << ssd.dump(2);
+  auto s = run(cli() + " train " + quote(ssd_path) + " --out " + quote(dir / "ssd"), true);
+  INFO(s.output);
+  CHECK(s.exit_code == 0);
+  auto wrong = run(cli() + " train " + quote(ssd_path) + " --out " + quote(dir / "ssd64") +
+                       " --set model.backbone_channels=16",
+                   true);
+  CHECK(wrong.exit_code != 0);
+  CHECK_THAT(wrong.output, Catch::Contains("resnet18_w8.pt"));
+
+  // Bad input: class count, format, output path.
+  auto classes = run(cli() + " train " + quote(path) + " --out " + quote(dir / "bad") +
+                         " --set data.num_classes=5",
+                     true);
+  CHECK(classes.exit_code == 2);
+  CHECK_THAT(classes.output, Catch::Contains("items_train") && Catch::Contains("10 class folders"));
+  auto format = run(cli() + " train " + quote(path) + " --out " + quote(dir / "bad") +
+                        " --set data.format=folder",
+                    true);
+  CHECK(format.exit_code == 2);
+  CHECK_THAT(format.output, Catch::Contains("image_folder"));
+  auto nowhere = run(cli() + " export " + quote(path) + " --checkpoint " + quote(out + "/best.pt") +
+                         " --output " + quote(dir / "no/such/folder/w.pt"),
+                     true);
+  CHECK(nowhere.exit_code == 1);
+  CHECK_THAT(nowhere.output, Catch::Contains("no/such/folder"));
+  CHECK_FALSE(std::filesystem::exists(dir / "bad/last.pt"));
+}

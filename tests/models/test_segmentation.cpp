@@ -807,6 +807,10 @@ TEST_CASE("build_instance makes the three methods and names bad keys", "[models]
   CHECK_THROWS_WITH(models::build_instance({{"name", "mask_rcnn"}, {"backbone_channels", -1}}, 11, 64,
                                            "run.json"),
                     Catch::Contains("model.backbone_channels"));
+  CHECK_THROWS_WITH(models::build_instance({{"name", "mask_rcnn"}, {"image_size", 24}}, 11, 64,
+                                           "run.json"),
+                    Catch::Contains("run.json") && Catch::Contains("model.image_size") &&
+                        Catch::Contains(">= 32, got 24"));
   CHECK_THROWS_WITH(models::build_instance({{"name", "deep_watershed"}, {"cut_levle", 4}}, 11, 64, "run.json"),
                     Catch::Contains("run.json") && Catch::Contains("model.cut_levle"));
   CHECK_THROWS_WITH(models::build_instance({{"name", "yolact"}}, 11, 64, "run.json"),

@@ -7,15 +7,18 @@
 #include <string>
 #include <vector>
 
+#include "ostrov/io/state_dict.h"
 #include "ostrov/io/weights.h"
 #include "ostrov/losses/multibox.h"
 #include "ostrov/models/backbones/resnet.h"
+#include "ostrov/models/classifier.h"
 #include "ostrov/models/detection/build.h"
 #include "ostrov/models/detection/ssd.h"
 #include "ostrov/models/detection/ssd_targets.h"
 #include "ostrov/ops/box_coder.h"
 #include "ostrov/ops/matchers.h"
 #include "ostrov/ops/priors.h"
+#include "support.h"
 
 using namespace ostrov;
 using Catch::Matchers::Contains;
@@ -312,6 +315,9 @@ TEST_CASE("build_detector builds both SSDs from JSON and names bad keys", "[mode
   CHECK_THROWS_WITH(
       models::build_detector({{"name", "ssd_light"}, {"backbone_channels", 0}}, 11, "run.json"),
       Contains("run.json") && Contains("model.backbone_channels"));
+  CHECK_THROWS_WITH(
+      models::build_detector({{"name", "ssd_light"}, {"image_size", 16}}, 11, "run.json"),
+      Contains("run.json") && Contains("model.image_size") && Contains(">= 32, got 16"));
   auto ssd300 = models::build_detector(
       {{"name", "ssd300_vgg16"}, {"score_threshold", 0.2}, {"detections_per_image", 50}}, 5,
       "run.json");
@@ -373,4 +379,40 @@ TEST_CASE("SSD backbone weights: torchvision's vgg16 features and resnet18 load 
   broken["conv1.weight"] = at::zeros({64, 3, 3, 3});
   CHECK_THROWS_WITH(models::load_ssd_backbone_weights(*light, broken, "broken.pth"),
                     Contains("broken.pth") && Contains("conv1.weight"));
+}
+
+TEST_CASE("build_classifier: a narrow ResNet-18 whose weights are a light SSD's backbone",
+          "[models][detection][classifier]") {
+  test::TempDir dir;
+  auto net = models::build_classifier({{"name", "resnet18"}, {"base_channels", 16}}, 10, "cls.json");
+  CHECK(net->options.base_channels() == 16);
+  CHECK(net->forward(at::rand({2, 3, 48, 48})).sizes() == at::IntArrayRef({2, 10}));
+  CHECK(net->fc->weight.sizes() == at::IntArrayRef({10, 128}));
+  CHECK(models::build_classifier({{"name", "resnet50"}}, 7, "cls.json")->fc->weight.size(1) == 2048);
+  CHECK_THROWS_WITH(models::build_classifier({{"name", "resnet19"}}, 10, "cls.json"),
+                    Contains("cls.json") && Contains("model.name") && Contains("resnet34"));
+  CHECK_THROWS_WITH(models::build_classifier({{"name", "resnet18"}, {"base_channels", 0}}, 10, "cls.json"),
+                    Contains("model.base_channels"));
+  CHECK_THROWS_WITH(models::build_classifier({{"name", "resnet18"}, {"widht", 3}}, 10, "cls.json"),
+                    Contains("model.widht"));
+  CHECK_THROWS_WITH(models::build_classifier({{"name", "resnet18"}}, 1, "cls.json"),
+                    Contains("num_classes"));
+
+  // Saved as a state_dict (what `ostrov export` writes), it loads back whole with model.weights
+  // and, without fc, as the backbone of a light SSD of the same width.
+  const std::string file = dir / "resnet18_w16.pt";
+  io::save_state_dict(io::module_state_dict(*net), file);
+  auto again = models::build_classifier({{"name", "resnet18"}, {"base_channels", 16}, {"weights", file}},
+                                        10, "cls.json");
+  CHECK(at::equal(io::module_state_dict(*again)["layer3.1.conv2.weight"],
+                  io::module_state_dict(*net)["layer3.1.conv2.weight"]));
+  CHECK(at::equal(io::module_state_dict(*again)["layer1.0.bn1.running_var"],
+                  io::module_state_dict(*net)["layer1.0.bn1.running_var"]));
+  CHECK_THROWS_WITH(models::build_classifier({{"name", "resnet18"}, {"weights", file}}, 10, "cls.json"),
+                    Contains("resnet18_w16.pt") && Contains("conv1.weight"));
+  auto ssd = models::build_detector(
+      {{"name", "ssd_light"}, {"image_size", 64}, {"backbone_channels", 16}, {"backbone_weights", file}},
+      11, "ssd.json");
+  CHECK(at::equal(io::module_state_dict(*ssd)["backbone.layer2.0.downsample.0.weight"],
+                  io::module_state_dict(*net)["layer2.0.downsample.0.weight"]));
 }

@@ -23,6 +23,7 @@ Command add_make_scenes(CLI::App& app);
 Command add_train(CLI::App& app, int argc, char** argv);
 Command add_eval(CLI::App& app);
 Command add_predict(CLI::App& app);
+Command add_export(CLI::App& app);
 Command add_stylize(CLI::App& app);
 
 }  // namespace ostrov::cli

@@ -1,5 +1,6 @@
-// `ostrov eval CONFIG.json --checkpoint FILE` and
-// `ostrov predict CONFIG.json --checkpoint FILE --input IMG_OR_DIR --output DIR`.
+// `ostrov eval CONFIG.json --checkpoint FILE`,
+// `ostrov predict CONFIG.json --checkpoint FILE --input IMG_OR_DIR --output DIR` and
+// `ostrov export CONFIG.json --checkpoint FILE --output WEIGHTS.pt`.
 
 #include <algorithm>
 #include <filesystem>
@@ -20,6 +21,8 @@
 #include "ostrov/core/runtime.h"
 #include "ostrov/data/loader.h"
 #include "ostrov/io/checkpoint.h"
+#include "ostrov/io/state_dict.h"
+#include "ostrov/io/weights.h"
 #include "ostrov/train/trainer.h"
 #include "run_config.h"
 #include "task.h"
@@ -115,6 +118,25 @@ Command add_predict(CLI::App& app) {
       task->predict_image(core::read_image(path), fs::path(path).stem().string(), args->output);
     }
     core::logger()->info("wrote predictions and overlays of {} images to {}", images.size(), args->output);
+    return kExitOk;
+  };
+}
+
+Command add_export(CLI::App& app) {
+  auto* sub = app.add_subcommand(
+      "export", "Write a checkpoint's model weights as a state_dict file (torch.load reads it; "
+                "model.weights / model.backbone_weights load it)");
+  auto args = std::make_shared<RunArgs>();
+  add_common(sub, *args);
+  sub->add_option("--output", args->output, "The state_dict file to write (.pt)")->required();
+  return [sub, args]() {
+    if (!sub->parsed()) return -1;
+    const RunConfig config = load_run_config(args->config, args->overrides);
+    auto task = load_task(config, args->checkpoint, c10::Device(c10::kCPU));
+    const auto state = io::module_state_dict(task->model());
+    io::save_state_dict(state, args->output);
+    core::logger()->info("wrote {} tensors of {} to {}", state.size(), args->checkpoint,
+                         args->output);
     return kExitOk;
   };
 }

@@ -22,9 +22,10 @@ int main(int argc, char** argv) {
   CLI::App app{"ostrov: computer-vision models on LibTorch"};
   app.set_version_flag("--version", ostrov::kVersion);
   app.require_subcommand(1);
-  std::vector<Command> commands = {add_train(app, argc, argv), add_eval(app), add_predict(app),
-                                   add_info(app), add_receptive_field(app),
-                                   add_make_scenes(app), add_stylize(app)};
+  std::vector<Command> commands = {add_train(app, argc, argv), add_eval(app),
+                                   add_predict(app),          add_export(app),
+                                   add_info(app),             add_receptive_field(app),
+                                   add_make_scenes(app),      add_stylize(app)};
   // A first word that is no option and no command gets named, rather than CLI11's generic
   // "A subcommand is required".
   if (argc > 1 && argv[1][0] != '-') {

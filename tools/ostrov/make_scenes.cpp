@@ -1,5 +1,7 @@
 // `ostrov make-scenes`: scenes composed from Debian's Fashion-MNIST, written as a COCO
-// instances file plus a segmentation folder (DIR/instances.json, DIR/images, DIR/masks).
+// instances file plus a segmentation folder (DIR/instances.json, DIR/images, DIR/masks), or,
+// with --layout classes, single-item scenes in one folder per class (DIR/<class>/*.png) for
+// classification.
 
 #include <cstdio>
 #include <iostream>
@@ -31,6 +33,7 @@ struct MakeScenesArgs {
   int64_t max_items = 6;
   int64_t min_scale = 40;
   int64_t max_scale = 96;
+  std::string layout = "coco";
 };
 
 }  // namespace
@@ -54,6 +57,10 @@ Command add_make_scenes(CLI::App& app) {
   sub->add_option("--min-scale", args->min_scale,
                   "Smallest side of a pasted item in pixels (the 28x28 item is resized; default 40)");
   sub->add_option("--max-scale", args->max_scale, "Largest side of a pasted item (default 96)");
+  sub->add_option("--layout", args->layout,
+                  "coco (instances.json + images/ + masks/, the default) or classes (one item "
+                  "per scene, DIR/<class>/<scene>.png + classes.txt: a classification set)")
+      ->check(CLI::IsMember({"coco", "classes"}));
   return [sub, args]() {
     if (!sub->parsed()) return -1;
     int w = 0, h = 0;
@@ -72,6 +79,18 @@ Command add_make_scenes(CLI::App& app) {
                        .background(data::scene_background_from_string(args->background));
     data::FashionMnist items(args->split == "train" ? data::FashionMnistSplit::kTrain
                                                     : data::FashionMnistSplit::kTest);
+    if (args->layout == "classes") {
+      const bool other_count = (sub->count("--min-items") > 0 && args->min_items != 1) ||
+                               (sub->count("--max-items") > 0 && args->max_items != 1);
+      if (other_count) {
+        throw ConfigError("--layout classes puts exactly one item in each scene; drop "
+                          "--min-items/--max-items or set both to 1");
+      }
+      data::write_item_folders(items, options.min_items(1).max_items(1), args->count, args->out);
+      core::logger()->info("wrote {} single-item scenes to {} (one folder per class, classes.txt)",
+                           args->count, args->out);
+      return kExitOk;
+    }
     const auto summary = data::write_scenes(items, options, args->count, args->out);
     core::logger()->info("wrote {} scenes with {} objects to {} (instances.json, images/, masks/)",
                          summary.images, summary.annotations, args->out);

@@ -35,7 +35,7 @@ DataSplit read_split(io::ConfigReader& data, const std::string& name, const std:
     return split;
   }
   auto r = data.child(name);
-  if (format == "folder") {
+  if (format == "folder" || format == "image_folder") {
     split.root = r.required<std::string>("root");
     require_dir(split.root, data.where(), r.path_of("root"));
   } else {
@@ -57,10 +57,11 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
   for (const auto& o : overrides) io::apply_override(rc.json, o);
   io::ConfigReader top(rc.json, path);
   rc.task = top.required<std::string>("task");
-  if (rc.task != "segmentation" && rc.task != "detection" && rc.task != "instance") {
+  if (rc.task != "segmentation" && rc.task != "detection" && rc.task != "instance" &&
+      rc.task != "classification") {
     throw ConfigError(path + ": task \"" + rc.task +
                       "\" is not supported by ostrov train/eval/predict "
-                      "(supported: segmentation, detection, instance)");
+                      "(supported: segmentation, detection, instance, classification)");
   }
   rc.model = top.raw("model");
   if (!rc.model.is_object()) throw ConfigError(path + ": missing required object model");
@@ -68,8 +69,9 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
 
   auto data = top.child("data");
   rc.data.format = data.get<std::string>("format", rc.data.format);
-  if (rc.data.format != "folder" && rc.data.format != "coco") {
-    throw ConfigError(path + ": data.format must be \"folder\" or \"coco\", got \"" +
+  if (rc.data.format != "folder" && rc.data.format != "coco" &&
+      rc.data.format != "image_folder") {
+    throw ConfigError(path + ": data.format must be \"folder\", \"coco\" or \"image_folder\", got \"" +
                       rc.data.format + "\"");
   }
   rc.data.num_classes = data.required<int64_t>("num_classes");
@@ -112,8 +114,11 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
   if (!(tc.distributed_timeout_s >= 1.0)) {
     throw ConfigError(path + ": train.distributed_timeout_s must be at least 1 (seconds)");
   }
-  tc.best_metric = t.get<std::string>(
-      "best_metric", rc.task == "detection" ? "map50" : (rc.task == "instance" ? "ap50" : "miou"));
+  const char* best = rc.task == "detection"        ? "map50"
+                     : rc.task == "instance"       ? "ap50"
+                     : rc.task == "classification" ? "accuracy"
+                                                   : "miou";
+  tc.best_metric = t.get<std::string>("best_metric", best);
   require_positive(tc.batch_size, path, "train.batch_size");
   if (tc.epochs <= 0 && tc.max_steps <= 0) {
     throw ConfigError(path + ": train.epochs or train.max_steps must be positive");

@@ -13,13 +13,13 @@
 namespace ostrov::cli {
 
 struct DataSplit {
-  std::string root;         ///< format "folder"
+  std::string root;         ///< format "folder" or "image_folder"
   std::string annotations;  ///< format "coco"
   std::string images;       ///< format "coco"
 };
 
 struct DataConfig {
-  std::string format = "folder";  ///< "folder" | "coco"
+  std::string format = "folder";  ///< "folder" | "coco" | "image_folder"
   DataSplit train, val;
   int64_t num_classes = 0;        ///< counting background
   int64_t height = 256, width = 256;
@@ -42,7 +42,7 @@ struct TrainConfig {
   int64_t early_stopping = 0;
   double grad_clip = 0.0;
   double distributed_timeout_s = 300.0;  ///< joining the group and every collective
-  std::string best_metric;  ///< default per task (miou, map50, ap50)
+  std::string best_metric;  ///< default per task (miou, map50, ap50, accuracy)
   train::OptimizerConfig optimizer;
   train::ScheduleConfig schedule;
 };
@@ -50,7 +50,7 @@ struct TrainConfig {
 struct RunConfig {
   std::string path;     ///< the file, for messages
   nlohmann::json json;  ///< after --set overrides (stored in checkpoints)
-  std::string task;     ///< "segmentation" | "detection" | "instance"
+  std::string task;     ///< "segmentation" | "detection" | "instance" | "classification"
   nlohmann::json model;
   DataConfig data;
   nlohmann::json loss;

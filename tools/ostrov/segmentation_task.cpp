@@ -28,6 +28,10 @@ SegmentationTask::SegmentationTask(const RunConfig& config, const c10::Device& d
       device_(device),
       model_(models::build(config.model, config.data.num_classes, config.path)),
       confusion_(config.data.num_classes) {
+  if (config.data.format != "folder" && config.data.format != "coco") {
+    throw ConfigError(config.path + ": task segmentation needs data.format \"folder\" or "
+                                    "\"coco\", got \"" + config.data.format + "\"");
+  }
   loss_ = losses::build(config.loss.is_null() ? default_loss() : config.loss, config.path, "loss");
   model_.module->to(device);
   loss_->to(device);

@@ -2,6 +2,7 @@
 
 #include <opencv2/imgproc.hpp>
 
+#include "classification_task.h"
 #include "detection_task.h"
 #include "instance_task.h"
 #include "ostrov/core/error.h"
@@ -22,6 +23,9 @@ std::unique_ptr<CliTask> make_task(const RunConfig& config, const c10::Device& d
   if (config.task == "segmentation") return std::make_unique<SegmentationTask>(config, device);
   if (config.task == "detection") return std::make_unique<DetectionTask>(config, device);
   if (config.task == "instance") return std::make_unique<InstanceTask>(config, device);
+  if (config.task == "classification") {
+    return std::make_unique<ClassificationTask>(config, device);
+  }
   throw ConfigError(config.path + ": task \"" + config.task + "\" has no implementation");
 }
 

@@ -40,7 +40,7 @@ at::Tensor network_input(const cv::Mat& bgr, int64_t height, int64_t width,
                          const std::vector<double>& mean = core::kImageNetMean,
                          const std::vector<double>& std = core::kImageNetStd);
 
-/// The task of `config.task` ("segmentation", "detection" or "instance") with its model on
+/// The task of `config.task` ("segmentation", "detection", "instance" or "classification") with its model on
 /// `device`.
 std::unique_ptr<CliTask> make_task(const RunConfig& config, const c10::Device& device);
 

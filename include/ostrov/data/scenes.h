@@ -128,4 +128,19 @@ struct SceneSetSummary {
 SceneSetSummary write_scenes(const FashionMnist& items, const SceneOptions& options, int64_t count,
                              const std::string& out_dir);
 
+/// The class folders write_item_folders makes, in label order: "0_T-shirt_top", "1_Trouser",
+/// ..., "9_Ankle_boot" (the Fashion-MNIST names, '/' and ' ' as '_', prefixed with the label so
+/// that ImageFolder's name order is the label order).
+const std::vector<std::string>& item_folder_names();
+
+/// Writes `count` single-item scenes as classification folders (ImageFolder's layout):
+///   out_dir/<item_folder_names()[label]>/<scene name>.png   the RGB scene
+///   out_dir/classes.txt                                      the folder names, one per line
+/// for pretraining a backbone on the objects the detection scenes hold. `options` must have
+/// min_items = max_items = 1 (ostrov::ConfigError otherwise). Same guarantees as write_scenes:
+/// byte-identical output for the same inputs, a staging folder renamed at the end, an existing
+/// out_dir replaced only when it holds exactly a previous class-folder set. Returns `count`.
+int64_t write_item_folders(const FashionMnist& items, const SceneOptions& options, int64_t count,
+                           const std::string& out_dir);
+
 }  // namespace ostrov::data

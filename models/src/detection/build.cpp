@@ -40,6 +40,15 @@ int64_t read_backbone_channels(io::ConfigReader& r, int64_t fallback) {
   return channels;
 }
 
+int64_t read_image_size(io::ConfigReader& r, int64_t fallback) {
+  const auto size = r.get<int64_t>("image_size", fallback);
+  if (size < 32) {
+    throw ConfigError(r.where() + ": key " + r.path_of("image_size") + " must be >= 32, got " +
+                      std::to_string(size));
+  }
+  return size;
+}
+
 }  // namespace detail
 
 namespace {
@@ -69,12 +78,7 @@ ParsedDetector parse(const nlohmann::json& config, int64_t num_classes, const st
                         std::to_string(size) + " (use ssd_light for other sizes)");
     }
   } else if (name == "ssd_light") {
-    const auto size = r.get<int64_t>("image_size", 256);
-    if (size < 32) {
-      throw ConfigError(where + ": key " + r.path_of("image_size") + " must be >= 32, got " +
-                        std::to_string(size));
-    }
-    p.options = SSDOptions::light(num_classes, size);
+    p.options = SSDOptions::light(num_classes, detail::read_image_size(r, 256));
     p.options.backbone_channels(detail::read_backbone_channels(r, p.options.backbone_channels()));
     const auto extra = r.get<int64_t>("num_extra", 3);
     if (extra != 3) {

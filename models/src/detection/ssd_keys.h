@@ -2,7 +2,7 @@
 // Internal to ostrov::models: the keys every SSD-based model config shares, read and checked in
 // one place for build_detector and build_instance's mask_rcnn: the post-processing keys
 // (score_threshold, nms_threshold, topk_candidates, detections_per_image) and the light SSD's
-// backbone_channels.
+// backbone_channels and image_size.
 
 #include "ostrov/io/json.h"
 #include "ostrov/models/detection/ssd.h"
@@ -16,5 +16,9 @@ SSDPostprocessOptions read_postprocess(io::ConfigReader& r, SSDPostprocessOption
 /// Key backbone_channels (the ResNet-18 width of the light SSD), `fallback` when absent;
 /// ConfigError naming the key path when it is not positive.
 int64_t read_backbone_channels(io::ConfigReader& r, int64_t fallback);
+
+/// Key image_size (the side of the light SSD's square input), `fallback` when absent;
+/// ConfigError naming the key path when it is below 32.
+int64_t read_image_size(io::ConfigReader& r, int64_t fallback);
 
 }  // namespace ostrov::models::detail

@@ -80,7 +80,7 @@ InstanceModel build_instance(const nlohmann::json& model_config, int64_t num_cla
                           std::to_string(num_classes));
       }
       MaskRCNNOptions o(num_classes);
-      o.image_size(r.get<int64_t>("image_size", image_size))
+      o.image_size(detail::read_image_size(r, image_size))
           .backbone_channels(detail::read_backbone_channels(r, o.backbone_channels()))
           .feature_channels(r.get<int64_t>("feature_channels", o.feature_channels()))
           .roi_size(r.get<int64_t>("roi_size", o.roi_size()))
@@ -94,10 +94,6 @@ InstanceModel build_instance(const nlohmann::json& model_config, int64_t num_cla
       m.count_nms_threshold = r.get<double>("count_nms_threshold", m.count_nms_threshold);
       const auto backbone_weights = r.get<std::string>("backbone_weights", "");
       r.finish();
-      if (o.image_size() < 32) {
-        throw ConfigError(where + ": key " + r.path_of("image_size") + " must be >= 32, got " +
-                          std::to_string(o.image_size()));
-      }
       m.mask_rcnn = MaskRCNN(o);
       if (!backbone_weights.empty()) {
         load_ssd_backbone_weights(*m.mask_rcnn->detector, io::load_state_dict(backbone_weights),

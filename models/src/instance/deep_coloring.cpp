@@ -4,6 +4,7 @@
 #include <c10/util/Exception.h>
 
 #include "ostrov/ops/instance.h"
+#include "scored_components.h"
 
 namespace ostrov::models {
 
@@ -40,30 +41,15 @@ InstancePrediction deep_coloring_instances(const at::Tensor& logits, int64_t min
   const auto probs = logits.detach().to(at::kCPU, at::kFloat).softmax(0);
   const auto [best, colour] = probs.max(0);
   const int64_t h = logits.size(1), w = logits.size(2);
-  std::vector<at::Tensor> masks;
-  std::vector<float> scores;
+  detail::ScoredComponents instances(h, w, min_size);
   for (int64_t c = 1; c < logits.size(0); ++c) {
     const auto region = colour == c;
     if (!region.any().item<bool>()) continue;
     int64_t count = 0;
     const auto components = ops::connected_components(region, &count).to(at::kLong);
-    if (count == 0) continue;
-    // Pixels and probability sums of every component in one pass.
-    const auto flat = components.flatten();
-    const auto areas = at::bincount(flat, {}, count + 1);
-    const auto sums = at::bincount(flat, probs[c].flatten().to(at::kDouble), count + 1);
-    const auto* area = areas.data_ptr<int64_t>();
-    const auto* sum = sums.data_ptr<double>();
-    for (int64_t k = 1; k <= count; ++k) {
-      if (area[k] < min_size) continue;
-      masks.push_back((components == k).to(at::kByte));
-      scores.push_back(static_cast<float>(sum[k] / static_cast<double>(area[k])));
-    }
+    instances.add(components, count, probs[c]);
   }
-  InstancePrediction out;
-  out.masks = masks.empty() ? at::zeros({0, h, w}, at::kByte) : at::stack(masks);
-  out.scores = at::tensor(scores, at::kFloat);
-  return out;
+  return std::move(instances).finish();
 }
 
 at::Tensor masks_to_label_image(const at::Tensor& masks, int64_t height, int64_t width) {

@@ -9,6 +9,7 @@
 
 #include "ostrov/nn/conv_bn_act.h"
 #include "ostrov/ops/instance.h"
+#include "scored_components.h"
 
 namespace ostrov::models {
 
@@ -130,25 +131,9 @@ InstancePrediction watershed_instances(const at::Tensor& energy_logits,
                              .to(at::kLong);
   labels = at::where(unreached > 0, unreached + seeds, labels);
 
-  const int64_t total = seeds + rest;
-  std::vector<at::Tensor> masks;
-  std::vector<float> scores;
-  if (total > 0) {
-    const auto flat = labels.flatten();
-    const auto areas = at::bincount(flat, {}, total + 1);
-    const auto sums = at::bincount(flat, foreground_prob.flatten().to(at::kDouble), total + 1);
-    const auto* area = areas.data_ptr<int64_t>();
-    const auto* sum = sums.data_ptr<double>();
-    for (int64_t k = 1; k <= total; ++k) {
-      if (area[k] < options.min_size()) continue;
-      masks.push_back((labels == k).to(at::kByte));
-      scores.push_back(static_cast<float>(sum[k] / static_cast<double>(area[k])));
-    }
-  }
-  InstancePrediction out;
-  out.masks = masks.empty() ? at::zeros({0, h, w}, at::kByte) : at::stack(masks);
-  out.scores = at::tensor(scores, at::kFloat);
-  return out;
+  detail::ScoredComponents instances(h, w, options.min_size());
+  instances.add(labels, seeds + rest, foreground_prob);
+  return std::move(instances).finish();
 }
 
 }  // namespace ostrov::models
