@@ -41,6 +41,7 @@ constexpr SegmentationWorkload kSegmentation[] = {
     {"fcn8s", "fcn8s_scenes", 4, 224},
     {"fc_densenet56", "fc_densenet56_scenes", 4, 128},
     {"pspnet_r18", "pspnet_r18_scenes", 4, 128},
+    {"unet_resnet18", "unet_resnet18_scenes", 8, 128},
 };
 
 int64_t count_parameters(const torch::nn::Module& module) {

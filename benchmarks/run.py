@@ -40,6 +40,8 @@ ROWS = {
     "fc_densenet56_infer": ("FC-DenseNet56, 4x3x128²", 1.0, 1),
     "pspnet_r18_train": ("PSPNet dilated R18 + aux, 4x3x128², CE, SGD", 1.0, 3),
     "pspnet_r18_infer": ("PSPNet dilated R18, 4x3x128²", 1.0, 1),
+    "unet_resnet18_train": ("U-Net over R18 w32, 8x3x128², CE, SGD", 1.0, 3),
+    "unet_resnet18_infer": ("U-Net over R18 w32, 8x3x128²", 1.0, 1),
     "ssd_light_train": ("SSD R18 light, 8x3x256², multibox, SGD", 0.9, 3),
     "ssd_light_infer": ("SSD R18 light, 8x3x256²", 0.9, 1),
     "ssd300_infer": ("SSD300-VGG16, 1 image 480x640, pre+net+post", 1.0, 1),

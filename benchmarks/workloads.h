@@ -16,7 +16,8 @@
 
 namespace ostrov::bench {
 
-/// The `model` object of examples/configs/<config>.json (the models the configs ship).
+/// The `model` object of examples/configs/<config>.json (the models the configs ship), without
+/// its `weights` / `backbone_weights` (workloads time freshly initialised models).
 nlohmann::json model_config(const std::string& config);
 
 /// A deterministic image [3,H,W] float in [0,1] that benchmarks/reference builds the same way:

@@ -6,6 +6,9 @@ find_package(spdlog REQUIRED)
 find_package(nlohmann_json 3 REQUIRED)
 find_package(ZLIB REQUIRED)
 find_package(Threads REQUIRED)
+# The OpenMP runtime of Debian's LibTorch, for core::use_one_thread_here (linked, not used to
+# compile): without it helper threads keep LibTorch's full intra-op team.
+find_package(OpenMP COMPONENTS CXX)
 
 # TorchConfig exports plain variables; wrap them in one imported target so components
 # link a target, not a list, and so the package config can recreate it for users.

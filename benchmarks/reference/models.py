@@ -17,6 +17,8 @@ same outputs (checked against the C++ build; see the report in the benchmark's n
                      bins 1,2,3,6 (avg), dropout 0.1, aux head (aux_weight 0.4)
     "ssd_light"      models::SSD(models::SSDOptions::light(11)): ResNet-18 at layer3/layer4 + 3
                      extra stages, 256x256 input, 1524 default boxes
+    "unet_resnet18"  models::build(unet_resnet18_scenes.json["model"], 11, ...) = ResNetUNet over
+                     a half-width ResNet-18 (base_channels 32), decoder 128, 64, 32, 16, 8
 
 Forward:
   segmentation models: x [N,3,H,W] float, any H, W >= 1 -> logits [N,11,H,W] (no softmax).
@@ -38,7 +40,7 @@ import torch.nn.functional as F
 import torchvision
 
 NUM_CLASSES = 11
-MODEL_NAMES = ("unet", "fcn8s", "fc_densenet56", "pspnet_r18", "ssd_light")
+MODEL_NAMES = ("unet", "fcn8s", "fc_densenet56", "pspnet_r18", "ssd_light", "unet_resnet18")
 
 # --------------------------------------------------------------------------------------------
 # Input padding (ostrov models/src/segmentation/padding.cpp)
@@ -224,6 +226,73 @@ class UNet(nn.Module):
             y = self.decoder[l](y)
         y = self.head(y)
         return crop_to_input(y, window)
+
+
+# --------------------------------------------------------------------------------------------
+# U-Net over a ResNet encoder (models/src/segmentation/resnet_unet.cpp)
+
+
+class ResNetEncoder(nn.Module):
+    """torchvision's ResNet-18/34 layout and names (conv1, bn1, layer1..layer4, no fc) with
+    `base_channels` instead of 64 (ostrov's ResNetOptions::base_channels); torchvision init."""
+
+    def __init__(self, depth=18, base_channels=64):
+        super().__init__()
+        blocks = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}[depth]
+        b = base_channels
+        self.conv1 = nn.Conv2d(3, b, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(b)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        inplanes = b
+        for i, (count, stride) in enumerate(zip(blocks, (1, 2, 2, 2))):
+            planes = b << i
+            layer = []
+            for k in range(count):
+                s = stride if k == 0 else 1
+                down = None
+                if k == 0 and (s != 1 or inplanes != planes):
+                    down = nn.Sequential(nn.Conv2d(inplanes, planes, 1, s, bias=False),
+                                         nn.BatchNorm2d(planes))
+                layer.append(torchvision.models.resnet.BasicBlock(inplanes, planes, s, down))
+                inplanes = planes
+            setattr(self, "layer%d" % (i + 1), nn.Sequential(*layer))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+
+class ResNetUNet(nn.Module):
+    def __init__(self, num_classes=NUM_CLASSES, depth=18, base_channels=32):
+        super().__init__()
+        b = base_channels
+        self.encoder = ResNetEncoder(depth, b)
+        channels = (4 * b, 2 * b, b, max(1, b // 2), max(1, b // 4))
+        skips = (4 * b, 2 * b, b, b, 0)
+        blocks, cin = [], 8 * b
+        for skip, cout in zip(skips, channels):
+            blocks.append(nn.Sequential(ConvBnAct(cin + skip, cout, 3), ConvBnAct(cout, cout, 3)))
+            cin = cout
+        self.decoder = nn.ModuleList(blocks)
+        self.head = nn.Conv2d(cin, num_classes, 1)
+        for m in self.decoder.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x):
+        y, window = pad_to_multiple(x, 32)
+        e = self.encoder
+        stem = e.relu(e.bn1(e.conv1(y)))
+        l1 = e.layer1(e.maxpool(stem))
+        l2 = e.layer2(l1)
+        l3 = e.layer3(l2)
+        y = e.layer4(l3)
+        for block, skip in zip(self.decoder, (l3, l2, l1, stem, None)):
+            y = F.interpolate(y, scale_factor=2, mode="nearest")
+            if skip is not None:
+                y = torch.cat([y, skip], 1)
+            y = block(y)
+        return crop_to_input(self.head(y), window)
 
 
 # --------------------------------------------------------------------------------------------
@@ -609,6 +678,8 @@ def build(name, num_classes=NUM_CLASSES):
         return PSPNet(num_classes, bins=(1, 2, 3, 6), dropout=0.1, aux=True, aux_weight=0.4)
     if name == "ssd_light":
         return SSDLight(num_classes)
+    if name == "unet_resnet18":
+        return ResNetUNet(num_classes, depth=18, base_channels=32)
     raise ValueError("unknown model %r (known: %s)" % (name, ", ".join(MODEL_NAMES)))
 
 

@@ -24,6 +24,7 @@ SEGMENTATION = {  # name: (batch, square size), as kSegmentation in benchmarks/m
     "fcn8s": (4, 224),
     "fc_densenet56": (4, 128),
     "pspnet_r18": (4, 128),
+    "unet_resnet18": (8, 128),
 }
 
 

@@ -14,6 +14,7 @@
 #include "ostrov/models/segmentation/fc_densenet.h"
 #include "ostrov/models/segmentation/fcn.h"
 #include "ostrov/models/segmentation/pspnet.h"
+#include "ostrov/models/segmentation/resnet_unet.h"
 #include "ostrov/models/segmentation/unet.h"
 
 namespace ostrov::models {
@@ -53,6 +54,7 @@ struct ParsedModel {
   std::string weights;
   std::string backbone_weights;
   c10::optional<UNetOptions> unet;
+  c10::optional<ResNetUNetOptions> resnet_unet;
   c10::optional<FCNOptions> fcn;
   c10::optional<FCDenseNetOptions> fc_densenet;
   c10::optional<PSPNetOptions> pspnet;
@@ -67,8 +69,37 @@ ParsedModel parse(const nlohmann::json& config, int64_t num_classes, const std::
   const InputPadding padding =
       parse_string(r, "input_padding", "reflect", input_padding_from_string);
 
-  if (m.name == "unet") {
+  if (m.name == "unet" && r.get<std::string>("backbone", "none") != "none") {
+    // U-Net over a torchvision ResNet: the plain encoder's keys do not apply.
+    const std::string backbone = r.get<std::string>("backbone", "none");
+    const std::string prefix = "resnet";
+    int64_t depth = 0;
+    if (backbone.rfind(prefix, 0) == 0 && backbone.size() > prefix.size() &&
+        backbone.find_first_not_of("0123456789", prefix.size()) == std::string::npos) {
+      depth = std::stoll(backbone.substr(prefix.size()));
+    }
+    if (depth != 18 && depth != 34 && depth != 50 && depth != 101 && depth != 152) {
+      throw ConfigError(where + ": key " + r.path_of("backbone") + ": unknown U-Net backbone \"" +
+                        backbone +
+                        "\" (known: none, resnet18, resnet34, resnet50, resnet101, resnet152)");
+    }
+    for (const char* key :
+         {"in_channels", "depth", "base_width", "batch_norm", "upsampling", "padding"}) {
+      if (r.has(key)) {
+        throw ConfigError(where + ": key " + r.path_of(key) +
+                          " applies to the plain U-Net only, not to backbone \"" + backbone +
+                          "\"");
+      }
+    }
+    ResNetUNetOptions o(num_classes);
+    o.encoder_depth(depth)
+        .encoder_channels(r.get<int64_t>("backbone_channels", o.encoder_channels()))
+        .decoder_channels(r.get<std::vector<int64_t>>("decoder_channels", {}))
+        .input_padding(padding);
+    m.resnet_unet = o;
+  } else if (m.name == "unet") {
     UNetOptions o(num_classes);
+    r.get<std::string>("backbone", "none");  // "none": the paper's encoder
     o.in_channels(r.get<int64_t>("in_channels", o.in_channels()))
         .depth(r.get<int64_t>("depth", o.depth()))
         .base_width(r.get<int64_t>("base_width", o.base_width()))
@@ -123,7 +154,8 @@ ParsedModel parse(const nlohmann::json& config, int64_t num_classes, const std::
   r.finish();
   if (!m.backbone_weights.empty() && (m.unet || m.fc_densenet)) {
     throw ConfigError(where + ": key " + r.path_of("backbone_weights") + ": " + m.name +
-                      " has no pretrained backbone (model.weights loads a whole-model file)");
+                      " has no pretrained backbone (model.weights loads a whole-model file; "
+                      "a U-Net with model.backbone \"resnet18\" ... has one)");
   }
   return m;
 }
@@ -175,10 +207,12 @@ std::vector<nn::LayerSpec> fc_densenet_layers(const FCDenseNetOptions& o) {
   return layers;
 }
 
-std::vector<nn::LayerSpec> pspnet_layers(const PSPNetOptions& o) {
+/// A ResNet's convolutions and pools; `dilated`: layer3/layer4 dilated instead of strided
+/// (output stride 8, as in PSPNet).
+std::vector<nn::LayerSpec> resnet_layers(int64_t depth, bool dilated) {
   std::array<int64_t, 4> blocks{};
   bool basic = false;
-  switch (o.backbone_depth()) {
+  switch (depth) {
     case 18:
       blocks = {2, 2, 2, 2};
       basic = true;
@@ -197,13 +231,14 @@ std::vector<nn::LayerSpec> pspnet_layers(const PSPNetOptions& o) {
       blocks = {3, 8, 36, 3};
       break;
     default:
-      TORCH_CHECK(false, "ResNet depth must be 18, 34, 50, 101 or 152, got ", o.backbone_depth());
+      TORCH_CHECK(false, "ResNet depth must be 18, 34, 50, 101 or 152, got ", depth);
   }
   std::vector<nn::LayerSpec> layers{conv("conv1", 7, 2, 3), pool("maxpool", 3, 2, 1)};
   // Per layer: stride of its first block, dilation of the first block's strided 3x3 conv and
   // of every other 3x3 conv (layer3/layer4 dilated instead of strided).
-  const std::array<std::array<int64_t, 3>, 4> plan = {
-      {{1, 1, 1}, {2, 1, 1}, {1, 1, 2}, {1, 2, 4}}};
+  const std::array<std::array<int64_t, 3>, 4> plan =
+      dilated ? std::array<std::array<int64_t, 3>, 4>{{{1, 1, 1}, {2, 1, 1}, {1, 1, 2}, {1, 2, 4}}}
+              : std::array<std::array<int64_t, 3>, 4>{{{1, 1, 1}, {2, 1, 1}, {2, 1, 1}, {2, 1, 1}}};
   for (size_t l = 0; l < 4; ++l) {
     const auto [stride, first_dilation, dilation] = plan[l];
     for (int64_t b = 0; b < blocks[l]; ++b) {
@@ -218,6 +253,11 @@ std::vector<nn::LayerSpec> pspnet_layers(const PSPNetOptions& o) {
       }
     }
   }
+  return layers;
+}
+
+std::vector<nn::LayerSpec> pspnet_layers(const PSPNetOptions& o) {
+  auto layers = resnet_layers(o.backbone_depth(), /*dilated=*/true);
   layers.push_back(conv("bottleneck", 3, 1, 1));
   return layers;
 }
@@ -248,6 +288,10 @@ SegmentationModel build(const nlohmann::json& model_config, int64_t num_classes,
       auto net = std::make_shared<UNetImpl>(*m.unet);
       out.module = net;
       out.network = net;
+    } else if (m.resnet_unet) {
+      auto net = std::make_shared<ResNetUNetImpl>(*m.resnet_unet);
+      out.module = net;
+      out.network = net;
     } else if (m.fcn) {
       auto net = std::make_shared<FCNImpl>(*m.fcn);
       out.module = net;
@@ -269,6 +313,8 @@ SegmentationModel build(const nlohmann::json& model_config, int64_t num_classes,
       fcn->load_torchvision_alexnet(backbone_state, m.backbone_weights);
     } else if (auto* psp = out.module->as<PSPNetImpl>()) {
       psp->load_backbone_weights(backbone_state, m.backbone_weights);
+    } else if (auto* resnet_unet = out.module->as<ResNetUNetImpl>()) {
+      resnet_unet->load_encoder_weights(backbone_state, m.backbone_weights);
     }
   }
   if (!m.weights.empty()) {
@@ -283,6 +329,9 @@ std::vector<nn::LayerSpec> receptive_field_layers(const nlohmann::json& model_co
   try {
     if (m.unet) {
       return unet_layers(*m.unet);
+    }
+    if (m.resnet_unet) {
+      return resnet_layers(m.resnet_unet->encoder_depth(), /*dilated=*/false);
     }
     if (m.fcn) {
       return fcn_layers();

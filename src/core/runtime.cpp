@@ -10,6 +10,10 @@
 #include <mutex>
 #include <thread>
 
+#if defined(OSTROV_HAVE_OPENMP)
+#include <omp.h>
+#endif
+
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Generator.h>
@@ -55,6 +59,15 @@ int set_num_threads(int n) {
   if (n <= 0) n = available_cores();
   at::set_num_threads(n);
   return at::get_num_threads();
+}
+
+void use_one_thread_here() {
+  // at::get_num_threads() first: it runs LibTorch's once-per-thread initialisation, which
+  // would otherwise later reset this thread's OpenMP thread count to the global one.
+  (void)at::get_num_threads();
+#if defined(OSTROV_HAVE_OPENMP)  // LibTorch built with OpenMP (Debian's is)
+  omp_set_num_threads(1);
+#endif
 }
 
 bool tune_allocator() {

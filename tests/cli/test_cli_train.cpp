@@ -495,6 +495,28 @@ TEST_CASE("ostrov classification: class folders, train, eval, predict, export in
   CHECK(wrong.exit_code != 0);
   CHECK_THAT(wrong.output, Catch::Contains("resnet18_w8.pt"));
 
+  // The same file starts a ResNet-18 U-Net on the scenes (a segmentation folder too); its
+  // checkpoint then evaluates without the starting file.
+  nlohmann::json seg = {
+      {"task", "segmentation"},
+      {"data", {{"format", "folder"}, {"train", {{"root", dir / "train"}}},
+                {"val", {{"root", dir / "val"}}}, {"num_classes", 11}, {"image_size", {48, 48}}}},
+      {"model", {{"name", "unet"}, {"backbone", "resnet18"}, {"backbone_channels", 8},
+                 {"backbone_weights", weights}}},
+      {"train", {{"max_steps", 2}, {"batch_size", 2}, {"workers", 0}, {"threads", 1}}}};
+  const std::string seg_path = dir / "seg.json";
+  std::ofstream(seg_path) << seg.dump(2);
+  auto u = run(cli() + " train " + quote(seg_path) + " --out " + quote(dir / "seg"), true);
+  INFO(u.output);
+  REQUIRE(u.exit_code == 0);
+  std::filesystem::rename(weights, weights + ".moved");
+  auto ue = run(cli() + " eval " + quote(seg_path) + " --checkpoint " +
+                quote(dir / "seg/last.pt"), true);
+  INFO(ue.output);
+  CHECK(ue.exit_code == 0);
+  CHECK_THAT(ue.output, Catch::Contains("miou"));
+  std::filesystem::rename(weights + ".moved", weights);
+
   // Bad input: class count, format, output path.
   auto classes = run(cli() + " train " + quote(path) + " --out " + quote(dir / "bad") +
                          " --set data.num_classes=5",

@@ -3,6 +3,7 @@
 #include <malloc.h>
 
 #include <cstdlib>
+#include <thread>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -50,6 +51,26 @@ TEST_CASE("set_num_threads defaults to the available cores", "[core][runtime]") 
   CHECK(core::available_cores() >= 1);
   CHECK(core::set_num_threads(0) == core::available_cores());
   CHECK(core::set_num_threads(1) == 1);
+  at::set_num_threads(before);
+}
+
+TEST_CASE("use_one_thread_here limits only the calling thread", "[core][runtime]") {
+  const int before = at::get_num_threads();
+  core::set_num_threads(2);
+  int helper_before = 0;
+  int helper_after = 0;
+  at::Tensor sum;
+  std::thread helper([&] {
+    helper_before = at::get_num_threads();
+    core::use_one_thread_here();
+    helper_after = at::get_num_threads();
+    sum = at::ones({1 << 20}).sum();  // a parallel-sized reduction still runs, on this thread
+  });
+  helper.join();
+  CHECK(helper_before == 2);  // a new thread starts with the process's intra-op threads
+  CHECK(helper_after == 1);
+  CHECK(sum.item<float>() == static_cast<float>(1 << 20));
+  CHECK(at::get_num_threads() == 2);  // the calling thread's team is untouched
   at::set_num_threads(before);
 }
 

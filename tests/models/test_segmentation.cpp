@@ -35,6 +35,7 @@
 #include "ostrov/models/segmentation/fcn.h"
 #include "ostrov/models/segmentation/padding.h"
 #include "ostrov/models/segmentation/pspnet.h"
+#include "ostrov/models/segmentation/resnet_unet.h"
 #include "ostrov/models/segmentation/unet.h"
 #include "ostrov/nn/receptive_field.h"
 #include "support.h"
@@ -408,10 +409,66 @@ TEST_CASE("PSPNet gradients reach every parameter, auxiliary head included", "[m
                   random_image(2, 3, 33, 35));
 }
 
+TEST_CASE("ResNet-encoder U-Net: odd sizes, torchvision encoder keys, encoder weights, clone",
+          "[models][segmentation]") {
+  torch::NoGradGuard no_grad;
+  models::ResNetUNet net(models::ResNetUNetOptions(5).encoder_channels(8));
+  net->eval();
+  const auto x = random_image(2, 3, 37, 50);
+  CHECK(net->forward(x).sizes() == at::IntArrayRef({2, 5, 37, 50}));
+  CHECK(net->forward(random_image(1, 3, 1, 2)).sizes() == at::IntArrayRef({1, 5, 1, 2}));
+  // The default decoder: {4B, 2B, B, B/2, B/4} (segmentation_models_pytorch's at B = 64).
+  CHECK(models::ResNetUNetOptions(2).effective_decoder_channels() ==
+        std::vector<int64_t>{256, 128, 64, 32, 16});
+  const auto params = net->named_parameters();
+  CHECK(params.find("encoder.layer4.1.conv2.weight") != nullptr);
+  CHECK(params.find("encoder.fc.weight") == nullptr);
+  // Block 0 takes layer4 (8B = 64) + layer3 (4B = 32) -> 4B; the last block has no skip.
+  CHECK(params["decoder.0.0.conv.weight"].sizes() == at::IntArrayRef({32, 96, 3, 3}));
+  CHECK(params["decoder.3.0.conv.weight"].sizes() == at::IntArrayRef({4, 8 + 8, 3, 3}));
+  CHECK(params["decoder.4.0.conv.weight"].sizes() == at::IntArrayRef({2, 4, 3, 3}));
+  CHECK(params["head.weight"].sizes() == at::IntArrayRef({5, 2, 1, 1}));
+
+  // A classifier's state dict (torchvision keys, fc included) initialises the encoder.
+  models::ResNet classifier(models::ResNetOptions(18).base_channels(8).num_classes(10));
+  net->load_encoder_weights(io::module_state_dict(*classifier), "classifier.pt");
+  const auto encoder = net->encoder->named_parameters();
+  for (const auto& item : classifier->named_parameters()) {
+    if (item.key().rfind("fc.", 0) != 0) {
+      INFO(item.key());
+      CHECK(at::equal(encoder[item.key()], item.value()));
+    }
+  }
+  models::ResNet wider(models::ResNetOptions(18).base_channels(16));
+  CHECK_THROWS_AS(net->load_encoder_weights(io::module_state_dict(*wider), "wide.pt"), IoError);
+  CHECK_THROWS_WITH(net->load_encoder_weights(io::module_state_dict(*wider), "wide.pt"),
+                    Contains("wide.pt") && Contains("conv1.weight"));
+
+  // A clone (data-parallel replica) is the same network, still without fc.
+  auto copy = std::dynamic_pointer_cast<models::ResNetUNetImpl>(net->clone());
+  REQUIRE(copy != nullptr);
+  CHECK(at::allclose(copy->forward(x), net->forward(x)));
+  CHECK(copy->named_parameters().size() == params.size());
+
+  CHECK_THROWS_WITH(net->forward(random_image(1, 1, 9, 9)), Contains("[N,3,H,W]"));
+  CHECK_THROWS_WITH(models::ResNetUNet(models::ResNetUNetOptions(2).decoder_channels({8, 4})),
+                    Contains("5 entries"));
+  CHECK_THROWS_WITH(models::ResNetUNet(models::ResNetUNetOptions(2).encoder_depth(20)),
+                    Contains("20"));
+}
+
+TEST_CASE("ResNet-encoder U-Net gradients reach every parameter", "[models][segmentation]") {
+  models::ResNetUNet net(models::ResNetUNetOptions(3).encoder_channels(4).encoder_depth(34));
+  check_gradients(*net, [&](const at::Tensor& x) { return weighted_sum(net->forward(x)); },
+                  random_image(2, 3, 33, 35));
+}
+
 TEST_CASE("build() makes every model from its config", "[models][segmentation][build]") {
   torch::NoGradGuard no_grad;
   const std::vector<json> configs = {
       {{"name", "unet"}, {"depth", 2}, {"base_width", 4}, {"padding", "mirror"}},
+      {{"name", "unet"}, {"backbone", "resnet18"}, {"backbone_channels", 4},
+       {"decoder_channels", {8, 8, 4, 4, 2}}},
       {{"name", "fcn32s"}, {"fc_channels", 8}},
       {{"name", "fcn16s"}, {"fc_channels", 8}, {"skip16_stage", "relu5"}},
       {{"name", "fcn8s"}, {"fc_channels", 8}, {"skip8_stage", "relu2"}, {"input_padding", "zero"}},
@@ -459,6 +516,14 @@ TEST_CASE("build() rejects bad configs naming the key", "[models][segmentation][
                     Contains("model.backbone_weights"));
   CHECK_THROWS_AS(fails({{"name", "fcn8s"}, {"backbone_weights", "/nonexistent/alexnet.pth"}})(),
                   IoError);
+  CHECK_THROWS_WITH(fails({{"name", "unet"}, {"backbone", "resnet19"}})(),
+                    Contains("model.backbone") && Contains("resnet19") && Contains("resnet34"));
+  CHECK_THROWS_WITH(fails({{"name", "unet"}, {"backbone", "resnet18"}, {"depth", 3}})(),
+                    Contains("model.depth") && Contains("plain U-Net"));
+  CHECK_THROWS_WITH(fails({{"name", "unet"}, {"backbone", "resnet18"}, {"decoder_channels", {4}}})(),
+                    Contains("5 entries"));
+  CHECK_THROWS_WITH(fails({{"name", "unet"}, {"backbone", "resnet18"}, {"backbone_chanels", 4}})(),
+                    Contains("model.backbone_chanels"));
   CHECK_THROWS_AS(fails(json::array({1, 2}))(), ConfigError);
 }
 
@@ -477,6 +542,20 @@ TEST_CASE("build() loads model.weights strictly: another class count is listed b
   CHECK_THROWS_AS(models::build(with_weights, 4, "run.json"), IoError);
   CHECK_THROWS_WITH(models::build(with_weights, 4, "run.json"),
                     Contains("head.weight") && Contains(path));
+
+  // A ResNet U-Net's model.backbone_weights: a classifier of the same width, fc ignored.
+  models::ResNet classifier(models::ResNetOptions(18).base_channels(4).num_classes(10));
+  const std::string backbone = dir / "resnet18_w4.pt";
+  io::save_state_dict(io::module_state_dict(*classifier), backbone);
+  const json resnet_unet = {{"name", "unet"}, {"backbone", "resnet18"}, {"backbone_channels", 4},
+                            {"backbone_weights", backbone}};
+  const auto pretrained = models::build(resnet_unet, 3, "run.json");
+  CHECK(at::equal(pretrained.module->named_parameters()["encoder.layer3.0.conv1.weight"],
+                  classifier->named_parameters()["layer3.0.conv1.weight"]));
+  json too_wide = resnet_unet;
+  too_wide["backbone_channels"] = 8;
+  CHECK_THROWS_WITH(models::build(too_wide, 3, "run.json"),
+                    Contains(backbone) && Contains("conv1.weight"));
 }
 
 TEST_CASE("receptive_field_layers describes each model's encoder", "[models][segmentation][build]") {
@@ -505,6 +584,12 @@ TEST_CASE("receptive_field_layers describes each model's encoder", "[models][seg
   fields = nn::receptive_fields(
       models::receptive_field_layers({{"name", "fc_densenet103"}}, "run.json"));
   CHECK(fields.back().name == "bottleneck_layer15");
+  CHECK(fields.back().jump == 32);
+  // ResNet-18 U-Net: the encoder's layers, stride 32 at the end (jump 32).
+  fields = nn::receptive_fields(models::receptive_field_layers(
+      {{"name", "unet"}, {"backbone", "resnet18"}}, "run.json"));
+  CHECK(fields.front().name == "conv1");
+  CHECK(fields.back().name == "layer4.1.conv2");
   CHECK(fields.back().jump == 32);
   CHECK_THROWS_AS(models::receptive_field_layers({{"name", "unet"}, {"dpeth", 2}}, "run.json"),
                   ConfigError);

@@ -11,7 +11,6 @@
 #include "ostrov/data/image_folder.h"
 #include "ostrov/io/json.h"
 #include "ostrov/train/distributed.h"
-#include "segmentation_task.h"
 
 namespace fs = std::filesystem;
 

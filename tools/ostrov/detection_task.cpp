@@ -13,7 +13,6 @@
 #include "ostrov/metrics/detection_ap.h"
 #include "ostrov/models/detection/build.h"
 #include "ostrov/train/distributed.h"
-#include "segmentation_task.h"
 
 namespace fs = std::filesystem;
 

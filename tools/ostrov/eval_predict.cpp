@@ -47,10 +47,16 @@ void add_common(CLI::App* sub, RunArgs& args) {
   sub->add_option("--set", args.overrides, "Override a config key: key.path=value")->take_all();
 }
 
-// Builds the task from the config and loads the checkpoint into its model.
-std::unique_ptr<CliTask> load_task(const RunConfig& config, const std::string& checkpoint,
+// Builds the task from the config and loads the checkpoint into its model. The checkpoint
+// replaces every weight, so the config's initial weights (model.weights,
+// model.backbone_weights) are not read: evaluating a run does not need its starting files.
+std::unique_ptr<CliTask> load_task(RunConfig config, const std::string& checkpoint,
                                    const c10::Device& device) {
   if (!fs::exists(checkpoint)) throw IoError(checkpoint + ": no such checkpoint file");
+  if (config.model.is_object()) {
+    config.model.erase("weights");
+    config.model.erase("backbone_weights");
+  }
   auto task = make_task(config, device);
   io::load_checkpoint(checkpoint, task->model());
   task->model().eval();

@@ -16,7 +16,6 @@
 #include "ostrov/ops/instance.h"
 #include "detection_task.h"
 #include "ostrov/losses/mask.h"
-#include "segmentation_task.h"
 
 namespace fs = std::filesystem;
 

@@ -8,8 +8,6 @@
 
 #include "ostrov/core/error.h"
 #include "ostrov/core/image.h"
-#include "ostrov/data/coco_dataset.h"
-#include "ostrov/data/folder_dataset.h"
 #include "ostrov/data/visualize.h"
 #include "ostrov/train/distributed.h"
 
@@ -111,39 +109,6 @@ std::vector<std::string> SegmentationTask::predict_image(const cv::Mat& bgr,
   core::write_image((fs::path(out_dir) / overlay_name).string(),
                     data::overlay_mask(bgr, prediction, 0.5));
   return {mask_name, overlay_name};
-}
-
-std::shared_ptr<data::Dataset> make_dataset(const RunConfig& config, const std::string& split,
-                                            bool masks) {
-  const DataSplit& s = split == "train" ? config.data.train : config.data.val;
-  if (config.data.format == "folder") {
-    if (s.root.empty()) throw ConfigError(config.path + ": missing required key data." + split + ".root");
-    return std::make_shared<data::SegmentationFolder>(s.root, config.data.num_classes);
-  }
-  if (s.annotations.empty()) {
-    throw ConfigError(config.path + ": missing required key data." + split + ".annotations");
-  }
-  auto coco = std::make_shared<data::CocoDataset>(
-      s.annotations, s.images,
-      data::CocoOptions().skip_invalid(config.data.skip_invalid).masks(masks));
-  if (coco->num_classes() != config.data.num_classes) {
-    throw ConfigError(config.path + ": data.num_classes is " +
-                      std::to_string(config.data.num_classes) + " but " + s.annotations + " has " +
-                      std::to_string(coco->num_classes() - 1) + " categories + background");
-  }
-  return coco;
-}
-
-std::shared_ptr<const data::Transform> make_transforms(const RunConfig& config, bool training) {
-  std::vector<std::shared_ptr<const data::Transform>> steps;
-  if (training && !config.data.transforms.is_null()) {
-    steps.push_back(data::build_transforms(config.data.transforms, config.path, "data.transforms"));
-  } else {
-    steps.push_back(std::make_shared<data::Resize>(config.data.height, config.data.width));
-    if (training) steps.push_back(std::make_shared<data::HorizontalFlip>(0.5));
-  }
-  steps.push_back(std::make_shared<data::Normalize>());
-  return std::make_shared<data::Compose>(std::move(steps));
 }
 
 }  // namespace ostrov::cli

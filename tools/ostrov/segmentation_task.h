@@ -51,12 +51,4 @@ class SegmentationTask : public CliTask {
   int64_t loss_count_ = 0;
 };
 
-/// The dataset of one split ("train" or "val") of a run config; ConfigError when absent.
-/// `masks` = false: COCO samples without class and instance masks (detection).
-std::shared_ptr<data::Dataset> make_dataset(const RunConfig& config, const std::string& split,
-                                            bool masks = true);
-/// Training transforms (data.transforms, default resize + horizontal flip) + normalisation;
-/// evaluation: resize + normalisation.
-std::shared_ptr<const data::Transform> make_transforms(const RunConfig& config, bool training);
-
 }  // namespace ostrov::cli

@@ -1,7 +1,8 @@
 #pragma once
 // What `ostrov train/eval/predict` need from a task beyond train::Task: its datasets and
 // transforms, and writing the prediction files of one image. make_task picks the task named by
-// the config's top-level `task`.
+// the config's top-level `task`; make_dataset and make_transforms are the data side the tasks
+// share.
 
 #include <memory>
 #include <string>
@@ -39,6 +40,14 @@ at::Tensor network_input(const cv::Mat& bgr, int64_t height, int64_t width,
                          const c10::Device& device,
                          const std::vector<double>& mean = core::kImageNetMean,
                          const std::vector<double>& std = core::kImageNetStd);
+
+/// The dataset of one split ("train" or "val") of a run config; ConfigError when absent.
+/// `masks` = false: COCO samples without class and instance masks (detection).
+std::shared_ptr<data::Dataset> make_dataset(const RunConfig& config, const std::string& split,
+                                            bool masks = true);
+/// Training transforms (data.transforms, default resize + horizontal flip) + normalisation;
+/// evaluation: resize + normalisation.
+std::shared_ptr<const data::Transform> make_transforms(const RunConfig& config, bool training);
 
 /// The task of `config.task` ("segmentation", "detection", "instance" or "classification") with its model on
 /// `device`.

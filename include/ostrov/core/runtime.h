@@ -20,6 +20,13 @@ void seed_everything(uint64_t seed);
 /// Returns the number set.
 int set_num_threads(int n = 0);
 
+/// Makes LibTorch run the calling thread's operations on that thread alone, leaving the
+/// intra-op threads (set_num_threads) to the thread that computes the model. For helper
+/// threads such as data::DataLoader's workers: without it each one runs its parallel regions
+/// on a team of its own, more threads than cores, and the model's threads wait for the
+/// preempted ones at every barrier. Affects only the calling thread.
+void use_one_thread_here();
+
 /// Makes glibc's malloc keep freed tensor buffers for reuse instead of handing them back to the
 /// kernel: blocks up to 32 MiB come from the heap (not one mmap each) and the heap is trimmed
 /// only above 1 GiB of free space. A training or inference loop allocates the same activations

@@ -10,6 +10,7 @@
 #include <torch/nn/init.h>
 
 #include "ostrov/io/weights.h"
+#include "resnet_encoder.h"
 
 namespace ostrov::models {
 
@@ -188,32 +189,12 @@ void PSPNetImpl::load_backbone_weights(const std::string& path) {
 }
 
 void PSPNetImpl::load_backbone_weights(const io::StateDict& state, const std::string& source) {
-  io::StateDict filtered;
-  for (const auto& item : state) {
-    if (item.key().rfind("fc.", 0) != 0) {
-      filtered.insert(item.key(), item.value());
-    }
-  }
-  io::load_state_dict_into(*backbone, filtered, /*strict=*/true, source);
+  detail::load_resnet_without_fc(*backbone, state, source);
 }
 
 std::shared_ptr<torch::nn::Module> PSPNetImpl::clone(
     const c10::optional<torch::Device>& device) const {
-  torch::NoGradGuard no_grad;
-  auto copy = std::make_shared<PSPNetImpl>(options);
-  const auto copy_from = [&](const torch::OrderedDict<std::string, at::Tensor>& from,
-                             torch::OrderedDict<std::string, at::Tensor> to) {
-    for (const auto& item : from) {
-      at::Tensor* target = to.find(item.key());
-      TORCH_CHECK(target != nullptr, "PSPNet::clone: the copy lacks ", item.key());
-      const at::Tensor& t = item.value();
-      target->set_data(device && t.device() != *device ? t.to(*device) : t.clone());
-    }
-  };
-  copy_from(named_parameters(), copy->named_parameters());
-  copy_from(named_buffers(), copy->named_buffers());
-  copy->train(is_training());
-  return copy;
+  return detail::rebuild_clone(*this, device);
 }
 
 void PSPNetImpl::pretty_print(std::ostream& stream) const {

@@ -15,15 +15,20 @@
 //                     names), loaded strictly after everything else
 //   backbone_weights  optional path: a torchvision ImageNet checkpoint for the encoder
 //                     (fcn*: AlexNet, converted by FCN::load_torchvision_alexnet; pspnet: the
-//                     ResNet of backbone_depth); an error for unet and fc_densenet*
+//                     ResNet of backbone_depth; unet with a ResNet backbone: that ResNet,
+//                     e.g. an `ostrov export` of a classification run); an error for the
+//                     plain unet and fc_densenet*
 //   input_padding     "reflect" | "zero" (every model)
-//   unet:          in_channels, depth, base_width, batch_norm, upsampling, padding
+//   unet:          backbone: "none" (default, the paper's encoder) with in_channels, depth,
+//                  base_width, batch_norm, upsampling, padding; or "resnet18" | "resnet34" |
+//                  "resnet50" | "resnet101" | "resnet152" (ResNetUNet) with
+//                  backbone_channels (the ResNet's base_channels), decoder_channels
 //   fcn*:          fc_channels, dropout, skip16_stage, skip8_stage
 //   fc_densenet*:  in_channels, growth_rate, layers_per_block, first_channels, dropout
 //   pspnet:        backbone_depth, bins, pooling, reduce_dimension, head_channels, dropout,
 //                  aux, aux_channels, aux_weight
-// Defaults are the options structs' (UNetOptions, FCNOptions, FCDenseNetOptions,
-// PSPNetOptions).
+// Defaults are the options structs' (UNetOptions, ResNetUNetOptions, FCNOptions,
+// FCDenseNetOptions, PSPNetOptions).
 
 #include <cstdint>
 #include <memory>
@@ -74,7 +79,7 @@ std::vector<std::string> segmentation_model_names();
 
 /// The layers of the model's encoder path, for `ostrov receptive-field CONFIG` (apply
 /// ostrov::nn::receptive_fields): unet: its 3x3 convs and 2x2 poolings down to the
-/// bottleneck; fcn*: AlexNet's features, fc6 (6x6) and fc7; fc_densenet*: the first conv,
+/// bottleneck (with a ResNet backbone: that ResNet's stem and 3x3 convs); fcn*: AlexNet's features, fc6 (6x6) and fc7; fc_densenet*: the first conv,
 /// each dense layer's 3x3 conv and each transition down's 1x1 conv and pooling, the
 /// bottleneck's convs; pspnet: the ResNet stem and every 3x3 conv of the main path (with
 /// their dilation) and the 3x3 bottleneck (the pyramid's global pooling is not a window).
