@@ -1,12 +1,12 @@
 #include "ostrov/models/segmentation/fc_densenet.h"
 
 #include <numeric>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
+#include <c10/util/StringUtil.h>
 #include <torch/nn/init.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/dropout.h>
@@ -112,13 +112,6 @@ class TransitionDownImpl : public tnn::Cloneable<TransitionDownImpl> {
 };
 TORCH_MODULE(TransitionDown);
 
-std::string join(const std::vector<int64_t>& v) {
-  std::ostringstream out;
-  for (size_t i = 0; i < v.size(); ++i) {
-    out << (i ? ", " : "") << v[i];
-  }
-  return out.str();
-}
 
 }  // namespace
 
@@ -163,9 +156,10 @@ void FCDenseNetImpl::reset() {
               o.first_channels());
   TORCH_CHECK(blocks.size() % 2 == 1 && blocks.size() >= 3 && blocks.size() <= 17,
               "FC-DenseNet layers_per_block needs an odd count 2P+1 (P in [1, 8]), got ",
-              blocks.size(), " entries: ", join(blocks));
+              blocks.size(), " entries: ", c10::Join(", ", blocks));
   for (const int64_t n : blocks) {
-    TORCH_CHECK(n >= 1, "FC-DenseNet layers_per_block entries must be >= 1, got ", join(blocks));
+    TORCH_CHECK(n >= 1, "FC-DenseNet layers_per_block entries must be >= 1, got ",
+                c10::Join(", ", blocks));
   }
   TORCH_CHECK(o.dropout() >= 0.0 && o.dropout() < 1.0,
               "FC-DenseNet dropout must be in [0, 1), got ", o.dropout());
@@ -240,7 +234,7 @@ void FCDenseNetImpl::pretty_print(std::ostream& stream) const {
   stream << "ostrov::models::FCDenseNet(num_classes=" << options.num_classes()
          << ", in_channels=" << options.in_channels()
          << ", growth_rate=" << options.effective_growth_rate() << ", layers_per_block=["
-         << join(options.effective_layers_per_block()) << "], first_channels="
+         << c10::Join(", ", options.effective_layers_per_block()) << "], first_channels="
          << options.first_channels() << ", dropout=" << options.dropout()
          << ", input_padding=" << to_string(options.input_padding()) << ")";
 }

@@ -1,11 +1,11 @@
 #include "ostrov/models/segmentation/pspnet.h"
 
-#include <sstream>
 #include <tuple>
 #include <vector>
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
+#include <c10/util/StringUtil.h>
 #include <torch/nn/functional/upsampling.h>
 #include <torch/nn/init.h>
 
@@ -48,13 +48,6 @@ at::Tensor upsample_to(const at::Tensor& y, int64_t h, int64_t w) {
                                .align_corners(true));
 }
 
-std::string join(const std::vector<int64_t>& v) {
-  std::ostringstream out;
-  for (size_t i = 0; i < v.size(); ++i) {
-    out << (i ? ", " : "") << v[i];
-  }
-  return out.str();
-}
 
 }  // namespace
 
@@ -79,7 +72,7 @@ void PSPNetImpl::reset() {
   TORCH_CHECK(o.num_classes() >= 1, "PSPNet num_classes must be >= 1, got ", o.num_classes());
   TORCH_CHECK(!o.bins().empty(), "PSPNet bins must not be empty");
   for (const int64_t b : o.bins()) {
-    TORCH_CHECK(b >= 1, "PSPNet bins must be >= 1, got [", join(o.bins()), "]");
+    TORCH_CHECK(b >= 1, "PSPNet bins must be >= 1, got [", c10::Join(", ", o.bins()), "]");
   }
   TORCH_CHECK(o.head_channels() >= 1 && o.aux_channels() >= 1,
               "PSPNet head_channels and aux_channels must be >= 1, got ", o.head_channels(),
@@ -200,7 +193,8 @@ std::shared_ptr<torch::nn::Module> PSPNetImpl::clone(
 void PSPNetImpl::pretty_print(std::ostream& stream) const {
   stream << "ostrov::models::PSPNet(num_classes=" << options.num_classes()
          << ", backbone=resnet" << options.backbone_depth() << " (dilated, output stride 8)"
-         << ", bins=[" << join(options.bins()) << "], pooling=" << to_string(options.pooling())
+         << ", bins=[" << c10::Join(", ", options.bins())
+         << "], pooling=" << to_string(options.pooling())
          << ", dropout=" << options.dropout() << ", aux=" << (options.aux() ? "true" : "false")
          << ", aux_weight=" << options.aux_weight()
          << ", input_padding=" << to_string(options.input_padding()) << ")";

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <array>
-#include <sstream>
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
+#include <c10/util/StringUtil.h>
 #include <torch/nn/init.h>
 #include <torch/nn/modules/container/sequential.h>
 
@@ -21,15 +21,6 @@ namespace tnn = torch::nn;
 /// Total stride of the encoder's deepest stage: the input is padded to a multiple of it.
 constexpr int64_t kEncoderStride = 32;
 constexpr size_t kBlocks = 5;
-
-
-std::string join(const std::vector<int64_t>& v) {
-  std::ostringstream out;
-  for (size_t i = 0; i < v.size(); ++i) {
-    out << (i ? ", " : "") << v[i];
-  }
-  return out.str();
-}
 
 }  // namespace
 
@@ -53,9 +44,10 @@ void ResNetUNetImpl::reset() {
               o.encoder_channels());
   const auto channels = o.effective_decoder_channels();
   TORCH_CHECK(channels.size() == kBlocks, "ResNetUNet decoder_channels must have ", kBlocks,
-              " entries (deepest first), got [", join(channels), "]");
+              " entries (deepest first), got [", c10::Join(", ", channels), "]");
   for (const int64_t c : channels) {
-    TORCH_CHECK(c >= 1, "ResNetUNet decoder_channels must be >= 1, got [", join(channels), "]");
+    TORCH_CHECK(c >= 1, "ResNetUNet decoder_channels must be >= 1, got [",
+                c10::Join(", ", channels), "]");
   }
 
   // Throws for an unsupported depth.
@@ -132,7 +124,7 @@ void ResNetUNetImpl::pretty_print(std::ostream& stream) const {
   stream << "ostrov::models::ResNetUNet(num_classes=" << options.num_classes()
          << ", encoder=resnet" << options.encoder_depth()
          << ", encoder_channels=" << options.encoder_channels() << ", decoder_channels=["
-         << join(options.effective_decoder_channels())
+         << c10::Join(", ", options.effective_decoder_channels())
          << "], input_padding=" << to_string(options.input_padding()) << ")";
 }
 
