@@ -60,6 +60,37 @@ struct ParsedModel {
   c10::optional<PSPNetOptions> pspnet;
 };
 
+/// The options of a U-Net over `backbone` ("resnet18" ... "resnet152"); the plain U-Net's
+/// keys are refused, naming the key.
+ResNetUNetOptions parse_resnet_unet(ConfigReader& r, const std::string& backbone,
+                                    int64_t num_classes, InputPadding padding) {
+  const std::array<const char*, 5> known = {"resnet18", "resnet34", "resnet50", "resnet101",
+                                            "resnet152"};
+  int64_t depth = 0;
+  std::string names = "none";
+  for (const char* name : known) {
+    if (backbone == name) depth = std::stoll(backbone.substr(6));
+    names += std::string(", ") + name;
+  }
+  if (depth == 0) {
+    throw ConfigError(r.where() + ": key " + r.path_of("backbone") +
+                      ": unknown U-Net backbone \"" + backbone + "\" (known: " + names + ")");
+  }
+  for (const char* key :
+       {"in_channels", "depth", "base_width", "batch_norm", "upsampling", "padding"}) {
+    if (r.has(key)) {
+      throw ConfigError(r.where() + ": key " + r.path_of(key) +
+                        " applies to the plain U-Net only, not to backbone \"" + backbone + "\"");
+    }
+  }
+  ResNetUNetOptions o(num_classes);
+  o.encoder_depth(depth)
+      .encoder_channels(r.get<int64_t>("backbone_channels", o.encoder_channels()))
+      .decoder_channels(r.get<std::vector<int64_t>>("decoder_channels", {}))
+      .input_padding(padding);
+  return o;
+}
+
 ParsedModel parse(const nlohmann::json& config, int64_t num_classes, const std::string& where) {
   ConfigReader r(config, where, "model");
   ParsedModel m;
@@ -69,47 +100,23 @@ ParsedModel parse(const nlohmann::json& config, int64_t num_classes, const std::
   const InputPadding padding =
       parse_string(r, "input_padding", "reflect", input_padding_from_string);
 
-  if (m.name == "unet" && r.get<std::string>("backbone", "none") != "none") {
-    // U-Net over a torchvision ResNet: the plain encoder's keys do not apply.
+  if (m.name == "unet") {
     const std::string backbone = r.get<std::string>("backbone", "none");
-    const std::string prefix = "resnet";
-    int64_t depth = 0;
-    if (backbone.rfind(prefix, 0) == 0 && backbone.size() > prefix.size() &&
-        backbone.find_first_not_of("0123456789", prefix.size()) == std::string::npos) {
-      depth = std::stoll(backbone.substr(prefix.size()));
+    if (backbone == "none") {  // the paper's encoder
+      UNetOptions o(num_classes);
+      o.in_channels(r.get<int64_t>("in_channels", o.in_channels()))
+          .depth(r.get<int64_t>("depth", o.depth()))
+          .base_width(r.get<int64_t>("base_width", o.base_width()))
+          .batch_norm(r.get<bool>("batch_norm", o.batch_norm()))
+          .upsampling(parse_string(r, "upsampling", to_string(o.upsampling()),
+                                   unet_upsampling_from_string))
+          .padding(parse_string(r, "padding", nn::to_string(o.padding()),
+                                nn::padding_mode_from_string))
+          .input_padding(padding);
+      m.unet = o;
+    } else {
+      m.resnet_unet = parse_resnet_unet(r, backbone, num_classes, padding);
     }
-    if (depth != 18 && depth != 34 && depth != 50 && depth != 101 && depth != 152) {
-      throw ConfigError(where + ": key " + r.path_of("backbone") + ": unknown U-Net backbone \"" +
-                        backbone +
-                        "\" (known: none, resnet18, resnet34, resnet50, resnet101, resnet152)");
-    }
-    for (const char* key :
-         {"in_channels", "depth", "base_width", "batch_norm", "upsampling", "padding"}) {
-      if (r.has(key)) {
-        throw ConfigError(where + ": key " + r.path_of(key) +
-                          " applies to the plain U-Net only, not to backbone \"" + backbone +
-                          "\"");
-      }
-    }
-    ResNetUNetOptions o(num_classes);
-    o.encoder_depth(depth)
-        .encoder_channels(r.get<int64_t>("backbone_channels", o.encoder_channels()))
-        .decoder_channels(r.get<std::vector<int64_t>>("decoder_channels", {}))
-        .input_padding(padding);
-    m.resnet_unet = o;
-  } else if (m.name == "unet") {
-    UNetOptions o(num_classes);
-    r.get<std::string>("backbone", "none");  // "none": the paper's encoder
-    o.in_channels(r.get<int64_t>("in_channels", o.in_channels()))
-        .depth(r.get<int64_t>("depth", o.depth()))
-        .base_width(r.get<int64_t>("base_width", o.base_width()))
-        .batch_norm(r.get<bool>("batch_norm", o.batch_norm()))
-        .upsampling(parse_string(r, "upsampling", to_string(o.upsampling()),
-                                 unet_upsampling_from_string))
-        .padding(parse_string(r, "padding", nn::to_string(o.padding()),
-                              nn::padding_mode_from_string))
-        .input_padding(padding);
-    m.unet = o;
   } else if (m.name == "fcn32s" || m.name == "fcn16s" || m.name == "fcn8s") {
     FCNOptions o(num_classes);
     o.variant(fcn_variant_from_string(m.name))

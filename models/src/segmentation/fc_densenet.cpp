@@ -112,7 +112,6 @@ class TransitionDownImpl : public tnn::Cloneable<TransitionDownImpl> {
 };
 TORCH_MODULE(TransitionDown);
 
-
 }  // namespace
 
 int64_t FCDenseNetOptions::effective_growth_rate() const {

@@ -48,7 +48,6 @@ at::Tensor upsample_to(const at::Tensor& y, int64_t h, int64_t w) {
                                .align_corners(true));
 }
 
-
 }  // namespace
 
 PyramidPooling pyramid_pooling_from_string(const std::string& name) {
