@@ -589,28 +589,26 @@ class PSPNet(nn.Module):
 # Light SSD (models/src/detection/ssd.cpp, SSDOptions::light)
 
 
-class SSDResNetBackbone(nn.Module):
-    def __init__(self, num_extra=3):
-        super().__init__()
-        r = torchvision.models.resnet18()
-        self.conv1, self.bn1 = r.conv1, r.bn1
-        self.layer1, self.layer2, self.layer3, self.layer4 = r.layer1, r.layer2, r.layer3, r.layer4
-        extra, cin = [], 512
+class SSDResNetBackbone(ResNetEncoder):
+    """The maps of layer3 (4B channels) and layer4 (8B) of a ResNet-18 of base width B, then
+    `num_extra` stages Conv1x1 -> 2B, BN, ReLU, Conv3x3/2 -> 4B, BN, ReLU (no biases)."""
+
+    def __init__(self, num_extra=3, width=64):
+        super().__init__(18, width)
+        extra, cin = [], 8 * width
         for _ in range(num_extra):
             extra.append(nn.Sequential(
-                nn.Conv2d(cin, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(inplace=True),
-                nn.Conv2d(128, 256, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(256),
-                nn.ReLU(inplace=True)))
-            cin = 256
+                nn.Conv2d(cin, 2 * width, 1, bias=False), nn.BatchNorm2d(2 * width),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(4 * width), nn.ReLU(inplace=True)))
+            cin = 4 * width
         self.extra = nn.ModuleList(extra)
 
     def forward(self, x):
-        y = torch.relu(self.bn1(self.conv1(x)))
-        y = F.max_pool2d(y, 3, 2, 1)
-        y = self.layer2(self.layer1(y))
-        maps = []
-        y = self.layer3(y)
-        maps.append(y)
+        y = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        y = self.layer3(self.layer2(self.layer1(y)))
+        maps = [y]
         y = self.layer4(y)
         maps.append(y)
         for block in self.extra:
@@ -650,10 +648,10 @@ class SSDHead(nn.Module):
 class SSDLight(nn.Module):
     """forward(x [N,3,256,256]) -> (locations [N,P,4], scores [N,P,num_classes])."""
 
-    def __init__(self, num_classes=NUM_CLASSES, num_extra=3):
+    def __init__(self, num_classes=NUM_CLASSES, num_extra=3, width=64):
         super().__init__()
-        self.backbone = SSDResNetBackbone(num_extra)
-        channels = [256, 512] + [256] * num_extra
+        self.backbone = SSDResNetBackbone(num_extra, width)
+        channels = [4 * width, 8 * width] + [4 * width] * num_extra
         aspect_ratios = [[2], [2, 3], [2, 3], [2], [2]]
         num_anchors = [2 + 2 * len(r) for r in aspect_ratios]  # 4, 6, 6, 4, 4
         self.head = SSDHead(channels, num_anchors, num_classes)

@@ -22,8 +22,6 @@ the validation mIoU from one confusion matrix over all validation pixels (metric
 Each evaluation appends one JSON line (step, miou, pixel accuracy, seconds; per-class IoU at the
 end) to --log.
 """
-import argparse
-import json
 import math
 import os
 import sys
@@ -35,6 +33,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import models  # noqa: E402
+import recipe  # noqa: E402
 
 NUM_CLASSES = 11
 SIZE = 128
@@ -148,20 +147,12 @@ def train(args):
                    seconds=round(time.time() - t0, 1), final=final, args=vars(args))
         if final:
             rec["iou_per_class"] = [round(v, 3) for v in iou.tolist()]
-        line = json.dumps(rec)
-        print(line, flush=True)
-        if args.log:
-            with open(args.log, "a") as f:
-                f.write(line + "\n")
+        recipe.emit(rec, args.log)
 
-    step, pos = 0, 0
-    order = torch.randperm(xtr.size(0), device=dev)
+    step, batches = 0, recipe.epoch_batches(xtr.size(0), args.batch, dev)
     net.train()
     while step < stop and time.time() - t0 < args.wall:
-        if pos + args.batch > xtr.size(0):  # a new epoch; the last partial batch is dropped
-            order, pos = torch.randperm(xtr.size(0), device=dev), 0
-        idx = order[pos:pos + args.batch]
-        pos += args.batch
+        idx = next(batches)
         x, y = xtr[idx], ytr[idx]
         flip = torch.rand(x.size(0), device=dev) < 0.5
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
@@ -179,28 +170,11 @@ def train(args):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    pk = sub.add_parser("pack", help="write a compact copy of the scenes")
-    pk.add_argument("--scenes", required=True, help="folder with train/ and val/ scene sets")
-    pk.add_argument("--output", required=True)
-    tr = sub.add_parser("train", help="train and evaluate the recipe")
-    src = tr.add_mutually_exclusive_group(required=True)
-    src.add_argument("--scenes", help="folder with train/ and val/ scene sets")
-    src.add_argument("--packed", help="a file written by `pack`")
+    p, _, tr = recipe.parser(__doc__, width=16,
+                             width_help="U-Net base width / ResNet base channels",
+                             lr=2e-3, warmup=20, total=2000)
     tr.add_argument("--model", choices=("unet", "resnet"), default="unet")
-    tr.add_argument("--width", type=int, default=16, help="U-Net base width / ResNet base channels")
-    tr.add_argument("--batch", type=int, default=8)
-    tr.add_argument("--lr", type=float, default=2e-3)
-    tr.add_argument("--warmup", type=int, default=20)
-    tr.add_argument("--total", type=int, default=2000, help="steps of the cosine schedule")
-    tr.add_argument("--stop", type=int, default=0, help="stop after this many steps (0: --total)")
     tr.add_argument("--dice-weight", type=float, default=0.5)
-    tr.add_argument("--eval-every", type=int, default=0)
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--wall", type=float, default=1e9, help="stop after this many seconds")
-    tr.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    tr.add_argument("--log", help="append each evaluation's JSON line here")
     args = p.parse_args()
     if args.command == "pack":
         pack(args)

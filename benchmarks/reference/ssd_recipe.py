@@ -3,7 +3,7 @@ PyTorch-Python, to ask how far the recipe itself goes with more steps than this 
 runs in 15 minutes (on a GPU, or on the CPU with patience).
 
 What it mirrors (ostrov file in brackets):
-  model     the light SSD: ResNet-18 at base width 32 (`--width`; 64 is torchvision's), its
+  model     models.SSDLight: ResNet-18 at base width 32 (`--width`; 64 is torchvision's), its
             layer3 and layer4 maps and 3 extra stages, 256x256 input
             (models/src/detection/ssd.cpp, SSDOptions::light)
   priors    1524 default boxes: torchvision's DefaultBoxGenerator, aspect ratios [2], [2,3],
@@ -44,7 +44,6 @@ Each evaluation appends one JSON line (step, map50, map, coco_map50, map75, voc0
 val_loss, the mean training loss since the previous evaluation, seconds; AP@0.5 per class at the
 end) to --log.
 """
-import argparse
 import io
 import json
 import math
@@ -54,12 +53,12 @@ import time
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import models  # noqa: E402
+import recipe  # noqa: E402
 
 NUM_CLASSES = 11
 IMAGE = 256
@@ -70,50 +69,7 @@ CODER_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 CODER_CLIP = math.log(1000.0 / 16)
 VAL_NOISE_SEED = 12345  # the same validation noise for every run of a packed file
 
-# ------------------------------------------------------------------------------------- model
-
-
-class Backbone(models.ResNetEncoder):
-    """SSDResNetBackbone: the maps of layer3 (4B channels) and layer4 (8B), then 3 extra stages
-    Conv1x1 -> 2B, BN, ReLU, Conv3x3/2 -> 4B, BN, ReLU (no biases, PyTorch's default init)."""
-
-    def __init__(self, width, num_extra=3):
-        super().__init__(18, width)
-        extra, cin = [], 8 * width
-        for _ in range(num_extra):
-            extra.append(nn.Sequential(
-                nn.Conv2d(cin, 2 * width, 1, bias=False), nn.BatchNorm2d(2 * width),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(4 * width), nn.ReLU(inplace=True)))
-            cin = 4 * width
-        self.extra = nn.ModuleList(extra)
-
-    def forward(self, x):
-        y = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        y = self.layer3(self.layer2(self.layer1(y)))
-        maps = [y]
-        y = self.layer4(y)
-        maps.append(y)
-        for stage in self.extra:
-            y = stage(y)
-            maps.append(y)
-        return maps
-
-
-class LightSSD(nn.Module):
-    """SSD(SSDOptions::light(11, 256).backbone_channels(width)): x [N,3,256,256], normalised ->
-    (locations [N,P,4], logits [N,P,11]); the state_dict keys are ostrov's."""
-
-    def __init__(self, width=32, num_classes=NUM_CLASSES):
-        super().__init__()
-        self.backbone = Backbone(width)
-        channels = [4 * width, 8 * width] + [4 * width] * 3
-        self.head = models.SSDHead(channels, [2 + 2 * len(r) for r in ASPECT_RATIOS], num_classes)
-
-    def forward(self, x):
-        maps = self.backbone(x)
-        return self.head.regression_head(maps), self.head.classification_head(maps)
+# ----------------------------------------------------------------------------- default boxes
 
 
 def grid_sizes(size=IMAGE):
@@ -572,7 +528,7 @@ def train(args):
     train_set = load_split(args, "train", dev, noise_seed=1000 + args.seed)
     val_set = load_split(args, "val", dev, noise_seed=VAL_NOISE_SEED)
     priors = make_priors().to(dev)
-    net = LightSSD(args.width).to(dev)
+    net = models.SSDLight(NUM_CLASSES, width=args.width).to(dev)
     # fused: one kernel for all parameters on the GPU (the same update)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr, fused=dev.type == "cuda")
     stop = args.stop or args.total
@@ -616,21 +572,13 @@ def train(args):
         if final:
             rec["ap50_per_class"] = r["ap50_per_class"]
         train_loss, train_steps = torch.zeros((), device=dev), 0
-        line = json.dumps(rec)
-        print(line, flush=True)
-        if args.log:
-            with open(args.log, "a") as f:
-                f.write(line + "\n")
+        recipe.emit(rec, args.log)
 
-    n, B = train_set["images"].size(0), args.batch
-    step, pos = 0, 0
-    order = torch.randperm(n, device=dev)
+    B = args.batch
+    step, batches = 0, recipe.epoch_batches(train_set["images"].size(0), B, dev)
     net.train()
     while step < stop and time.time() - t0 < args.wall:
-        if pos + B > n:  # a new epoch; the last partial batch is dropped
-            order, pos = torch.randperm(n, device=dev), 0
-        idx = order[pos:pos + B]
-        pos += B
+        idx = next(batches)
         x = photometric_distort(train_set["images"][idx].float() / 255.0)
         boxes = train_set["boxes"][idx]
         flip = torch.rand(B, device=dev) < 0.5
@@ -692,11 +640,13 @@ def check(_args):
     tv_priors = generator(images, [torch.zeros(1, 1, f, f) for f in grid_sizes()])[0]
     expect(torch.equal(tv_priors, priors), "priors equal torchvision's DefaultBoxGenerator bitwise")
 
-    half = sum(p.numel() for p in LightSSD(32).parameters())
+    half = sum(p.numel() for p in models.SSDLight(NUM_CLASSES, width=32).parameters())
     expect(half == 3572744, f"parameters at width 32: {half} (ostrov's checkpoint: 3572744)")
-    ours, theirs = LightSSD(64).state_dict(), models.SSDLight().state_dict()
-    expect(list(ours) == list(theirs) and all(ours[k].shape == theirs[k].shape for k in ours),
-           "width 64: state_dict keys and shapes equal models.SSDLight's")
+    ours = models.SSDLight(NUM_CLASSES).backbone.state_dict()
+    theirs = {k: v for k, v in torchvision.models.resnet18().state_dict().items()
+              if not k.startswith("fc.")}
+    expect(all(k in ours and ours[k].shape == v.shape for k, v in theirs.items()),
+           "width 64: the backbone holds torchvision's resnet18 keys and shapes")
 
     gts = random_scenes(rng, 8)
     g = max(len(b) for b, _ in gts)
@@ -760,26 +710,8 @@ def check(_args):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    pk = sub.add_parser("pack", help="write a compact copy of the scenes")
-    pk.add_argument("--scenes", required=True, help="folder with train/ and val/ scene sets")
-    pk.add_argument("--output", required=True)
-    tr = sub.add_parser("train", help="train and evaluate the recipe")
-    src = tr.add_mutually_exclusive_group(required=True)
-    src.add_argument("--scenes", help="folder with train/ and val/ scene sets")
-    src.add_argument("--packed", help="a file written by `pack`")
-    tr.add_argument("--width", type=int, default=32, help="backbone_channels (64: torchvision's)")
-    tr.add_argument("--batch", type=int, default=8)
-    tr.add_argument("--lr", type=float, default=1e-3)
-    tr.add_argument("--warmup", type=int, default=50)
-    tr.add_argument("--total", type=int, default=2500, help="steps of the cosine schedule")
-    tr.add_argument("--stop", type=int, default=0, help="stop after this many steps (0: --total)")
-    tr.add_argument("--eval-every", type=int, default=0)
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--wall", type=float, default=1e9, help="stop after this many seconds")
-    tr.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    tr.add_argument("--log", help="append each evaluation's JSON line here")
+    p, sub, _ = recipe.parser(__doc__, width=32, width_help="backbone_channels (64: torchvision's)",
+                              lr=1e-3, warmup=50, total=2500)
     sub.add_parser("check", help="compare priors, targets, AP and HSV with torchvision and "
                                  "hand-computed values (CPU, seconds)")
     args = p.parse_args()
