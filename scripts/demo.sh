@@ -32,7 +32,7 @@ echo
 echo "== ostrov train (U-Net, 7 epochs, at most ${seconds} s) -> $out/unet"
 config="$root/examples/configs/unet_scenes.json"
 sets=(--set "data.train.root=$out/scenes/train" --set "data.val.root=$out/scenes/val")
-"$cli" train "$config" --out "$out/unet" "${sets[@]}" \
+"$cli" train "$config" --out "$out/unet" --force "${sets[@]}" \
     --set train.epochs=7 --set "train.time_limit_s=$seconds" --set train.eval_every=1
 echo
 

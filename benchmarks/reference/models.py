@@ -24,7 +24,7 @@ Forward:
   segmentation models: x [N,3,H,W] float, any H, W >= 1 -> logits [N,11,H,W] (no softmax).
     PSPNet: in training mode forward returns the tuple (main, aux), both [N,11,H,W], as ostrov's
     forward_with_aux; the training loss is CE(main) + PSPNet.aux_weight * CE(aux) (ostrov's
-    tools/ostrov/segmentation_task.cpp). In eval mode it returns main only (ostrov's forward).
+    tasks/src/segmentation.cpp). In eval mode it returns main only (ostrov's forward).
     `forward_with_aux(x)` always returns (main, aux).
   ssd_light: x [N,3,256,256] (already normalised) -> (locations [N,P,4], scores [N,P,11]),
     ostrov's SSDOutput.locations / .scores (P = 1524 at 256x256; priors are not computed).

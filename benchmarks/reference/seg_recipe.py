@@ -3,7 +3,7 @@ PyTorch-Python over the twins in models.py, to ask how far the recipe itself goe
 steps than this 2-core machine runs in 10 minutes (on a GPU, or on the CPU with patience).
 
 What it mirrors (ostrov file in brackets): the scenes' images resized to 128x128 and normalised
-with ImageNet's mean/std, a horizontal flip with p 0.5 (tools/ostrov/task.cpp make_transforms);
+with ImageNet's mean/std, a horizontal flip with p 0.5 (tasks/src/task.cpp default_transforms);
 an epoch is a fresh permutation of the training scenes, batch 8; Adam, lr 2e-3, linear warm-up
 of 20 steps, then cosine to 0 over `--total` steps (src/train); loss CE + 0.5 SoftDice
 (losses/src/segmentation.cpp: squared-denominator Dice over the batch, every class, eps 1e-6);

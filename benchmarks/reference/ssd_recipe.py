@@ -14,7 +14,7 @@ What it mirrors (ostrov file in brackets):
   loss      multibox: smooth-L1 + cross-entropy with 3 hard negatives per positive
             (losses/src/multibox.cpp)
   augment   PhotometricDistort, horizontal flip with p 0.5, then ImageNet's mean/std
-            (src/data/transforms.cpp, tools/ostrov/detection_task.cpp)
+            (src/data/transforms.cpp, tasks/src/detection.cpp)
   schedule  an epoch is a fresh permutation of the training scenes, the last partial batch
             dropped, batch 8; Adam, lr 1e-3, cosine to 0 over `--total` steps after a warm-up of
             50 steps from 0.001 x lr (src/train/optim.cpp)

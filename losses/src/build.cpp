@@ -99,6 +99,10 @@ LossTerm parse_term(const nlohmann::json& object, const std::string& where,
 
 }  // namespace
 
+LossTermOptions parse_loss_options(const std::string& name, io::ConfigReader& reader) {
+  return parse_options(name, reader, reader.path_of("name"));
+}
+
 CompositeLossImpl::CompositeLossImpl(std::vector<LossTerm> terms_) : terms(std::move(terms_)) {
   reset();
 }

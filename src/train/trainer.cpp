@@ -164,6 +164,9 @@ nlohmann::json Trainer::evaluate(data::DataLoader& loader) {
   auto& model = task_.model();
   const bool was_training = model.is_training();
   model.eval();
+  // Gradients are averaged but buffers (batch-norm statistics) are each rank's own: every rank
+  // evaluates rank 0's model, the one its checkpoints hold (DDP's broadcast_buffers).
+  if (dp_ != nullptr && dp_->world_size() > 1) dp_->broadcast_module(model);
   nlohmann::json metrics;
   {
     torch::NoGradGuard no_grad;

@@ -304,6 +304,38 @@ TEST_CASE("ostrov train, eval and predict DeepColoring on tiny COCO scenes", "[c
                  true);
   CHECK(bad.exit_code == 2);
   CHECK_THAT(bad.output, Catch::Contains("model.name") && Catch::Contains("yolo"));
+
+  // A run folder is never trained over by accident.
+  auto again = run(cli() + " train " + quote(path) + " --out " + quote(out), true);
+  CHECK(again.exit_code == 2);
+  CHECK_THAT(again.output, Catch::Contains(out) && Catch::Contains("--force"));
+  CHECK(std::filesystem::exists(out + "/last.pt"));
+
+  // Two processes evaluate together: their merged metrics equal one process's evaluation of
+  // the same weights, which needs no config (the checkpoint carries it).
+  auto dp = run(cli() + " train " + quote(path) + " --out " + quote(dir / "dp") +
+                    " --nproc 2 --set train.epochs=1",
+                true);
+  INFO(dp.output);
+  REQUIRE(dp.exit_code == 0);
+  std::ifstream lines(dir / "dp/metrics.jsonl");
+  std::string line;
+  nlohmann::json merged;
+  while (std::getline(lines, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j["split"] == "val") merged = j;
+  }
+  REQUIRE(merged.is_object());
+  auto one = run(cli() + " eval --checkpoint " + quote(dir / "dp/last.pt"));
+  INFO(one.output);
+  REQUIRE(one.exit_code == 0);
+  const auto single = nlohmann::json::parse(one.output);
+  CHECK(merged["images"] == 4);
+  CHECK(single["images"] == 4);
+  for (const char* key : {"ap50", "ap", "sbd", "abs_dic", "loss"}) {
+    INFO(key);
+    CHECK(merged[key].get<double>() == Approx(single[key].get<double>()).margin(1e-6));
+  }
 }
 
 TEST_CASE("ostrov train, eval and predict Deep Watershed and the Mask R-CNN-style model",

@@ -1,11 +1,12 @@
-// Uses each component through the installed headers and libraries.
+// Uses each component through the installed headers and libraries; given a checkpoint and an
+// image, predicts with tasks::Predictor as an application would.
 #include <iostream>
 
 #include <ATen/ATen.h>
 
 #include <ostrov/ostrov.h>
 
-int main() {
+int main(int argc, char** argv) {
   ostrov::core::seed_everything(0);
   ostrov::models::AlexNet net;
   const auto params = ostrov::io::module_state_dict(*net).size();
@@ -17,5 +18,14 @@ int main() {
   const auto rf = ostrov::nn::receptive_fields(ostrov::nn::alexnet_layers()).back().receptive_field;
   std::cout << "tensors " << params << " loss " << loss.item<double>() << " acc "
             << cm.pixel_accuracy() << " rf " << rf << "\n";
-  return (params == 16 && rf == 195) ? 0 : 1;
+  if (params != 16 || rf != 195) return 1;
+  if (argc == 3) {  // CHECKPOINT IMAGE
+    const auto predictor = ostrov::tasks::Predictor::load(argv[1]);
+    const cv::Mat image = ostrov::core::read_image(argv[2]);
+    const auto result = predictor.predict(image);
+    std::cout << "predicted " << predictor.task() << " " << result.mask.cols << "x"
+              << result.mask.rows << " with " << predictor.class_names().size() << " classes\n";
+    if (predictor.task() != "segmentation" || result.mask.size() != image.size()) return 1;
+  }
+  return 0;
 }

@@ -10,7 +10,7 @@ class App;
 
 namespace ostrov::cli {
 
-/// Exit codes (DESIGN.md §2): 0 ok, 1 data or runtime error, 2 usage or config error.
+/// Exit codes (docs/architecture.md "The command line"): 0 ok, 1 data or runtime error, 2 usage or config error.
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitRuntime = 1;
 inline constexpr int kExitUsage = 2;

@@ -1,6 +1,7 @@
-// `ostrov eval CONFIG.json --checkpoint FILE`,
-// `ostrov predict CONFIG.json --checkpoint FILE --input IMG_OR_DIR --output DIR` and
-// `ostrov export CONFIG.json --checkpoint FILE --output WEIGHTS.pt`.
+// `ostrov eval [CONFIG.json] --checkpoint FILE [--data PATH]`,
+// `ostrov predict [CONFIG.json] --checkpoint FILE --input IMG_OR_DIR --output DIR` and
+// `ostrov export [CONFIG.json] --checkpoint FILE --output WEIGHTS.pt`. The checkpoint carries
+// its run's config; a CONFIG given replaces it.
 
 #include <algorithm>
 #include <filesystem>
@@ -9,9 +10,7 @@
 #include <string>
 #include <vector>
 
-#include <ATen/ATen.h>
 #include <CLI/CLI.hpp>
-#include <c10/core/InferenceMode.h>
 #include <spdlog/logger.h>
 
 #include "commands.h"
@@ -19,13 +18,11 @@
 #include "ostrov/core/error.h"
 #include "ostrov/core/image.h"
 #include "ostrov/core/runtime.h"
-#include "ostrov/data/loader.h"
-#include "ostrov/io/checkpoint.h"
 #include "ostrov/io/state_dict.h"
 #include "ostrov/io/weights.h"
-#include "ostrov/train/trainer.h"
-#include "run_config.h"
-#include "task.h"
+#include "ostrov/tasks/config.h"
+#include "ostrov/tasks/predictor.h"
+#include "ostrov/tasks/run.h"
 
 namespace fs = std::filesystem;
 
@@ -37,30 +34,24 @@ struct RunArgs {
   std::string config;
   std::string checkpoint;
   std::vector<std::string> overrides;
+  std::string data;
   std::string input;
   std::string output;
+  bool tile = false;
+  int64_t overlap = 32;
 };
 
 void add_common(CLI::App* sub, RunArgs& args) {
-  sub->add_option("config", args.config, "Run config (JSON)")->required();
+  sub->add_option("config", args.config, "Run config (JSON); default: the checkpoint's own");
   sub->add_option("--checkpoint", args.checkpoint, "Checkpoint written by ostrov train")->required();
   sub->add_option("--set", args.overrides, "Override a config key: key.path=value")->take_all();
 }
 
-// Builds the task from the config and loads the checkpoint into its model. The checkpoint
-// replaces every weight, so the config's initial weights (model.weights,
-// model.backbone_weights) are not read: evaluating a run does not need its starting files.
-std::unique_ptr<CliTask> load_task(RunConfig config, const std::string& checkpoint,
-                                   const c10::Device& device) {
-  if (!fs::exists(checkpoint)) throw IoError(checkpoint + ": no such checkpoint file");
-  if (config.model.is_object()) {
-    config.model.erase("weights");
-    config.model.erase("backbone_weights");
-  }
-  auto task = make_task(config, device);
-  io::load_checkpoint(checkpoint, task->model());
-  task->model().eval();
-  return task;
+tasks::RunConfig run_config(const RunArgs& args) {
+  auto config = args.config.empty() ? tasks::checkpoint_run_config(args.checkpoint, args.overrides)
+                                    : tasks::load_run_config(args.config, args.overrides);
+  core::set_num_threads(static_cast<int>(config.train.threads));
+  return config;
 }
 
 std::vector<std::string> list_images(const std::string& input) {
@@ -85,22 +76,15 @@ Command add_eval(CLI::App& app) {
   auto* sub = app.add_subcommand("eval", "Evaluate a checkpoint on data.val; prints one JSON object");
   auto args = std::make_shared<RunArgs>();
   add_common(sub, *args);
+  sub->add_option("--data", args->data,
+                  "Evaluate on this data instead of data.val: a folder (folder formats), a COCO "
+                  "annotation file or a make-scenes folder");
   return [sub, args]() {
     if (!sub->parsed()) return -1;
-    const RunConfig config = load_run_config(args->config, args->overrides);
-    const c10::Device device = core::parse_device(config.train.device);
-    core::set_num_threads(static_cast<int>(config.train.threads));
-    auto task = load_task(config, args->checkpoint, device);
-    data::DataLoader loader(task->dataset("val"),
-                            data::LoaderOptions(config.train.batch_size)
-                                .workers(config.train.workers)
-                                .transform(task->transforms(/*training=*/false)));
-    task->begin_evaluation();
-    {
-      c10::InferenceMode guard;
-      while (auto batch = loader.next()) task->evaluate(train::to_device(*batch, device));
-    }
-    std::cout << task->end_evaluation().dump() << std::endl;  // the only stdout output
+    auto config = run_config(*args);
+    if (!args->data.empty()) tasks::set_validation_data(config, args->data);
+    auto task = tasks::load_task(config, args->checkpoint, core::parse_device(config.train.device));
+    std::cout << tasks::evaluate(*task).dump() << std::endl;  // the only stdout output
     return kExitOk;
   };
 }
@@ -111,17 +95,22 @@ Command add_predict(CLI::App& app) {
   add_common(sub, *args);
   sub->add_option("--input", args->input, "An image or a folder of images")->required();
   sub->add_option("--output", args->output, "Output folder (created)")->required();
+  sub->add_flag("--tile", args->tile,
+                "Segmentation: predict at the images' own resolution by overlapping tiles of "
+                "the training size instead of resizing them");
+  sub->add_option("--overlap", args->overlap, "Pixels neighbouring tiles share (default 32)");
   return [sub, args]() {
     if (!sub->parsed()) return -1;
-    const RunConfig config = load_run_config(args->config, args->overrides);
-    const c10::Device device = core::parse_device(config.train.device);
-    core::set_num_threads(static_cast<int>(config.train.threads));
+    const auto config = run_config(*args);
+    const auto options = tasks::PredictOptions().tile(args->tile).overlap(args->overlap);
     const auto images = list_images(args->input);
-    auto task = load_task(config, args->checkpoint, device);
+    const auto predictor = tasks::Predictor::load(args->checkpoint, config,
+                                                  core::parse_device(config.train.device));
     fs::create_directories(args->output);
-    c10::InferenceMode guard;
     for (const auto& path : images) {
-      task->predict_image(core::read_image(path), fs::path(path).stem().string(), args->output);
+      const auto image = core::read_image(path);
+      predictor.write(image, predictor.predict(image, options), fs::path(path).stem().string(),
+                      args->output);
     }
     core::logger()->info("wrote predictions and overlays of {} images to {}", images.size(), args->output);
     return kExitOk;
@@ -137,8 +126,7 @@ Command add_export(CLI::App& app) {
   sub->add_option("--output", args->output, "The state_dict file to write (.pt)")->required();
   return [sub, args]() {
     if (!sub->parsed()) return -1;
-    const RunConfig config = load_run_config(args->config, args->overrides);
-    auto task = load_task(config, args->checkpoint, c10::Device(c10::kCPU));
+    auto task = tasks::load_task(run_config(*args), args->checkpoint, c10::Device(c10::kCPU));
     const auto state = io::module_state_dict(task->model());
     io::save_state_dict(state, args->output);
     core::logger()->info("wrote {} tensors of {} to {}", state.size(), args->checkpoint,

@@ -1,5 +1,5 @@
 #pragma once
-// Segmentation folders (DESIGN.md §2): root/images/<name>.{png,jpg,jpeg} with
+// Segmentation folders (docs/architecture.md "Data formats"): root/images/<name>.{png,jpg,jpeg} with
 // root/masks/<name>.png, an 8-bit class index per pixel (255 = ignore).
 
 #include <cstdint>

@@ -37,6 +37,10 @@
 #include "ostrov/losses/segmentation.h"
 #include "ostrov/losses/watershed.h"
 
+namespace ostrov::io {
+class ConfigReader;
+}
+
 namespace ostrov::losses {
 
 /// What a built loss reads; each term uses the fields it needs and names a missing one.
@@ -90,6 +94,11 @@ class CompositeLossImpl : public torch::nn::Cloneable<CompositeLossImpl> {
   std::vector<std::shared_ptr<torch::nn::Module>> modules_;
 };
 TORCH_MODULE(CompositeLoss);
+
+/// The options of one term named `name` ("multibox", ...) read from `reader`, an object that
+/// may hold other keys too (a training objective reads its own beside them; the caller calls
+/// reader.finish()). ConfigError naming the key for an unknown name or a bad value.
+LossTermOptions parse_loss_options(const std::string& name, io::ConfigReader& reader);
 
 /// Builds a loss from its config (see the header comment). `where` names the config file in
 /// errors and `key` the config's own path in it ("loss").

@@ -1,29 +1,29 @@
-#include "classification_task.h"
+#include "ostrov/tasks/classification.h"
 
 #include <algorithm>
-#include <filesystem>
+#include <cstdio>
 
 #include <ATen/ATen.h>
 #include <opencv2/imgproc.hpp>
 
+#include "entries.h"
 #include "ostrov/core/error.h"
-#include "ostrov/core/image.h"
 #include "ostrov/data/image_folder.h"
 #include "ostrov/io/json.h"
 #include "ostrov/train/distributed.h"
 
-namespace fs = std::filesystem;
+namespace ostrov::tasks {
 
-namespace ostrov::cli {
+TaskEntry detail::classification_entry() {
+  return {"classification", "one class per image (ResNet)", "accuracy", {"image_folder"},
+          [](const RunConfig& c, const c10::Device& d) {
+            return std::make_unique<ClassificationTask>(c, d);
+          }};
+}
 
 ClassificationTask::ClassificationTask(const RunConfig& config, const c10::Device& device)
-    : config_(config),
-      device_(device),
+    : Task(config, device),
       model_(models::build_classifier(config.model, config.data.num_classes, config.path)) {
-  if (config.data.format != "image_folder") {
-    throw ConfigError(config.path + ": task classification needs data.format \"image_folder\", "
-                                    "got \"" + config.data.format + "\"");
-  }
   if (!config.loss.is_null()) {
     io::ConfigReader r(config.loss, config.path, "loss");
     const auto name = r.get<std::string>("name", "cross_entropy");
@@ -38,9 +38,20 @@ ClassificationTask::ClassificationTask(const RunConfig& config, const c10::Devic
     }
     r.finish();
   }
-  for (const auto* split : {&config.data.train, &config.data.val}) {
-    if (!split->root.empty() && class_names_.empty()) {
-      class_names_ = data::ImageFolder::list_classes(split->root);
+  // The class names without listing the images (ImageFolder reads the same sub-folders).
+  if (!classes_from_config_) {
+    for (const auto* split : {&config.data.train, &config.data.val}) {
+      if (!split->root.empty() && !classes_from_config_) {
+        try {
+          const auto names = data::ImageFolder::list_classes(split->root);
+          if (static_cast<int64_t>(names.size()) == config.data.num_classes) {
+            class_names_ = names;
+            classes_from_config_ = true;
+          }
+        } catch (const IoError&) {
+          // No data here (a checkpoint's config): the names come from the checkpoint.
+        }
+      }
     }
   }
   model_->to(device);
@@ -116,50 +127,43 @@ nlohmann::json ClassificationTask::end_evaluation() {
   return out;
 }
 
-std::shared_ptr<data::Dataset> ClassificationTask::dataset(const std::string& split) const {
-  const DataSplit& s = split == "train" ? config_.data.train : config_.data.val;
-  if (s.root.empty()) throw ConfigError(config_.path + ": missing required key data." + split + ".root");
-  auto folder = std::make_shared<data::ImageFolder>(s.root);
-  if (folder->num_classes() != config_.data.num_classes) {
-    throw ConfigError(config_.path + ": data.num_classes is " +
-                      std::to_string(config_.data.num_classes) + " but " + s.root + " has " +
-                      std::to_string(folder->num_classes()) + " class folders");
+std::vector<Prediction> ClassificationTask::predict(const at::Tensor& images,
+                                                   const std::vector<ops::GridSize>& sizes) const {
+  const auto probs = model_.ptr()->forward(images).softmax(1).to(at::kCPU);  // forward is not const
+  const int64_t k = std::min<int64_t>(5, probs.size(1));
+  const auto [values, indices] = probs.topk(k, 1);
+  std::vector<Prediction> out(static_cast<size_t>(probs.size(0)));
+  for (int64_t n = 0; n < probs.size(0); ++n) {
+    for (int64_t i = 0; i < k; ++i) {
+      const int64_t c = indices[n][i].item<int64_t>();
+      out[static_cast<size_t>(n)].top.push_back(
+          {c, class_names_.at(static_cast<size_t>(c)), values[n][i].item<double>()});
+    }
   }
-  return folder;
+  return out;
 }
 
-std::shared_ptr<const data::Transform> ClassificationTask::transforms(bool training) const {
-  return make_transforms(config_, training);
-}
-
-std::vector<std::string> ClassificationTask::predict_image(const cv::Mat& bgr,
-                                                           const std::string& stem,
-                                                           const std::string& out_dir) {
-  const auto x = network_input(bgr, config_.data.height, config_.data.width, device_);
-  const auto probs = model_->forward(x)[0].softmax(0).to(at::kCPU);
-  const int64_t k = std::min<int64_t>(5, probs.size(0));
-  const auto [values, indices] = probs.topk(k);
-  auto name_of = [&](int64_t c) {
-    return c < static_cast<int64_t>(class_names_.size()) ? class_names_[c]
-                                                         : "class " + std::to_string(c);
-  };
+nlohmann::json ClassificationTask::prediction_json(const Prediction& p) const {
   nlohmann::json top = nlohmann::json::array();
-  for (int64_t i = 0; i < k; ++i) {
-    const int64_t c = indices[i].item<int64_t>();
-    top.push_back({{"class", c}, {"name", name_of(c)}, {"probability", values[i].item<double>()}});
+  for (const auto& t : p.top) {
+    top.push_back({{"class", t.index}, {"name", t.name}, {"probability", t.probability}});
   }
-  const std::string json_name = stem + ".json", overlay_name = stem + "_overlay.png";
-  io::write_json((fs::path(out_dir) / json_name).string(), {{"top", top}});
-  cv::Mat overlay = bgr.clone();
-  const int64_t best = indices[0].item<int64_t>();
-  const std::string text = name_of(best) + " " + std::to_string(values[0].item<double>()).substr(0, 4);
-  const double scale = std::max(0.4, overlay.cols / 400.0);
-  cv::putText(overlay, text, cv::Point(4, static_cast<int>(18 * scale)), cv::FONT_HERSHEY_SIMPLEX,
-              scale * 0.5, cv::Scalar(0, 0, 0), 3, cv::LINE_AA);
-  cv::putText(overlay, text, cv::Point(4, static_cast<int>(18 * scale)), cv::FONT_HERSHEY_SIMPLEX,
-              scale * 0.5, cv::Scalar(255, 255, 255), 1, cv::LINE_AA);
-  core::write_image((fs::path(out_dir) / overlay_name).string(), overlay);
-  return {json_name, overlay_name};
+  return {{"top", top}};
 }
 
-}  // namespace ostrov::cli
+cv::Mat ClassificationTask::overlay(const cv::Mat& bgr, const Prediction& p) const {
+  cv::Mat overlay = bgr.clone();
+  if (p.top.empty()) return overlay;
+  char probability[16];
+  std::snprintf(probability, sizeof(probability), "%.2f", p.top.front().probability);
+  const std::string text = p.top.front().name + " " + probability;
+  const double scale = std::max(0.4, overlay.cols / 400.0);
+  const cv::Point origin(4, static_cast<int>(18 * scale));
+  cv::putText(overlay, text, origin, cv::FONT_HERSHEY_SIMPLEX, scale * 0.5, cv::Scalar(0, 0, 0), 3,
+              cv::LINE_AA);
+  cv::putText(overlay, text, origin, cv::FONT_HERSHEY_SIMPLEX, scale * 0.5,
+              cv::Scalar(255, 255, 255), 1, cv::LINE_AA);
+  return overlay;
+}
+
+}  // namespace ostrov::tasks

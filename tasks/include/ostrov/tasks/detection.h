@@ -1,0 +1,70 @@
+#pragma once
+// Task "detection": an SSD from models::build_detector, trained with SSDObjective (threshold
+// or Hungarian matching + multibox loss), evaluated with metrics::DetectionAP on the
+// post-processed detections, on COCO data with SSD augmentation.
+//
+// Config (beside the common keys, see README "Configs"):
+//   model  models::build_detector's keys (name ssd300_vgg16 | ssd_light, image_size, ...)
+//   loss   SSDObjective's keys (objectives.h)
+//   data   format "coco"; transforms: the training augmentation (default photometric_distort,
+//          expand, ssd_random_crop, horizontal_flip); the resize to the model's image_size and
+//          the model's normalisation are always appended
+// Evaluation metrics: map50 (VOC all-point AP@0.5), map (COCO AP@[.5:.95]), coco_map50 (COCO
+// 101-point AP@0.5), map75, voc07_map50, ap50_per_class, loss.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ostrov/models/detection/ssd.h"
+#include "ostrov/tasks/objectives.h"
+#include "ostrov/tasks/task.h"
+
+namespace ostrov::tasks {
+
+class DetectionTask : public Task {
+ public:
+  DetectionTask(const RunConfig& config, const c10::Device& device);
+
+  torch::nn::Module& model() override { return *net_; }
+  at::Tensor loss(const data::Batch& batch) override;
+  void begin_evaluation() override;
+  void evaluate(const data::Batch& batch) override;
+  void merge(train::DataParallel& dp) override;
+  nlohmann::json end_evaluation() override;
+
+  std::shared_ptr<const data::Transform> transforms(bool training) const override;
+  ops::GridSize input_size() const override;
+  std::vector<Prediction> predict(const at::Tensor& images,
+                                  const std::vector<ops::GridSize>& sizes) const override;
+  cv::Mat overlay(const cv::Mat& bgr, const Prediction& prediction) const override;
+
+  const models::SSD& network() const { return net_; }
+  const SSDObjective& objective() const { return objective_; }
+
+ protected:
+  bool needs_masks() const override { return false; }
+
+ private:
+  models::SSD net_{nullptr};
+  SSDObjective objective_;
+  // Evaluation: per image, detections and ground truth on the CPU, flattened so ranks can
+  // exchange them (see merge): rows of [kind, image, label, score, x1, y1, x2, y2] with kind 0
+  // = detection, 1 = ground truth.
+  std::vector<float> eval_rows_;
+  int64_t eval_images_ = 0;
+  double loss_sum_ = 0.0;
+  int64_t loss_count_ = 0;
+};
+
+/// Sums `rows` (float records of `row_size` values, the second of which numbers the image)
+/// over the ranks of `dp`: afterwards every rank holds every rank's rows, images renumbered
+/// after the images of the ranks before; `images` becomes the total image count. An
+/// all-gather built from all-reduce (Gloo's only collective here).
+void all_gather_rows(train::DataParallel& dp, std::vector<float>& rows, int64_t row_size,
+                     int64_t& images);
+
+/// Adds (sum over ranks) a running loss sum and its sample count.
+void all_reduce_loss(train::DataParallel& dp, double& loss_sum, int64_t& loss_count);
+
+}  // namespace ostrov::tasks

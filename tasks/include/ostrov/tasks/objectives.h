@@ -1,0 +1,85 @@
+#pragma once
+// Training objectives that are more than a loss term: they assign the ground truth to the
+// network's outputs first. Each reads its own keys from the config's `loss` section, so the
+// section is one object a user writes and losses::build never sees keys it does not know.
+//
+//   SSD detectors (task detection, and the detector of the SSD-based mask model):
+//     {"name": "multibox", "alpha": 1, "neg_pos_ratio": 3, "min_negatives": 0, "beta": 1,
+//      "matcher": "threshold" | "hungarian", "iou_threshold": 0.5,
+//      "hungarian_threshold_positives": false}
+//   The SSD-based mask model adds {"mask_weight": 1, "box_jitter": 0.1}.
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+
+#include "ostrov/losses/multibox.h"
+#include "ostrov/models/detection/ssd.h"
+#include "ostrov/models/detection/ssd_targets.h"
+#include "ostrov/models/instance/mask_rcnn.h"
+
+namespace ostrov::io {
+class ConfigReader;
+}
+
+namespace ostrov::tasks {
+
+/// SSD's objective (Liu et al. 2016): each image's boxes matched to the priors by the
+/// threshold matcher (torchvision's SSDMatcher) or the Hungarian matcher
+/// (models::ssd_targets), then the multibox loss (losses::functional::multibox_loss).
+class SSDObjective {
+ public:
+  SSDObjective() = default;
+  /// Reads the keys listed in the header from `loss` (the `loss` section; the caller calls
+  /// finish()). ConfigError naming the key for bad values or a name other than "multibox".
+  SSDObjective(io::ConfigReader& loss, int64_t num_classes);
+  /// The whole section (null: the defaults); unknown keys are errors.
+  static SSDObjective from_config(const nlohmann::json& loss, int64_t num_classes,
+                                  const std::string& where);
+
+  /// The scalar loss of `out` (on any device) against each image's boxes [G_i,4] (input
+  /// pixels) and labels [G_i] in 1..C-1. The matching runs on the CPU.
+  at::Tensor operator()(const models::SSDOutput& out, const std::vector<at::Tensor>& boxes,
+                        const std::vector<at::Tensor>& labels) const;
+
+  const models::SSDTargetOptions& targets() const { return targets_; }
+  const losses::MultiboxLossOptions& multibox() const { return multibox_; }
+
+ private:
+  models::SSDTargetOptions targets_;
+  losses::MultiboxLossOptions multibox_;
+};
+
+/// The mask term of the SSD-based mask model (models::MaskRCNN): the mask head learns on the
+/// ground-truth boxes, jittered while training so that it copes with the detector's
+/// imperfect boxes, against mask targets cropped from the instance masks
+/// (models::mask_targets), with losses::functional::mask_loss.
+class MaskObjective {
+ public:
+  MaskObjective() = default;
+  /// Reads mask_weight (>= 0, default 1) and box_jitter (in [0, 0.5), default 0.1).
+  explicit MaskObjective(io::ConfigReader& loss);
+
+  /// mask_weight x the mask loss of a batch: per image its boxes [G_i,4], labels [G_i] and
+  /// instance masks [G_i,H,W] at the network input's size {H,W}. Jitters (drawing from
+  /// `rng`) only when `training`. An undefined tensor when the batch has no object or the
+  /// weight is 0.
+  at::Tensor operator()(models::MaskRCNNImpl& net, const at::Tensor& mask_features,
+                        const std::vector<at::Tensor>& boxes,
+                        const std::vector<at::Tensor>& labels,
+                        const std::vector<at::Tensor>& instances, ops::GridSize image_size,
+                        bool training, std::mt19937_64& rng) const;
+
+  double mask_weight() const { return mask_weight_; }
+  double box_jitter() const { return box_jitter_; }
+
+ private:
+  double mask_weight_ = 1.0;
+  double box_jitter_ = 0.1;
+};
+
+}  // namespace ostrov::tasks

@@ -1,0 +1,210 @@
+#include "ostrov/tasks/detection.h"
+
+#include <cmath>
+
+#include <ATen/ATen.h>
+
+#include "entries.h"
+#include "ostrov/data/visualize.h"
+#include "ostrov/metrics/detection_ap.h"
+#include "ostrov/models/detection/build.h"
+#include "ostrov/train/distributed.h"
+
+namespace ostrov::tasks {
+
+namespace {
+
+constexpr int64_t kRow = 8;  // kind, image, label, score, x1, y1, x2, y2
+
+// SSD augmentation of the SSD paper / torchvision's references/detection.
+nlohmann::json default_augmentation() {
+  return nlohmann::json::array({{{"name", "photometric_distort"}},
+                                {{"name", "expand"}, {"max_ratio", 2.0}},
+                                {{"name", "ssd_random_crop"}},
+                                {{"name", "horizontal_flip"}, {"p", 0.5}}});
+}
+
+void append_rows(std::vector<float>& rows, float kind, float image, const at::Tensor& boxes,
+                 const at::Tensor& labels, const at::Tensor& scores) {
+  const auto b = boxes.to(at::kCPU, at::kFloat).contiguous();
+  const auto l = labels.to(at::kCPU, at::kFloat).contiguous();
+  const auto s = scores.defined() ? scores.to(at::kCPU, at::kFloat).contiguous() : at::Tensor();
+  for (int64_t i = 0; i < b.size(0); ++i) {
+    const float* box = b.data_ptr<float>() + 4 * i;
+    rows.insert(rows.end(), {kind, image, l.data_ptr<float>()[i],
+                             s.defined() ? s.data_ptr<float>()[i] : 1.0f, box[0], box[1], box[2],
+                             box[3]});
+  }
+}
+
+nlohmann::json nan_to_null(double v) { return std::isnan(v) ? nlohmann::json() : nlohmann::json(v); }
+
+}  // namespace
+
+TaskEntry detail::detection_entry() {
+  return {"detection", "boxes with classes (SSD300, the light SSD)", "map50", {"coco"},
+          [](const RunConfig& c, const c10::Device& d) {
+            return std::make_unique<DetectionTask>(c, d);
+          }};
+}
+
+void all_gather_rows(train::DataParallel& dp, std::vector<float>& rows, int64_t row_size,
+                     int64_t& images) {
+  const int world = dp.world_size(), rank = dp.rank();
+  auto counts = at::zeros({2, world}, at::kDouble);
+  counts[0][rank] = static_cast<double>(rows.size());
+  counts[1][rank] = static_cast<double>(images);
+  dp.all_reduce_sum(counts);
+  int64_t offset = 0, image_offset = 0, total = 0, all_images = 0;
+  const auto c = counts.contiguous();
+  const double* n = c.data_ptr<double>();
+  for (int r = 0; r < world; ++r) {
+    if (r < rank) {
+      offset += static_cast<int64_t>(n[r]);
+      image_offset += static_cast<int64_t>(n[world + r]);
+    }
+    total += static_cast<int64_t>(n[r]);
+    all_images += static_cast<int64_t>(n[world + r]);
+  }
+  // Every rank writes its rows into its own slice of a zeroed buffer: the sum is everyone's.
+  auto buffer = at::zeros({total}, at::kFloat);
+  float* dst = buffer.data_ptr<float>() + offset;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    dst[i] = rows[i] + (static_cast<int64_t>(i) % row_size == 1
+                            ? static_cast<float>(image_offset) : 0.0f);
+  }
+  dp.all_reduce_sum(buffer);
+  rows.assign(buffer.data_ptr<float>(), buffer.data_ptr<float>() + total);
+  images = all_images;
+}
+
+void all_reduce_loss(train::DataParallel& dp, double& loss_sum, int64_t& loss_count) {
+  auto sums = at::tensor({loss_sum, static_cast<double>(loss_count)}, at::kDouble);
+  dp.all_reduce_sum(sums);
+  loss_sum = sums[0].item<double>();
+  loss_count = static_cast<int64_t>(sums[1].item<double>());
+}
+
+DetectionTask::DetectionTask(const RunConfig& config, const c10::Device& device)
+    : Task(config, device),
+      objective_(SSDObjective::from_config(config.loss, config.data.num_classes, config.path)) {
+  net_ = models::build_detector(config.model, config.data.num_classes, config.path);
+  net_->to(device);
+}
+
+at::Tensor DetectionTask::loss(const data::Batch& batch) {
+  return objective_(net_->forward(batch.images), batch.boxes, batch.labels);
+}
+
+void DetectionTask::begin_evaluation() {
+  eval_rows_.clear();
+  eval_images_ = 0;
+  loss_sum_ = 0.0;
+  loss_count_ = 0;
+}
+
+void DetectionTask::evaluate(const data::Batch& batch) {
+  const auto out = net_->forward(batch.images);
+  loss_sum_ += objective_(out, batch.boxes, batch.labels).item<double>() *
+               static_cast<double>(batch.size());
+  loss_count_ += batch.size();
+  // Boxes stay in network-input pixels: the ground truth was resized the same way.
+  const auto detections = net_->postprocess(out);
+  for (int64_t i = 0; i < batch.size(); ++i) {
+    const auto image = static_cast<float>(eval_images_++);
+    append_rows(eval_rows_, 0.0f, image, detections[i].boxes, detections[i].labels,
+                detections[i].scores);
+    append_rows(eval_rows_, 1.0f, image, batch.boxes[i], batch.labels[i], {});
+  }
+}
+
+void DetectionTask::merge(train::DataParallel& dp) {
+  all_gather_rows(dp, eval_rows_, kRow, eval_images_);
+  all_reduce_loss(dp, loss_sum_, loss_count_);
+}
+
+nlohmann::json DetectionTask::end_evaluation() {
+  // Rows back into per-image detections and ground truth (images are numbered globally).
+  const auto n = static_cast<int64_t>(eval_rows_.size()) / kRow;
+  auto rows = at::from_blob(eval_rows_.data(), {n, kRow}, at::kFloat).clone();
+  metrics::DetectionAP ap;
+  if (n > 0) {
+    const auto image = rows.select(1, 1).to(at::kLong);
+    const auto kind = rows.select(1, 0);
+    for (int64_t i = 0; i < eval_images_; ++i) {
+      const auto mine = image == i;
+      const auto det = rows.index({mine & (kind == 0)});
+      const auto gt = rows.index({mine & (kind == 1)});
+      ap.update({det.slice(1, 4, 8), {}, det.select(1, 3), det.select(1, 2).to(at::kLong)},
+                {gt.slice(1, 4, 8), {}, gt.select(1, 2).to(at::kLong), {}});
+    }
+  }
+  const auto r = ap.compute();
+  nlohmann::json per_class = nlohmann::json::object();
+  for (size_t c = 0; c < r.classes.size(); ++c) {
+    per_class[std::to_string(r.classes[c])] = nan_to_null(r.voc_ap50_per_class[c]);
+  }
+  return {{"loss", loss_count_ > 0 ? loss_sum_ / static_cast<double>(loss_count_) : 0.0},
+          {"map50", nan_to_null(r.voc_map50)},
+          {"map", nan_to_null(r.map)},
+          {"coco_map50", nan_to_null(r.map50)},
+          {"map75", nan_to_null(r.map75)},
+          {"voc07_map50", nan_to_null(r.voc07_map50)},
+          {"ap50_per_class", per_class},
+          {"images", eval_images_}};
+}
+
+std::shared_ptr<const data::Transform> DetectionTask::transforms(bool training) const {
+  std::vector<std::shared_ptr<const data::Transform>> steps;
+  if (training) {
+    const auto& list =
+        config_.data.transforms.is_null() ? default_augmentation() : config_.data.transforms;
+    steps.push_back(data::build_transforms(list, config_.path, "data.transforms"));
+  }
+  const auto size = net_->options.image_size();
+  steps.push_back(std::make_shared<data::Resize>(size, size));
+  steps.push_back(
+      std::make_shared<data::Normalize>(net_->options.image_mean(), net_->options.image_std()));
+  return std::make_shared<data::Compose>(std::move(steps));
+}
+
+ops::GridSize DetectionTask::input_size() const {
+  return {net_->options.image_size(), net_->options.image_size()};
+}
+
+std::vector<Prediction> DetectionTask::predict(const at::Tensor& images,
+                                               const std::vector<ops::GridSize>& sizes) const {
+  const auto net = net_.ptr();  // forward is not const; it changes no state after the warm-up
+  const auto detections = net->postprocess(net->forward(images), sizes);
+  const auto ids = at::tensor(category_ids_, at::kLong);
+  std::vector<Prediction> out(detections.size());
+  for (size_t i = 0; i < detections.size(); ++i) {
+    auto& p = out[i];
+    p.boxes = detections[i].boxes.to(at::kCPU).contiguous();
+    p.scores = detections[i].scores.to(at::kCPU).contiguous();
+    const auto labels = detections[i].labels.to(at::kCPU).contiguous();
+    p.labels = ids.index_select(0, labels);
+    for (int64_t k = 0; k < labels.size(0); ++k) {
+      p.names.push_back(class_names_.at(static_cast<size_t>(labels.data_ptr<int64_t>()[k])));
+    }
+  }
+  return out;
+}
+
+cv::Mat DetectionTask::overlay(const cv::Mat& bgr, const Prediction& p) const {
+  // Colours by contiguous label: the same class the same colour as in training pictures.
+  std::vector<int64_t> contiguous;
+  const auto ids = p.labels.contiguous();
+  for (int64_t k = 0; k < ids.size(0); ++k) {
+    const auto id = ids.data_ptr<int64_t>()[k];
+    int64_t label = 0;
+    for (size_t c = 0; c < category_ids_.size(); ++c) {
+      if (category_ids_[c] == id) label = static_cast<int64_t>(c);
+    }
+    contiguous.push_back(label);
+  }
+  return data::draw_boxes(bgr, p.boxes, at::tensor(contiguous, at::kLong), p.scores,
+                          class_names_);
+}
+
+}  // namespace ostrov::tasks

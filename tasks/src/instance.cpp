@@ -1,0 +1,367 @@
+#include "ostrov/tasks/instance.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <ATen/ATen.h>
+
+#include "entries.h"
+#include "ostrov/core/error.h"
+#include "ostrov/core/image.h"
+#include "ostrov/data/visualize.h"
+#include "ostrov/io/json.h"
+#include "ostrov/ops/instance.h"
+#include "ostrov/tasks/detection.h"
+#include "ostrov/train/distributed.h"
+
+namespace ostrov::tasks {
+
+namespace {
+
+// The loss term names of a losses::build config (one term or "terms").
+std::vector<std::string> loss_names(const nlohmann::json& loss) {
+  std::vector<std::string> names;
+  if (!loss.is_object()) return names;
+  if (loss.contains("terms") && loss["terms"].is_array()) {
+    for (const auto& t : loss["terms"]) {
+      if (t.is_object() && t.contains("name") && t["name"].is_string()) {
+        names.push_back(t["name"].get<std::string>());
+      }
+    }
+  } else if (loss.contains("name") && loss["name"].is_string()) {
+    names.push_back(loss["name"].get<std::string>());
+  }
+  return names;
+}
+
+nlohmann::json nan_to_null(double v) { return std::isnan(v) ? nlohmann::json() : nlohmann::json(v); }
+
+at::Tensor stack_or_empty(const std::vector<at::Tensor>& masks, int64_t h, int64_t w) {
+  return masks.empty() ? at::zeros({0, h, w}, at::kByte) : at::stack(masks).to(at::kByte);
+}
+
+// Evaluation records as floats, so ranks can exchange them with a sum (all_gather_rows):
+// a tensor is its length then its values; masks [K,H,W] are K, H, W then each mask's COCO RLE
+// (its count of runs, then the runs). Scores are float already; integers are exact up to
+// 2^24, so a mask may have up to 16.7 million pixels.
+class Writer {
+ public:
+  explicit Writer(std::vector<float>& out) : out_(out) {}
+  void values(const at::Tensor& t) {
+    const auto v = t.defined() ? t.to(at::kCPU, at::kFloat).contiguous().flatten()
+                               : at::zeros({0}, at::kFloat);
+    out_.push_back(static_cast<float>(v.numel()));
+    out_.insert(out_.end(), v.data_ptr<float>(), v.data_ptr<float>() + v.numel());
+  }
+  void masks(const at::Tensor& m) {
+    TORCH_CHECK(m.size(1) * m.size(2) < (int64_t{1} << 24), "instance evaluation over ranks: ",
+                "masks of ", m.size(1), "x", m.size(2), " pixels exceed 2^24");
+    out_.insert(out_.end(), {static_cast<float>(m.size(0)), static_cast<float>(m.size(1)),
+                             static_cast<float>(m.size(2))});
+    for (int64_t k = 0; k < m.size(0); ++k) {
+      const auto rle = ops::rle_encode(m[k]);
+      out_.push_back(static_cast<float>(rle.counts.size()));
+      for (const auto c : rle.counts) out_.push_back(static_cast<float>(c));
+    }
+  }
+
+ private:
+  std::vector<float>& out_;
+};
+
+class Reader {
+ public:
+  Reader(std::vector<float>& in, size_t at) : in_(in), at_(at) {}
+  int64_t integer() { return static_cast<int64_t>(in_.at(at_++)); }
+  at::Tensor values(at::ScalarType type) {
+    const auto n = integer();
+    auto t = at::from_blob(in_.data() + at_, {n}, at::kFloat).clone().to(type);
+    at_ += static_cast<size_t>(n);
+    return t;
+  }
+  at::Tensor masks() {
+    const auto k = integer(), h = integer(), w = integer();
+    std::vector<at::Tensor> out;
+    for (int64_t i = 0; i < k; ++i) {
+      ops::Rle rle{h, w, {}};
+      const auto n = integer();
+      for (int64_t j = 0; j < n; ++j) rle.counts.push_back(static_cast<uint32_t>(integer()));
+      out.push_back(ops::rle_decode(rle));
+    }
+    return stack_or_empty(out, h, w);
+  }
+  size_t position() const { return at_; }
+
+ private:
+  std::vector<float>& in_;
+  size_t at_;
+};
+
+}  // namespace
+
+TaskEntry detail::instance_entry() {
+  return {"instance", "one mask per object (DeepColoring, Deep Watershed, SSD + mask head)",
+          "ap50", {"coco"},
+          [](const RunConfig& c, const c10::Device& d) {
+            return std::make_unique<InstanceTask>(c, d);
+          }};
+}
+
+InstanceTask::InstanceTask(const RunConfig& config, const c10::Device& device)
+    : Task(config, device) {
+  const auto& where = config.path;
+  net_ = models::build_instance(config.model, config.data.num_classes, config.data.height, where);
+  nlohmann::json loss = config.loss;
+  if (net_.deep_coloring) {
+    method_ = Method::kDeepColoring;
+    if (loss.is_null()) loss = {{"name", "halo"}};
+    if (loss_names(loss) != std::vector<std::string>{"halo"}) {
+      throw ConfigError(where + ": loss.name must be \"halo\" for model deep_coloring");
+    }
+    loss_ = losses::build(loss, where, "loss");
+  } else if (net_.deep_watershed) {
+    method_ = Method::kDeepWatershed;
+    if (loss.is_null()) loss = {{"terms", {{{"name", "direction"}}, {{"name", "energy"}}}}};
+    const auto names = loss_names(loss);
+    if (names.empty() || std::any_of(names.begin(), names.end(), [](const std::string& n) {
+          return n != "direction" && n != "energy";
+        })) {
+      throw ConfigError(where + ": loss for model deep_watershed takes the terms "
+                                "\"direction\" and \"energy\" only");
+    }
+    loss_ = losses::build(loss, where, "loss");
+    const auto& o = net_.deep_watershed->options;
+    watershed_targets_.num_levels(o.num_levels()).step(o.level_step());
+  } else {
+    method_ = Method::kMaskRCNN;
+    if (config.data.height != config.data.width) {
+      throw ConfigError(where + ": model mask_rcnn needs a square data.image_size");
+    }
+    const nlohmann::json section = loss.is_null() ? nlohmann::json::object() : loss;
+    if (!section.is_object()) throw ConfigError(where + ": loss must be an object");
+    io::ConfigReader r(section, where, "loss");
+    detector_objective_ = SSDObjective(r, config.data.num_classes);
+    mask_objective_ = MaskObjective(r);
+    r.finish();
+  }
+  net_.module->to(device);
+  if (loss_) loss_->to(device);
+}
+
+at::Tensor InstanceTask::instance_maps(const data::Batch& batch) const {
+  TORCH_CHECK(batch.instances.size() == static_cast<size_t>(batch.size()),
+              "instance training needs instance masks (COCO segmentations)");
+  const int64_t h = batch.images.size(2), w = batch.images.size(3);
+  std::vector<at::Tensor> maps;
+  for (const auto& masks : batch.instances) {
+    maps.push_back(models::masks_to_label_image(masks.to(at::kCPU), h, w));
+  }
+  return at::stack(maps);
+}
+
+at::Tensor InstanceTask::compute(const data::Batch& batch,
+                                 std::vector<models::InstancePrediction>* found) {
+  losses::LossInputs in;
+  switch (method_) {
+    case Method::kDeepColoring: {
+      in.logits = net_.deep_coloring->forward(batch.images);
+      in.target = instance_maps(batch).to(device_);
+      if (found) {
+        for (int64_t i = 0; i < in.logits.size(0); ++i) {
+          found->push_back(models::deep_coloring_instances(
+              in.logits[i], net_.deep_coloring->options.min_size()));
+        }
+      }
+      return loss_->forward(in).total;
+    }
+    case Method::kDeepWatershed: {
+      const auto out = net_.deep_watershed->forward(batch.images);
+      const auto t = losses::watershed_targets(instance_maps(batch), watershed_targets_);
+      in.logits = out.energy;
+      in.target = t.energy.to(device_);
+      in.direction = out.direction;
+      in.target_direction = t.direction.to(device_);
+      in.mask = t.energy.gt(0).to(device_);
+      if (found) {
+        for (int64_t i = 0; i < out.energy.size(0); ++i) {
+          found->push_back(models::watershed_instances(
+              out.energy[i], net_.deep_watershed->options.extract()));
+        }
+      }
+      return loss_->forward(in).total;
+    }
+    case Method::kMaskRCNN: {
+      // Inference runs the network once more (detector -> NMS -> masks); evaluation only.
+      if (found) *found = net_.mask_rcnn->predict(batch.images);
+      const auto out = net_.mask_rcnn->forward(batch.images);
+      std::vector<at::Tensor> instances;
+      for (const auto& m : batch.instances) instances.push_back(m.to(at::kCPU));
+      auto total = detector_objective_(out.detector, batch.boxes, batch.labels);
+      const auto mask = mask_objective_(
+          *net_.mask_rcnn, out.mask_features, batch.boxes, batch.labels, instances,
+          {batch.images.size(2), batch.images.size(3)}, net_.module->is_training(), rng_);
+      return mask.defined() ? total + mask : total;
+    }
+  }
+  TORCH_INTERNAL_ASSERT(false, "unknown instance method");
+}
+
+at::Tensor InstanceTask::loss(const data::Batch& batch) { return compute(batch, nullptr); }
+
+void InstanceTask::begin_evaluation() {
+  eval_.clear();
+  loss_sum_ = 0.0;
+  loss_count_ = 0;
+}
+
+void InstanceTask::evaluate(const data::Batch& batch) {
+  std::vector<models::InstancePrediction> found;
+  loss_sum_ += compute(batch, &found).item<double>() * static_cast<double>(batch.size());
+  loss_count_ += batch.size();
+  for (int64_t i = 0; i < batch.size(); ++i) {
+    const auto& f = found[static_cast<size_t>(i)];
+    EvalImage e;
+    const auto agnostic = net_.class_agnostic(f, 0.0);
+    e.masks = f.masks.index({agnostic}).to(at::kCPU);
+    e.scores = f.scores.index({agnostic}).to(at::kCPU);
+    if (net_.mask_rcnn) {
+      // With its classes, as COCO evaluates Mask R-CNN (per-class NMS only).
+      e.class_masks = f.masks.to(at::kCPU);
+      e.class_scores = f.scores.to(at::kCPU);
+      e.class_labels = f.labels.to(at::kCPU);
+    }
+    e.counted = net_.counted_masks(f).to(at::kCPU);
+    e.truth = batch.instances[static_cast<size_t>(i)].to(at::kCPU);
+    e.truth_labels = batch.labels[static_cast<size_t>(i)].to(at::kCPU);
+    eval_.push_back(std::move(e));
+  }
+}
+
+void InstanceTask::merge(train::DataParallel& dp) {
+  std::vector<float> rows;
+  Writer w(rows);
+  for (const auto& e : eval_) {
+    w.masks(e.masks);
+    w.values(e.scores);
+    const bool classes = e.class_masks.defined();
+    rows.push_back(classes ? 1.0f : 0.0f);
+    if (classes) {
+      w.masks(e.class_masks);
+      w.values(e.class_scores);
+      w.values(e.class_labels);
+    }
+    w.masks(e.counted);
+    w.masks(e.truth);
+    w.values(e.truth_labels);
+  }
+  int64_t images = static_cast<int64_t>(eval_.size());
+  all_gather_rows(dp, rows, /*row_size=*/1, images);  // row size 1: no image numbers to shift
+  eval_.clear();
+  Reader r(rows, 0);
+  while (r.position() < rows.size()) {
+    EvalImage e;
+    e.masks = r.masks();
+    e.scores = r.values(at::kFloat);
+    if (r.integer() == 1) {
+      e.class_masks = r.masks();
+      e.class_scores = r.values(at::kFloat);
+      e.class_labels = r.values(at::kLong);
+    }
+    e.counted = r.masks();
+    e.truth = r.masks();
+    e.truth_labels = r.values(at::kLong);
+    eval_.push_back(std::move(e));
+  }
+  all_reduce_loss(dp, loss_sum_, loss_count_);
+}
+
+nlohmann::json InstanceTask::end_evaluation() {
+  metrics::MaskAP ap, class_ap;
+  metrics::CvpppMetrics cvppp;
+  for (const auto& e : eval_) {
+    const int64_t g = e.truth.size(0), h = e.truth.size(1), w = e.truth.size(2);
+    ap.update({{}, e.masks, e.scores, at::ones({e.masks.size(0)}, at::kLong)},
+              {{}, e.truth, at::ones({g}, at::kLong), {}});
+    if (e.class_masks.defined()) {
+      class_ap.update({{}, e.class_masks, e.class_scores, e.class_labels},
+                      {{}, e.truth, e.truth_labels, {}});
+    }
+    cvppp.update(models::masks_to_label_image(e.counted, h, w),
+                 models::masks_to_label_image(e.truth, h, w));
+  }
+  const auto r = ap.compute();
+  nlohmann::json out = {
+      {"loss", loss_count_ > 0 ? loss_sum_ / static_cast<double>(loss_count_) : 0.0},
+      {"ap50", nan_to_null(r.map50)},
+      {"ap", nan_to_null(r.map)},
+      {"ap75", nan_to_null(r.map75)},
+      {"sbd", nan_to_null(cvppp.sbd())},
+      {"abs_dic", nan_to_null(cvppp.abs_dic())},
+      {"dic", nan_to_null(cvppp.dic())},
+      {"images", cvppp.num_images()}};
+  if (net_.mask_rcnn) {
+    const auto c = class_ap.compute();
+    out["class_ap50"] = nan_to_null(c.map50);
+    out["class_ap"] = nan_to_null(c.map);
+  }
+  return out;
+}
+
+std::vector<Prediction> InstanceTask::predict(const at::Tensor& images,
+                                              const std::vector<ops::GridSize>& sizes) const {
+  const auto found = net_.predict(images);
+  std::vector<Prediction> out(found.size());
+  for (size_t i = 0; i < found.size(); ++i) {
+    const auto& f = found[i];
+    const auto [h, w] = sizes.at(i);
+    auto& p = out[i];
+    const int64_t k = f.masks.size(0);
+    // Back to the input's size (nearest), then boxes from the full-size masks.
+    std::vector<at::Tensor> full;
+    for (int64_t j = 0; j < k; ++j) full.push_back(core::resize_mask(f.masks[j].to(at::kCPU), h, w));
+    const auto masks = stack_or_empty(full, h, w).contiguous();
+    p.boxes = ops::masks_to_boxes(masks).contiguous();
+    p.scores = f.scores.to(at::kCPU, at::kFloat).contiguous();
+    if (f.labels.defined()) {
+      const auto labels = f.labels.to(at::kCPU, at::kLong);
+      p.labels = at::tensor(category_ids_, at::kLong).index_select(0, labels);
+      for (int64_t j = 0; j < k; ++j) {
+        p.names.push_back(class_names_.at(static_cast<size_t>(labels[j].item<int64_t>())));
+      }
+    } else {
+      // Class-agnostic methods: 0 = "an object".
+      p.labels = at::zeros({k}, at::kLong);
+      p.names.assign(static_cast<size_t>(k), "object");
+    }
+    for (int64_t j = 0; j < k; ++j) {
+      p.instance_masks.push_back(
+          cv::Mat(static_cast<int>(h), static_cast<int>(w), CV_8U, masks[j].data_ptr()).clone());
+    }
+  }
+  return out;
+}
+
+cv::Mat InstanceTask::overlay(const cv::Mat& bgr, const Prediction& p) const {
+  std::vector<at::Tensor> masks;
+  for (const auto& m : p.instance_masks) {
+    masks.push_back(at::from_blob(m.data, {m.rows, m.cols}, at::kByte).clone());
+  }
+  const auto stacked = stack_or_empty(masks, bgr.rows, bgr.cols);
+  models::InstancePrediction found{stacked, p.scores, p.labels, p.boxes};
+  const auto shown = net_.mask_rcnn ? net_.class_agnostic(found, net_.count_score).flip(0)
+                                    : at::arange(stacked.size(0), at::kLong);
+  return data::overlay_instances(bgr, stacked.index({shown}), 0.5);
+}
+
+nlohmann::json InstanceTask::prediction_json(const Prediction& p) const {
+  auto json = Task::prediction_json(p);
+  nlohmann::json masks = nlohmann::json::array();
+  for (const auto& m : p.instance_masks) {
+    const auto rle = ops::rle_encode(at::from_blob(m.data, {m.rows, m.cols}, at::kByte));
+    masks.push_back({{"size", {rle.height, rle.width}}, {"counts", ops::rle_to_string(rle)}});
+  }
+  json["masks"] = masks;
+  return json;
+}
+
+}  // namespace ostrov::tasks

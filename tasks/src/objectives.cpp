@@ -1,0 +1,101 @@
+#include "ostrov/tasks/objectives.h"
+
+#include <ATen/ATen.h>
+
+#include "ostrov/core/error.h"
+#include "ostrov/io/json.h"
+#include "ostrov/losses/build.h"
+#include "ostrov/losses/mask.h"
+
+namespace ostrov::tasks {
+
+SSDObjective::SSDObjective(io::ConfigReader& loss, int64_t num_classes) {
+  const auto name = loss.get<std::string>("name", "multibox");
+  if (name != "multibox") {
+    throw ConfigError(loss.where() + ": key " + loss.path_of("name") +
+                      " must be \"multibox\" for an SSD detector, got \"" + name + "\"");
+  }
+  multibox_ = std::get<losses::MultiboxLossOptions>(losses::parse_loss_options(name, loss));
+  targets_.num_classes(num_classes);
+  targets_.matcher(loss.get<std::string>("matcher", targets_.matcher()));
+  if (targets_.matcher() != "threshold" && targets_.matcher() != "hungarian") {
+    throw ConfigError(loss.where() + ": key " + loss.path_of("matcher") +
+                      " must be \"threshold\" or \"hungarian\", got \"" + targets_.matcher() +
+                      "\"");
+  }
+  targets_.iou_threshold(loss.get<double>("iou_threshold", targets_.iou_threshold()));
+  if (!(targets_.iou_threshold() > 0.0 && targets_.iou_threshold() <= 1.0)) {
+    throw ConfigError(loss.where() + ": key " + loss.path_of("iou_threshold") +
+                      " must be in (0,1], got " + std::to_string(targets_.iou_threshold()));
+  }
+  if (loss.has("hungarian_threshold_positives")) {
+    targets_.hungarian(ops::HungarianMatcherOptions()
+                           .add_threshold_positives(
+                               loss.get<bool>("hungarian_threshold_positives", false))
+                           .threshold(targets_.iou_threshold()));
+  }
+}
+
+SSDObjective SSDObjective::from_config(const nlohmann::json& loss, int64_t num_classes,
+                                       const std::string& where) {
+  const nlohmann::json section = loss.is_null() ? nlohmann::json::object() : loss;
+  if (!section.is_object()) throw ConfigError(where + ": loss must be an object");
+  io::ConfigReader r(section, where, "loss");
+  SSDObjective objective(r, num_classes);
+  r.finish();
+  return objective;
+}
+
+at::Tensor SSDObjective::operator()(const models::SSDOutput& out,
+                                    const std::vector<at::Tensor>& boxes,
+                                    const std::vector<at::Tensor>& labels) const {
+  std::vector<at::Tensor> cpu_boxes, cpu_labels;
+  for (size_t i = 0; i < boxes.size(); ++i) {
+    cpu_boxes.push_back(boxes[i].to(at::kCPU));
+    cpu_labels.push_back(labels[i].to(at::kCPU));
+  }
+  const auto t = models::ssd_targets(cpu_boxes, cpu_labels, out.priors.to(at::kCPU), targets_);
+  const auto device = out.scores.device();
+  return losses::functional::multibox_loss(out.locations, out.scores, t.locations.to(device),
+                                           t.labels.to(device), multibox_)
+      .loss;
+}
+
+MaskObjective::MaskObjective(io::ConfigReader& loss) {
+  mask_weight_ = loss.get<double>("mask_weight", mask_weight_);
+  box_jitter_ = loss.get<double>("box_jitter", box_jitter_);
+  if (!(mask_weight_ >= 0.0)) {
+    throw ConfigError(loss.where() + ": key " + loss.path_of("mask_weight") +
+                      " must be >= 0, got " + std::to_string(mask_weight_));
+  }
+  if (!(box_jitter_ >= 0.0 && box_jitter_ < 0.5)) {
+    throw ConfigError(loss.where() + ": key " + loss.path_of("box_jitter") +
+                      " must be in [0, 0.5), got " + std::to_string(box_jitter_));
+  }
+}
+
+at::Tensor MaskObjective::operator()(models::MaskRCNNImpl& net, const at::Tensor& mask_features,
+                                     const std::vector<at::Tensor>& boxes,
+                                     const std::vector<at::Tensor>& labels,
+                                     const std::vector<at::Tensor>& instances,
+                                     ops::GridSize image_size, bool training,
+                                     std::mt19937_64& rng) const {
+  if (mask_weight_ <= 0.0) return {};
+  std::vector<at::Tensor> rois, mask_labels, targets;
+  for (size_t i = 0; i < boxes.size(); ++i) {
+    const auto b = boxes[i].to(at::kCPU, at::kFloat);
+    if (b.size(0) == 0) continue;
+    const auto jittered = training ? models::jitter_boxes(b, box_jitter_, image_size, rng) : b;
+    rois.push_back(at::cat(
+        {at::full({b.size(0), 1}, static_cast<double>(i), at::kFloat), jittered}, 1));
+    mask_labels.push_back(labels[i].to(at::kCPU, at::kLong));
+    targets.push_back(models::mask_targets(instances[i], jittered, 2 * net.options.roi_size()));
+  }
+  if (rois.empty()) return {};
+  const auto device = mask_features.device();
+  const auto logits = net.mask_logits(mask_features, at::cat(rois).to(device));
+  return mask_weight_ * losses::functional::mask_loss(logits, at::cat(mask_labels).to(device),
+                                                      at::cat(targets).to(device));
+}
+
+}  // namespace ostrov::tasks

@@ -1,0 +1,169 @@
+#include "ostrov/tasks/task.h"
+
+#include <algorithm>
+#include <deque>
+#include <mutex>
+
+#include "entries.h"
+#include "ostrov/core/error.h"
+#include "ostrov/data/coco_dataset.h"
+#include "ostrov/data/folder_dataset.h"
+#include "ostrov/data/image_folder.h"
+
+namespace ostrov::tasks {
+
+namespace {
+
+struct Registry {
+  std::mutex mutex;
+  std::deque<TaskEntry> entries{detail::segmentation_entry(), detail::detection_entry(),
+                                 detail::instance_entry(), detail::classification_entry()};
+};
+
+Registry& registry() {
+  static Registry r;
+  return r;
+}
+
+}  // namespace
+
+void register_task(TaskEntry entry) {
+  auto& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  if (entry.name.empty() || entry.formats.empty() || !entry.make) {
+    throw Error("register_task: an entry needs a name, at least one data format and make");
+  }
+  for (const auto& e : r.entries) {
+    if (e.name == entry.name) throw Error("register_task: task \"" + entry.name + "\" exists");
+  }
+  r.entries.push_back(std::move(entry));
+}
+
+const TaskEntry& find_task(const std::string& name, const std::string& where) {
+  auto& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  for (const auto& e : r.entries) {
+    if (e.name == name) return e;  // entries are never removed: the reference stays valid
+  }
+  std::string known;
+  for (const auto& e : r.entries) known += (known.empty() ? "" : ", ") + e.name;
+  throw ConfigError((where.empty() ? "" : where + ": ") + "task \"" + name +
+                    "\" is not supported (supported: " + known + ")");
+}
+
+std::vector<std::string> task_names() {
+  auto& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  std::vector<std::string> names;
+  for (const auto& e : r.entries) names.push_back(e.name);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::unique_ptr<Task> make_task(const RunConfig& config, const c10::Device& device) {
+  return find_task(config.task, config.path).make(config, device);
+}
+
+std::shared_ptr<const data::Transform> default_transforms(const RunConfig& config, bool training) {
+  std::vector<std::shared_ptr<const data::Transform>> steps;
+  if (training && !config.data.transforms.is_null()) {
+    steps.push_back(data::build_transforms(config.data.transforms, config.path, "data.transforms"));
+  } else {
+    steps.push_back(std::make_shared<data::Resize>(config.data.height, config.data.width));
+    if (training) steps.push_back(std::make_shared<data::HorizontalFlip>(0.5));
+  }
+  steps.push_back(std::make_shared<data::Normalize>());
+  return std::make_shared<data::Compose>(std::move(steps));
+}
+
+Task::Task(RunConfig config, const c10::Device& device)
+    : config_(std::move(config)), device_(device) {
+  const auto n = config_.data.num_classes;
+  class_names_ = config_.data.class_names;
+  category_ids_ = config_.data.category_ids;
+  classes_from_config_ = !class_names_.empty();
+  if (class_names_.empty()) {
+    for (int64_t c = 0; c < n; ++c) class_names_.push_back("class " + std::to_string(c));
+  }
+  if (category_ids_.empty()) {
+    for (int64_t c = 0; c < n; ++c) category_ids_.push_back(c);
+  }
+}
+
+std::shared_ptr<data::Dataset> Task::dataset(const std::string& split) {
+  check_split_exists(config_, split);
+  const DataSplit& s = split == "train" ? config_.data.train : config_.data.val;
+  const auto n = config_.data.num_classes;
+  std::shared_ptr<data::Dataset> result;
+  if (config_.data.format == "folder") {
+    result = std::make_shared<data::SegmentationFolder>(s.root, n);
+  } else if (config_.data.format == "image_folder") {
+    auto folder = std::make_shared<data::ImageFolder>(s.root);
+    if (folder->num_classes() != n) {
+      throw ConfigError(config_.path + ": data.num_classes is " + std::to_string(n) + " but " +
+                        s.root + " has " + std::to_string(folder->num_classes()) +
+                        " class folders");
+    }
+    result = folder;
+  } else {
+    auto coco = std::make_shared<data::CocoDataset>(
+        s.annotations, s.images,
+        data::CocoOptions().skip_invalid(config_.data.skip_invalid).masks(needs_masks()));
+    if (coco->num_classes() != n) {
+      throw ConfigError(config_.path + ": data.num_classes is " + std::to_string(n) + " but " +
+                        s.annotations + " has " + std::to_string(coco->num_classes() - 1) +
+                        " categories + background");
+    }
+    result = coco;
+  }
+  describe_classes(*result);
+  return result;
+}
+
+void Task::describe_classes(const data::Dataset& dataset) {
+  if (classes_from_config_) return;
+  if (const auto* coco = dynamic_cast<const data::CocoDataset*>(&dataset)) {
+    class_names_ = coco->category_names();
+    category_ids_ = coco->label_to_category_id();
+    classes_from_config_ = true;
+  } else if (const auto* folder = dynamic_cast<const data::ImageFolder*>(&dataset)) {
+    class_names_ = folder->classes();
+    classes_from_config_ = true;
+  }
+}
+
+std::shared_ptr<const data::Transform> Task::transforms(bool training) const {
+  return default_transforms(config_, training);
+}
+
+ops::GridSize Task::input_size() const { return {config_.data.height, config_.data.width}; }
+
+Prediction Task::predict_tiled(const at::Tensor& image, int64_t overlap) const {
+  throw Error("task " + config_.task + " cannot predict by tiles (segmentation can)");
+}
+
+nlohmann::json Task::prediction_json(const Prediction& p) const {
+  nlohmann::json boxes = nlohmann::json::array(), scores = nlohmann::json::array(),
+                 labels = nlohmann::json::array();
+  if (p.boxes.defined()) {
+    const auto b = p.boxes.to(at::kFloat).contiguous();
+    const auto s = p.scores.to(at::kFloat).contiguous();
+    const auto l = p.labels.to(at::kLong).contiguous();
+    for (int64_t i = 0; i < b.size(0); ++i) {
+      const float* box = b.data_ptr<float>() + 4 * i;
+      boxes.push_back({box[0], box[1], box[2], box[3]});
+      scores.push_back(s.data_ptr<float>()[i]);
+      labels.push_back(l.data_ptr<int64_t>()[i]);
+    }
+  }
+  return {{"boxes", boxes}, {"scores", scores}, {"labels", labels}};
+}
+
+nlohmann::json Task::resolved_config() const {
+  nlohmann::json out = config_.json;
+  out["data"]["class_names"] = class_names_;
+  out["data"]["category_ids"] = category_ids_;
+  return out;
+}
+
+}  // namespace ostrov::tasks

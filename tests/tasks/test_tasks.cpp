@@ -1,0 +1,255 @@
+// ostrov::tasks without the CLI: the registry, configs, the training objectives and whole runs.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <ATen/ATen.h>
+
+#include "ostrov/core/error.h"
+#include "ostrov/io/json.h"
+#include "ostrov/losses/mask.h"
+#include "ostrov/models/detection/ssd_targets.h"
+#include "ostrov/tasks/objectives.h"
+#include "ostrov/tasks/run.h"
+#include "ostrov/tasks/segmentation.h"
+#include "ostrov/tasks/task.h"
+#include "tiny_runs.h"
+
+namespace fs = std::filesystem;
+using namespace ostrov;
+using ostrov::test::TempDir;
+
+namespace {
+
+// A user's task: counts what the trainer asks of it, on a one-parameter model.
+class CountingTask : public tasks::Task {
+ public:
+  CountingTask(const tasks::RunConfig& c, const c10::Device& d) : Task(c, d) {
+    weight = model_.register_parameter("w", at::ones({1}));
+  }
+  torch::nn::Module& model() override { return model_; }
+  at::Tensor loss(const data::Batch& b) override { return (weight * b.images.mean()).sum(); }
+  void begin_evaluation() override {}
+  void evaluate(const data::Batch&) override {}
+  nlohmann::json end_evaluation() override { return {{"loss", 0.0}}; }
+  std::vector<tasks::Prediction> predict(const at::Tensor& images,
+                                         const std::vector<ops::GridSize>&) const override {
+    return std::vector<tasks::Prediction>(static_cast<size_t>(images.size(0)));
+  }
+  cv::Mat overlay(const cv::Mat& bgr, const tasks::Prediction&) const override { return bgr; }
+
+  torch::nn::Module model_;
+  at::Tensor weight;
+};
+
+nlohmann::json minimal(const std::string& task, const std::string& format) {
+  return {{"task", task},
+          {"model", {{"name", "unet"}}},
+          {"data", {{"format", format}, {"num_classes", 3}, {"train", {{"root", "/nowhere/x"}}}}}};
+}
+
+}  // namespace
+
+TEST_CASE("tasks registry: the four built-in tasks, a user's task, clear errors", "[tasks]") {
+  const auto names = tasks::task_names();
+  for (const char* n : {"classification", "detection", "instance", "segmentation"}) {
+    CHECK(std::find(names.begin(), names.end(), n) != names.end());
+  }
+  CHECK(tasks::find_task("detection").best_metric == "map50");
+  CHECK(tasks::find_task("instance").best_metric == "ap50");
+  CHECK(tasks::find_task("classification").formats == std::vector<std::string>{"image_folder"});
+  CHECK_THROWS_WITH(tasks::find_task("tracking", "run.json"),
+                    Catch::StartsWith("run.json: task \"tracking\" is not supported") &&
+                        Catch::Contains("segmentation, detection, instance, classification"));
+
+  if (std::find(names.begin(), names.end(), "counting") == names.end()) {
+    tasks::register_task({"counting", "test task", "loss", {"folder"},
+                          [](const tasks::RunConfig& c, const c10::Device& d) {
+                            return std::make_unique<CountingTask>(c, d);
+                          }});
+  }
+  CHECK_THROWS_AS(tasks::register_task({"counting", "again", "loss", {"folder"},
+                                        [](const tasks::RunConfig& c, const c10::Device& d) {
+                                          return std::make_unique<CountingTask>(c, d);
+                                        }}),
+                  Error);
+  auto config = tasks::parse_run_config(minimal("counting", "folder"), "user.json");
+  CHECK(config.train.best_metric == "loss");
+  auto task = tasks::make_task(config, torch::kCPU);
+  REQUIRE(dynamic_cast<CountingTask*>(task.get()) != nullptr);
+  CHECK(task->class_names() == std::vector<std::string>{"class 0", "class 1", "class 2"});
+  CHECK(task->category_ids() == std::vector<int64_t>{0, 1, 2});
+}
+
+TEST_CASE("tasks::parse_run_config: validates keys, never touches the data", "[tasks]") {
+  // The data folders do not exist: parsing a config (e.g. a checkpoint's) must not care.
+  auto config = tasks::parse_run_config(minimal("segmentation", "folder"), "a.json");
+  CHECK(config.data.train.root == "/nowhere/x");
+  CHECK(config.train.best_metric == "miou");
+  CHECK(config.data.format == "folder");
+  // The data is checked when a dataset is built, naming the key.
+  auto task = tasks::make_task(config, torch::kCPU);
+  CHECK_THROWS_WITH(task->dataset("train"),
+                    Catch::Contains("data.train.root") && Catch::Contains("/nowhere/x"));
+  CHECK_THROWS_WITH(task->dataset("val"), Catch::Contains("missing required key data.val.root"));
+
+  CHECK_THROWS_WITH(tasks::parse_run_config(minimal("detection", "folder"), "d.json"),
+                    Catch::Contains("d.json") && Catch::Contains("task detection needs data.format coco"));
+  auto named = minimal("segmentation", "folder");
+  named["data"]["class_names"] = {"bg", "a"};
+  CHECK_THROWS_WITH(tasks::parse_run_config(named, "n.json"),
+                    Catch::Contains("data.class_names has 2 names, data.num_classes is 3"));
+  named["data"]["class_names"] = {"bg", "a", "b"};
+  named["data"]["category_ids"] = {0, 7, 9};
+  const auto with_names = tasks::parse_run_config(named, "n.json");
+  auto t = tasks::make_task(with_names, torch::kCPU);
+  CHECK(t->class_names() == std::vector<std::string>{"bg", "a", "b"});
+  CHECK(t->category_ids() == std::vector<int64_t>{0, 7, 9});
+  CHECK(t->resolved_config()["data"]["category_ids"] == nlohmann::json({0, 7, 9}));
+  auto unknown = minimal("segmentation", "folder");
+  unknown["data"]["colour"] = 1;
+  CHECK_THROWS_WITH(tasks::parse_run_config(unknown, "u.json"),
+                    Catch::Contains("u.json") && Catch::Contains("data.colour"));
+}
+
+TEST_CASE("tasks::set_validation_data points data.val at a folder, a COCO file or a scene set",
+          "[tasks]") {
+  auto seg = tasks::parse_run_config(minimal("segmentation", "folder"), "a.json");
+  tasks::set_validation_data(seg, "/data/val");
+  CHECK(seg.data.val.root == "/data/val");
+  CHECK(seg.json["data"]["val"]["root"] == "/data/val");
+  auto coco_json = minimal("detection", "coco");
+  coco_json["data"]["train"] = {{"annotations", "/a.json"}, {"images", "/img"}};
+  auto det = tasks::parse_run_config(coco_json, "d.json");
+  tasks::set_validation_data(det, "/sets/val/instances.json");
+  CHECK(det.data.val.annotations == "/sets/val/instances.json");
+  CHECK(det.data.val.images == "/sets/val/images");
+  TempDir dir;
+  tasks::set_validation_data(det, dir.path().string());
+  CHECK(det.data.val.annotations == dir / "instances.json");
+  CHECK(det.data.val.images == dir / "images");
+}
+
+TEST_CASE("SSDObjective: its keys from the loss section, equal to ssd_targets + multibox_loss",
+          "[tasks]") {
+  at::manual_seed(0);
+  const int64_t p = 30, c = 4;
+  auto xy = at::rand({p, 2}) * 50;
+  models::SSDOutput out;
+  out.priors = at::cat({xy, xy + 5 + at::rand({p, 2}) * 20}, 1);
+  out.locations = at::randn({2, p, 4});
+  out.scores = at::randn({2, p, c});
+  const std::vector<at::Tensor> boxes = {torch::tensor({{10.f, 10.f, 30.f, 28.f}, {5.f, 30.f, 25.f, 60.f}}),
+                                         torch::tensor({{20.f, 5.f, 45.f, 35.f}})};
+  const std::vector<at::Tensor> labels = {at::tensor({1, 3}, at::kLong), at::tensor({2}, at::kLong)};
+
+  auto expected = [&](const models::SSDTargetOptions& t, const losses::MultiboxLossOptions& m) {
+    const auto targets = models::ssd_targets(boxes, labels, out.priors, t);
+    return losses::functional::multibox_loss(out.locations, out.scores, targets.locations,
+                                             targets.labels, m)
+        .loss.item<double>();
+  };
+  const auto plain = tasks::SSDObjective::from_config(nullptr, c, "x.json");
+  CHECK(plain.targets().matcher() == "threshold");
+  CHECK(plain(out, boxes, labels).item<double>() ==
+        Approx(expected(models::SSDTargetOptions().num_classes(c), {})).epsilon(1e-6));
+
+  const auto tuned = tasks::SSDObjective::from_config(
+      {{"name", "multibox"}, {"alpha", 2.5}, {"matcher", "hungarian"}, {"iou_threshold", 0.3},
+       {"neg_pos_ratio", 2}},
+      c, "x.json");
+  CHECK(tuned.targets().matcher() == "hungarian");
+  CHECK(tuned.multibox().alpha() == 2.5);
+  const double want = expected(models::SSDTargetOptions().num_classes(c).matcher("hungarian").iou_threshold(0.3),
+                               losses::MultiboxLossOptions().alpha(2.5).neg_pos_ratio(2));
+  CHECK(tuned(out, boxes, labels).item<double>() == Approx(want).epsilon(1e-6));
+  CHECK(want != Approx(plain(out, boxes, labels).item<double>()));  // the keys changed it
+
+  CHECK_THROWS_WITH(tasks::SSDObjective::from_config({{"matcher", "greedy"}}, c, "x.json"),
+                    Catch::Contains("x.json") && Catch::Contains("loss.matcher") &&
+                        Catch::Contains("greedy"));
+  CHECK_THROWS_WITH(tasks::SSDObjective::from_config({{"iou_threshold", 1.5}}, c, "x.json"),
+                    Catch::Contains("loss.iou_threshold"));
+  CHECK_THROWS_WITH(tasks::SSDObjective::from_config({{"name", "cross_entropy"}}, c, "x.json"),
+                    Catch::Contains("loss.name") && Catch::Contains("multibox"));
+  CHECK_THROWS_WITH(tasks::SSDObjective::from_config({{"mask_weight", 1}}, c, "x.json"),
+                    Catch::Contains("unknown key loss.mask_weight"));
+}
+
+TEST_CASE("MaskObjective: weighted mask loss on jittered ground-truth boxes", "[tasks]") {
+  at::manual_seed(1);
+  models::MaskRCNN net(models::MaskRCNNOptions(3).image_size(64).backbone_channels(8)
+                           .feature_channels(8).mask_channels(8).mask_convs(1).roi_size(7));
+  net->eval();
+  const auto x = at::randn({1, 3, 64, 64});
+  const auto features = net->forward(x).mask_features;
+  auto masks = at::zeros({1, 64, 64}, at::kByte);
+  masks.index_put_({0, at::indexing::Slice(10, 40), at::indexing::Slice(20, 50)}, 1);
+  const std::vector<at::Tensor> boxes = {torch::tensor({{20.f, 10.f, 50.f, 40.f}})};
+  const std::vector<at::Tensor> labels = {at::tensor({2}, at::kLong)};
+  std::mt19937_64 rng(0);
+
+  const nlohmann::json section = {{"mask_weight", 3.0}, {"box_jitter", 0.2}};
+  io::ConfigReader r(section, "m.json", "loss");
+  const tasks::MaskObjective objective(r);
+  r.finish();
+  // Not training: no jitter, so the value is the mask loss on the true box, times 3.
+  const auto value = objective(*net, features, boxes, labels, {masks}, {64, 64}, false, rng);
+  const auto rois = torch::tensor({{0.f, 20.f, 10.f, 50.f, 40.f}});
+  const auto by_hand = losses::functional::mask_loss(
+      net->mask_logits(features, rois), labels[0], models::mask_targets(masks, boxes[0], 14));
+  CHECK(value.item<double>() == Approx(3.0 * by_hand.item<double>()).epsilon(1e-6));
+  // Training: jittered boxes change the targets, and the rng moved.
+  std::mt19937_64 fresh(0);
+  const auto jittered = objective(*net, features, boxes, labels, {masks}, {64, 64}, true, rng);
+  CHECK(jittered.item<double>() != Approx(value.item<double>()));
+  CHECK(rng() != fresh());
+  // No objects: undefined (nothing to add).
+  CHECK_FALSE(objective(*net, features, {at::zeros({0, 4})}, {at::zeros({0}, at::kLong)},
+                        {at::zeros({0, 64, 64}, at::kByte)}, {64, 64}, true, rng)
+                  .defined());
+  for (const auto& bad : {nlohmann::json{{"mask_weight", -1}}, nlohmann::json{{"box_jitter", 0.5}}}) {
+    io::ConfigReader b(bad, "m.json", "loss");
+    CHECK_THROWS_WITH(tasks::MaskObjective(b), Catch::Contains("m.json") && Catch::Contains("loss."));
+  }
+}
+
+TEST_CASE("tasks::train writes a run folder and never trains over one by accident", "[tasks]") {
+  TempDir dir;
+  test::write_tiny_scenes(dir);
+  const auto json = test::tiny_config(dir, "segmentation",
+                                      {{"name", "unet"}, {"depth", 2}, {"base_width", 4}});
+  const auto config = tasks::parse_run_config(json, dir / "seg.json");
+  const std::string out = dir / "run";
+  const auto result = tasks::train(config, tasks::TrainRunOptions().out_dir(out));
+  CHECK(result.steps == 2);
+  for (const char* f : {"last.pt", "best.pt", "metrics.jsonl", "loss.png", "config.json", "train.log"}) {
+    CHECK(fs::exists(fs::path(out) / f));
+  }
+  const auto stored = io::read_json(out + "/config.json");
+  CHECK(stored["task"] == "segmentation");
+  CHECK(stored["data"]["class_names"].size() == 11);
+  std::ifstream log(out + "/train.log");
+  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  CHECK_THAT(text, Catch::Contains("trained 2 steps"));
+
+  CHECK_THROWS_AS(tasks::train(config, tasks::TrainRunOptions().out_dir(out)), ConfigError);
+  CHECK_THROWS_WITH(tasks::check_run_folder(tasks::TrainRunOptions().out_dir(out)),
+                    Catch::Contains(out) && Catch::Contains("--force"));
+  CHECK_NOTHROW(tasks::check_run_folder(tasks::TrainRunOptions().out_dir(out).force(true)));
+  CHECK_NOTHROW(tasks::check_run_folder(tasks::TrainRunOptions().out_dir(out).resume(true)));
+
+  // The evaluation of a loaded checkpoint equals the trainer's last evaluation of it.
+  auto task = tasks::load_task(config, out + "/last.pt", torch::kCPU);
+  const auto metrics = tasks::evaluate(*task);
+  std::ifstream lines(out + "/metrics.jsonl");
+  std::string line, last_val;
+  while (std::getline(lines, line)) {
+    if (nlohmann::json::parse(line)["split"] == "val") last_val = line;
+  }
+  REQUIRE_FALSE(last_val.empty());
+  CHECK(metrics["miou"].get<double>() ==
+        Approx(nlohmann::json::parse(last_val)["miou"].get<double>()).epsilon(1e-9));
+}
