@@ -2,7 +2,7 @@
 //
 // Shows: ostrov::models::VGGFeatures (torchvision's VGG19 trunk under torchvision's parameter
 // names, so its ImageNet weights file loads unchanged; average pooling; layers by name) and
-// ostrov::models::stylize: Gram-matrix style loss on conv1_1..conv5_1, content loss on
+// ostrov::tasks::stylize: Gram-matrix style loss on conv1_1..conv5_1, content loss on
 // conv4_2, L-BFGS over the image, luminance-only transfer to keep the photo's colours, and a
 // progress callback that logs the loss terms and saves intermediate frames.
 //
@@ -34,7 +34,7 @@
 
 #include "ostrov/core/image.h"
 #include "ostrov/core/runtime.h"
-#include "ostrov/models/style/style_transfer.h"
+#include "ostrov/tasks/style_transfer.h"
 #include "ostrov/models/style/vgg_features.h"
 
 namespace {
@@ -101,12 +101,12 @@ int main(int argc, char** argv) {
     }
 
     // 3. Optimise the image, starting from the content, logging every 10 steps.
-    auto options = ostrov::models::StyleTransferOptions()
+    auto options = ostrov::tasks::StyleTransferOptions()
                        .size(size)
                        .steps(steps)
                        .preserve_color(preserve_color)
                        .callback_every(frames_every > 0 ? frames_every : 10)
-                       .callback([&](const ostrov::models::StyleTransferProgress& p) {
+                       .callback([&](const ostrov::tasks::StyleTransferProgress& p) {
                          log->info("step {:4d} ({} passes): total {:.4g} = content {:.4g} + "
                                    "1e6 x style {:.4g} + tv",
                                    p.step, p.evaluations, p.losses.total, p.losses.content,
@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
                                                      ostrov::core::tensor_to_image(p.image));
                          }
                        });
-    const auto result = ostrov::models::stylize(vgg, content, {{style, 1.0}}, options);
+    const auto result = ostrov::tasks::stylize(vgg, content, {{style, 1.0}}, options);
 
     // 4. Written to a temporary name and renamed: no partial file on failure.
     ostrov::core::write_image(output, ostrov::core::tensor_to_image(result.image));

@@ -58,7 +58,6 @@
 #include "ostrov/models/segmentation/fcn.h"
 #include "ostrov/models/segmentation/pspnet.h"
 #include "ostrov/models/segmentation/unet.h"
-#include "ostrov/models/style/style_transfer.h"
 #include "ostrov/models/style/vgg_features.h"
 
 #include "ostrov/losses/build.h"
@@ -83,4 +82,5 @@
 #include "ostrov/tasks/predictor.h"
 #include "ostrov/tasks/run.h"
 #include "ostrov/tasks/segmentation.h"
+#include "ostrov/tasks/style_transfer.h"
 #include "ostrov/tasks/task.h"

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <array>
+#include <deque>
+#include <functional>
+#include <mutex>
 #include <utility>
 
 #include <c10/util/Exception.h>
@@ -23,18 +26,6 @@ namespace {
 
 using io::ConfigReader;
 
-const std::array<const char*, 8> kNames = {"unet",          "fcn32s",        "fcn16s",
-                                           "fcn8s",         "fc_densenet56", "fc_densenet67",
-                                           "fc_densenet103", "pspnet"};
-
-std::string known_names() {
-  std::string out;
-  for (const char* n : kNames) {
-    out += (out.empty() ? "" : ", ") + std::string(n);
-  }
-  return out;
-}
-
 /// Reads a string option and converts it with `parse`, turning its c10::Error into a
 /// ConfigError that names the key.
 template <typename Parse>
@@ -47,18 +38,6 @@ auto parse_string(ConfigReader& r, const std::string& key, const std::string& fa
     throw ConfigError(r.where() + ": key " + r.path_of(key) + ": " + e.what_without_backtrace());
   }
 }
-
-/// The model section, parsed and checked for unknown keys.
-struct ParsedModel {
-  std::string name;
-  std::string weights;
-  std::string backbone_weights;
-  c10::optional<UNetOptions> unet;
-  c10::optional<ResNetUNetOptions> resnet_unet;
-  c10::optional<FCNOptions> fcn;
-  c10::optional<FCDenseNetOptions> fc_densenet;
-  c10::optional<PSPNetOptions> pspnet;
-};
 
 /// The options of a U-Net over `backbone` ("resnet18" ... "resnet152"); the plain U-Net's
 /// keys are refused, naming the key.
@@ -89,82 +68,6 @@ ResNetUNetOptions parse_resnet_unet(ConfigReader& r, const std::string& backbone
       .decoder_channels(r.get<std::vector<int64_t>>("decoder_channels", {}))
       .input_padding(padding);
   return o;
-}
-
-ParsedModel parse(const nlohmann::json& config, int64_t num_classes, const std::string& where) {
-  ConfigReader r(config, where, "model");
-  ParsedModel m;
-  m.name = r.required<std::string>("name");
-  m.weights = r.get<std::string>("weights", "");
-  m.backbone_weights = r.get<std::string>("backbone_weights", "");
-  const InputPadding padding =
-      parse_string(r, "input_padding", "reflect", input_padding_from_string);
-
-  if (m.name == "unet") {
-    const std::string backbone = r.get<std::string>("backbone", "none");
-    if (backbone == "none") {  // the paper's encoder
-      UNetOptions o(num_classes);
-      o.in_channels(r.get<int64_t>("in_channels", o.in_channels()))
-          .depth(r.get<int64_t>("depth", o.depth()))
-          .base_width(r.get<int64_t>("base_width", o.base_width()))
-          .batch_norm(r.get<bool>("batch_norm", o.batch_norm()))
-          .upsampling(parse_string(r, "upsampling", to_string(o.upsampling()),
-                                   unet_upsampling_from_string))
-          .padding(parse_string(r, "padding", nn::to_string(o.padding()),
-                                nn::padding_mode_from_string))
-          .input_padding(padding);
-      m.unet = o;
-    } else {
-      m.resnet_unet = parse_resnet_unet(r, backbone, num_classes, padding);
-    }
-  } else if (m.name == "fcn32s" || m.name == "fcn16s" || m.name == "fcn8s") {
-    FCNOptions o(num_classes);
-    o.variant(fcn_variant_from_string(m.name))
-        .fc_channels(r.get<int64_t>("fc_channels", o.fc_channels()))
-        .dropout(r.get<double>("dropout", o.dropout()))
-        .skip16_stage(r.get<std::string>("skip16_stage", o.skip16_stage()))
-        .skip8_stage(r.get<std::string>("skip8_stage", o.skip8_stage()))
-        .input_padding(padding);
-    m.fcn = o;
-  } else if (m.name.rfind("fc_densenet", 0) == 0 &&
-             std::find(kNames.begin(), kNames.end(), m.name) != kNames.end()) {
-    FCDenseNetOptions o(num_classes);
-    o.depth(std::stoll(m.name.substr(11)))
-        .in_channels(r.get<int64_t>("in_channels", o.in_channels()))
-        .first_channels(r.get<int64_t>("first_channels", o.first_channels()))
-        .dropout(r.get<double>("dropout", o.dropout()))
-        .input_padding(padding);
-    if (r.has("growth_rate")) {
-      o.growth_rate(r.get<int64_t>("growth_rate", 0));
-    }
-    if (r.has("layers_per_block")) {
-      o.layers_per_block(r.get<std::vector<int64_t>>("layers_per_block", {}));
-    }
-    m.fc_densenet = o;
-  } else if (m.name == "pspnet") {
-    PSPNetOptions o(num_classes);
-    o.backbone_depth(r.get<int64_t>("backbone_depth", o.backbone_depth()))
-        .bins(r.get<std::vector<int64_t>>("bins", o.bins()))
-        .pooling(parse_string(r, "pooling", to_string(o.pooling()), pyramid_pooling_from_string))
-        .reduce_dimension(r.get<bool>("reduce_dimension", o.reduce_dimension()))
-        .head_channels(r.get<int64_t>("head_channels", o.head_channels()))
-        .dropout(r.get<double>("dropout", o.dropout()))
-        .aux(r.get<bool>("aux", o.aux()))
-        .aux_channels(r.get<int64_t>("aux_channels", o.aux_channels()))
-        .aux_weight(r.get<double>("aux_weight", o.aux_weight()))
-        .input_padding(padding);
-    m.pspnet = o;
-  } else {
-    throw ConfigError(where + ": key " + r.path_of("name") + ": unknown model \"" + m.name +
-                      "\" (known: " + known_names() + ")");
-  }
-  r.finish();
-  if (!m.backbone_weights.empty() && (m.unet || m.fc_densenet)) {
-    throw ConfigError(where + ": key " + r.path_of("backbone_weights") + ": " + m.name +
-                      " has no pretrained backbone (model.weights loads a whole-model file; "
-                      "a U-Net with model.backbone \"resnet18\" ... has one)");
-  }
-  return m;
 }
 
 nn::LayerSpec conv(std::string name, int64_t k, int64_t stride = 1, int64_t padding = 0,
@@ -269,9 +172,182 @@ std::vector<nn::LayerSpec> pspnet_layers(const PSPNetOptions& o) {
   return layers;
 }
 
+
+// Wraps a built XImpl as the module the registry hands out.
+template <typename Impl, typename Options>
+std::function<std::shared_ptr<torch::nn::Module>()> maker(Options options) {
+  return [options] { return std::make_shared<Impl>(options); };
+}
+
+// Calls `load` (an XImpl's "load a torchvision classifier" member) on the built network.
+template <typename Impl>
+auto backbone_loader(void (Impl::*load)(const io::StateDict&, const std::string&)) {
+  return [load](torch::nn::Module& m, const io::StateDict& state, const std::string& file) {
+    (m.as<Impl>()->*load)(state, file);
+  };
+}
+
+SegmentationRecipe parse_unet(ConfigReader& r, const std::string& name, int64_t num_classes,
+                              InputPadding padding) {
+  SegmentationRecipe recipe;
+  const std::string backbone = r.get<std::string>("backbone", "none");
+  if (backbone != "none") {  // a torchvision ResNet encoder
+    const auto o = parse_resnet_unet(r, backbone, num_classes, padding);
+    recipe.build = maker<ResNetUNetImpl>(o);
+    recipe.layers = [o] { return resnet_layers(o.encoder_depth(), /*dilated=*/false); };
+    recipe.load_backbone = backbone_loader(&ResNetUNetImpl::load_encoder_weights);
+    return recipe;
+  }
+  UNetOptions o(num_classes);  // the paper's encoder
+  o.in_channels(r.get<int64_t>("in_channels", o.in_channels()))
+      .depth(r.get<int64_t>("depth", o.depth()))
+      .base_width(r.get<int64_t>("base_width", o.base_width()))
+      .batch_norm(r.get<bool>("batch_norm", o.batch_norm()))
+      .upsampling(parse_string(r, "upsampling", to_string(o.upsampling()),
+                               unet_upsampling_from_string))
+      .padding(parse_string(r, "padding", nn::to_string(o.padding()),
+                            nn::padding_mode_from_string))
+      .input_padding(padding);
+  recipe.build = maker<UNetImpl>(o);
+  recipe.layers = [o] { return unet_layers(o); };
+  return recipe;
+}
+
+SegmentationRecipe parse_fcn(ConfigReader& r, const std::string& name, int64_t num_classes,
+                             InputPadding padding) {
+  FCNOptions o(num_classes);
+  o.variant(fcn_variant_from_string(name))
+      .fc_channels(r.get<int64_t>("fc_channels", o.fc_channels()))
+      .dropout(r.get<double>("dropout", o.dropout()))
+      .skip16_stage(r.get<std::string>("skip16_stage", o.skip16_stage()))
+      .skip8_stage(r.get<std::string>("skip8_stage", o.skip8_stage()))
+      .input_padding(padding);
+  SegmentationRecipe recipe;
+  recipe.build = maker<FCNImpl>(o);
+  recipe.layers = [] { return fcn_layers(); };
+  recipe.load_backbone = backbone_loader(&FCNImpl::load_torchvision_alexnet);
+  return recipe;
+}
+
+SegmentationRecipe parse_fc_densenet(ConfigReader& r, const std::string& name,
+                                     int64_t num_classes, InputPadding padding) {
+  FCDenseNetOptions o(num_classes);
+  o.depth(std::stoll(name.substr(11)))  // "fc_densenet<depth>"
+      .in_channels(r.get<int64_t>("in_channels", o.in_channels()))
+      .first_channels(r.get<int64_t>("first_channels", o.first_channels()))
+      .dropout(r.get<double>("dropout", o.dropout()))
+      .input_padding(padding);
+  if (r.has("growth_rate")) o.growth_rate(r.get<int64_t>("growth_rate", 0));
+  if (r.has("layers_per_block")) {
+    o.layers_per_block(r.get<std::vector<int64_t>>("layers_per_block", {}));
+  }
+  SegmentationRecipe recipe;
+  recipe.build = maker<FCDenseNetImpl>(o);
+  recipe.layers = [o] { return fc_densenet_layers(o); };
+  return recipe;
+}
+
+SegmentationRecipe parse_pspnet(ConfigReader& r, const std::string& name, int64_t num_classes,
+                                InputPadding padding) {
+  PSPNetOptions o(num_classes);
+  o.backbone_depth(r.get<int64_t>("backbone_depth", o.backbone_depth()))
+      .bins(r.get<std::vector<int64_t>>("bins", o.bins()))
+      .pooling(parse_string(r, "pooling", to_string(o.pooling()), pyramid_pooling_from_string))
+      .reduce_dimension(r.get<bool>("reduce_dimension", o.reduce_dimension()))
+      .head_channels(r.get<int64_t>("head_channels", o.head_channels()))
+      .dropout(r.get<double>("dropout", o.dropout()))
+      .aux(r.get<bool>("aux", o.aux()))
+      .aux_channels(r.get<int64_t>("aux_channels", o.aux_channels()))
+      .aux_weight(r.get<double>("aux_weight", o.aux_weight()))
+      .input_padding(padding);
+  SegmentationRecipe recipe;
+  recipe.build = maker<PSPNetImpl>(o);
+  recipe.layers = [o] { return pspnet_layers(o); };
+  recipe.load_backbone = backbone_loader(&PSPNetImpl::load_backbone_weights);
+  return recipe;
+}
+
+struct Registry {
+  std::mutex mutex;
+  std::deque<SegmentationModelEntry> entries{
+      {"unet", parse_unet},
+      {"fcn32s", parse_fcn},
+      {"fcn16s", parse_fcn},
+      {"fcn8s", parse_fcn},
+      {"fc_densenet56", parse_fc_densenet},
+      {"fc_densenet67", parse_fc_densenet},
+      {"fc_densenet103", parse_fc_densenet},
+      {"pspnet", parse_pspnet}};
+};
+
+Registry& registry() {
+  static Registry r;
+  return r;
+}
+
+/// The model section read through its registry entry, unknown keys rejected.
+struct Parsed {
+  std::string name;
+  std::string weights;
+  std::string backbone_weights;
+  SegmentationRecipe recipe;
+};
+
+Parsed parse(const nlohmann::json& config, int64_t num_classes, const std::string& where) {
+  ConfigReader r(config, where, "model");
+  Parsed m;
+  m.name = r.required<std::string>("name");
+  m.weights = r.get<std::string>("weights", "");
+  m.backbone_weights = r.get<std::string>("backbone_weights", "");
+  const InputPadding padding =
+      parse_string(r, "input_padding", "reflect", input_padding_from_string);
+  SegmentationModelEntry::Parse parse_kind;
+  {
+    auto& reg = registry();
+    std::lock_guard<std::mutex> lock(reg.mutex);
+    for (const auto& e : reg.entries) {
+      if (e.name == m.name) parse_kind = e.parse;
+    }
+  }
+  if (!parse_kind) {
+    std::string known;
+    for (const auto& n : segmentation_model_names()) known += (known.empty() ? "" : ", ") + n;
+    throw ConfigError(where + ": key " + r.path_of("name") + ": unknown model \"" + m.name +
+                      "\" (known: " + known + ")");
+  }
+  m.recipe = parse_kind(r, m.name, num_classes, padding);
+  r.finish();
+  if (!m.backbone_weights.empty() && !m.recipe.load_backbone) {
+    throw ConfigError(where + ": key " + r.path_of("backbone_weights") + ": " + m.name +
+                      " has no pretrained backbone (model.weights loads a whole-model file; "
+                      "a U-Net with model.backbone \"resnet18\" ... has one)");
+  }
+  return m;
+}
+
 }  // namespace
 
-std::vector<std::string> segmentation_model_names() { return {kNames.begin(), kNames.end()}; }
+void register_segmentation_model(SegmentationModelEntry entry) {
+  auto& reg = registry();
+  std::lock_guard<std::mutex> lock(reg.mutex);
+  if (entry.name.empty() || !entry.parse) {
+    throw Error("register_segmentation_model: an entry needs a name and a parse function");
+  }
+  for (const auto& e : reg.entries) {
+    if (e.name == entry.name) {
+      throw Error("register_segmentation_model: model \"" + entry.name + "\" exists");
+    }
+  }
+  reg.entries.push_back(std::move(entry));
+}
+
+std::vector<std::string> segmentation_model_names() {
+  auto& reg = registry();
+  std::lock_guard<std::mutex> lock(reg.mutex);
+  std::vector<std::string> names;
+  for (const auto& e : reg.entries) names.push_back(e.name);
+  return names;
+}
 
 std::shared_ptr<SegmentationNetwork> as_segmentation_network(
     const std::shared_ptr<torch::nn::Module>& module) {
@@ -284,45 +360,20 @@ std::shared_ptr<SegmentationNetwork> as_segmentation_network(
 
 SegmentationModel build(const nlohmann::json& model_config, int64_t num_classes,
                         const std::string& where) {
-  const ParsedModel m = parse(model_config, num_classes, where);
+  const Parsed m = parse(model_config, num_classes, where);
   // Read the backbone file first: a wrong path fails before a large network is allocated.
   const io::StateDict backbone_state =
       m.backbone_weights.empty() ? io::StateDict{} : io::load_state_dict(m.backbone_weights);
   SegmentationModel out;
   out.name = m.name;
   try {
-    if (m.unet) {
-      auto net = std::make_shared<UNetImpl>(*m.unet);
-      out.module = net;
-      out.network = net;
-    } else if (m.resnet_unet) {
-      auto net = std::make_shared<ResNetUNetImpl>(*m.resnet_unet);
-      out.module = net;
-      out.network = net;
-    } else if (m.fcn) {
-      auto net = std::make_shared<FCNImpl>(*m.fcn);
-      out.module = net;
-      out.network = net;
-    } else if (m.fc_densenet) {
-      auto net = std::make_shared<FCDenseNetImpl>(*m.fc_densenet);
-      out.module = net;
-      out.network = net;
-    } else {
-      auto net = std::make_shared<PSPNetImpl>(*m.pspnet);
-      out.module = net;
-      out.network = net;
-    }
+    out.module = m.recipe.build();
   } catch (const c10::Error& e) {
     throw ConfigError(where + ": model \"" + m.name + "\": " + e.what_without_backtrace());
   }
+  out.network = as_segmentation_network(out.module);
   if (!m.backbone_weights.empty()) {
-    if (auto* fcn = out.module->as<FCNImpl>()) {
-      fcn->load_torchvision_alexnet(backbone_state, m.backbone_weights);
-    } else if (auto* psp = out.module->as<PSPNetImpl>()) {
-      psp->load_backbone_weights(backbone_state, m.backbone_weights);
-    } else if (auto* resnet_unet = out.module->as<ResNetUNetImpl>()) {
-      resnet_unet->load_encoder_weights(backbone_state, m.backbone_weights);
-    }
+    m.recipe.load_backbone(*out.module, backbone_state, m.backbone_weights);
   }
   if (!m.weights.empty()) {
     io::load_weights(*out.module, m.weights, /*strict=*/true);
@@ -332,21 +383,9 @@ SegmentationModel build(const nlohmann::json& model_config, int64_t num_classes,
 
 std::vector<nn::LayerSpec> receptive_field_layers(const nlohmann::json& model_config,
                                                   const std::string& where) {
-  const ParsedModel m = parse(model_config, /*num_classes=*/2, where);
+  const Parsed m = parse(model_config, /*num_classes=*/2, where);
   try {
-    if (m.unet) {
-      return unet_layers(*m.unet);
-    }
-    if (m.resnet_unet) {
-      return resnet_layers(m.resnet_unet->encoder_depth(), /*dilated=*/false);
-    }
-    if (m.fcn) {
-      return fcn_layers();
-    }
-    if (m.fc_densenet) {
-      return fc_densenet_layers(*m.fc_densenet);
-    }
-    return pspnet_layers(*m.pspnet);
+    return m.recipe.layers();
   } catch (const c10::Error& e) {
     throw ConfigError(where + ": model \"" + m.name + "\": " + e.what_without_backtrace());
   }

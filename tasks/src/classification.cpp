@@ -18,7 +18,8 @@ TaskEntry detail::classification_entry() {
   return {"classification", "one class per image (ResNet)", "accuracy", {"image_folder"},
           [](const RunConfig& c, const c10::Device& d) {
             return std::make_unique<ClassificationTask>(c, d);
-          }};
+          },
+          {}, {}};
 }
 
 ClassificationTask::ClassificationTask(const RunConfig& config, const c10::Device& device)

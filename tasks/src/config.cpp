@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 
 #include "ostrov/core/error.h"
 #include "ostrov/io/checkpoint.h"
@@ -49,86 +50,110 @@ RunConfig parse_run_config(nlohmann::json json, const std::string& where) {
   io::ConfigReader top(rc.json, where);
   rc.task = top.required<std::string>("task");
   const TaskEntry& entry = find_task(rc.task, where);
-  rc.model = top.raw("model");
-  if (!rc.model.is_object()) throw ConfigError(where + ": missing required object model");
-  rc.loss = top.raw("loss");
-
-  auto data = top.child("data");
-  rc.data.format = data.get<std::string>("format", entry.formats.front());
-  if (std::find(entry.formats.begin(), entry.formats.end(), rc.data.format) ==
-      entry.formats.end()) {
-    throw ConfigError(where + ": task " + rc.task + " needs data.format " + join(entry.formats) +
-                      ", got \"" + rc.data.format + "\"");
-  }
-  rc.data.num_classes = data.required<int64_t>("num_classes");
-  require_positive(rc.data.num_classes, where, "data.num_classes");
-  if (rc.data.format == "folder" && rc.data.num_classes > 255) {
-    throw ConfigError(where + ": data.num_classes must be at most 255 for folder data (8-bit "
-                              "masks, 255 = ignore), got " +
-                      std::to_string(rc.data.num_classes));
-  }
-  if (data.has("image_size")) {
-    auto size = data.get<std::vector<int64_t>>("image_size", {});
-    if (size.size() != 2) throw ConfigError(where + ": data.image_size must be [H, W]");
-    rc.data.height = size[0];
-    rc.data.width = size[1];
-    require_positive(rc.data.height, where, "data.image_size[0]");
-    require_positive(rc.data.width, where, "data.image_size[1]");
-  }
-  rc.data.transforms = data.raw("transforms");
-  rc.data.skip_invalid = data.get<bool>("skip_invalid", false);
-  rc.data.class_names = data.get<std::vector<std::string>>("class_names", {});
-  rc.data.category_ids = data.get<std::vector<int64_t>>("category_ids", {});
-  // One name and one id per contiguous label, when given.
-  auto check_count = [&](size_t count, const char* key, const char* what) {
-    if (count != 0 && count != static_cast<size_t>(rc.data.num_classes)) {
-      throw ConfigError(where + ": data." + key + " has " + std::to_string(count) + " " + what +
-                        ", data.num_classes is " + std::to_string(rc.data.num_classes));
+  // Every section is checked, and every problem found is reported in one error (a section's
+  // first bad value, all its unknown keys), before anything reads a file.
+  std::vector<std::string> problems;
+  auto check = [&](const std::function<void()>& section) {
+    try {
+      section();
+    } catch (const ConfigError& e) {
+      problems.emplace_back(e.what());
     }
   };
-  check_count(rc.data.class_names.size(), "class_names", "names");
-  check_count(rc.data.category_ids.size(), "category_ids", "ids");
-  rc.data.train = read_split(data, "train", rc.data.format);
-  rc.data.val = read_split(data, "val", rc.data.format);
-  data.finish();
+  rc.model = top.raw("model");
+  if (!rc.model.is_object()) problems.push_back(where + ": missing required object model");
+  rc.loss = top.raw("loss");
 
-  auto t = top.child("train");
-  auto& tc = rc.train;
-  tc.epochs = t.get<int64_t>("epochs", tc.epochs);
-  tc.max_steps = t.get<int64_t>("max_steps", tc.max_steps);
-  tc.time_limit_s = t.get<double>("time_limit_s", tc.time_limit_s);
-  tc.batch_size = t.get<int64_t>("batch_size", tc.batch_size);
-  tc.workers = t.get<int64_t>("workers", tc.workers);
-  tc.seed = t.get<uint64_t>("seed", tc.seed);
-  tc.device = t.get<std::string>("device", tc.device);
-  tc.threads = t.get<int64_t>("threads", tc.threads);
-  tc.log_every = t.get<int64_t>("log_every", tc.log_every);
-  tc.eval_every = t.get<int64_t>("eval_every", tc.eval_every);
-  tc.checkpoint_every = t.get<int64_t>("checkpoint_every", tc.checkpoint_every);
-  tc.early_stopping = t.get<int64_t>("early_stopping", tc.early_stopping);
-  tc.grad_clip = t.get<double>("grad_clip", tc.grad_clip);
-  tc.distributed_timeout_s = t.get<double>("distributed_timeout_s", tc.distributed_timeout_s);
-  if (!(tc.distributed_timeout_s >= 1.0)) {
-    throw ConfigError(where + ": train.distributed_timeout_s must be at least 1 (seconds)");
+  check([&] {
+    auto data = top.child("data");
+    rc.data.format = data.get<std::string>("format", entry.formats.front());
+    if (std::find(entry.formats.begin(), entry.formats.end(), rc.data.format) ==
+        entry.formats.end()) {
+      throw ConfigError(where + ": task " + rc.task + " needs data.format " + join(entry.formats) +
+                        ", got \"" + rc.data.format + "\"");
+    }
+    rc.data.num_classes = data.required<int64_t>("num_classes");
+    require_positive(rc.data.num_classes, where, "data.num_classes");
+    if (rc.data.format == "folder" && rc.data.num_classes > 255) {
+      throw ConfigError(where + ": data.num_classes must be at most 255 for folder data (8-bit "
+                                "masks, 255 = ignore), got " +
+                        std::to_string(rc.data.num_classes));
+    }
+    if (data.has("image_size")) {
+      auto size = data.get<std::vector<int64_t>>("image_size", {});
+      if (size.size() != 2) throw ConfigError(where + ": data.image_size must be [H, W]");
+      rc.data.height = size[0];
+      rc.data.width = size[1];
+      require_positive(rc.data.height, where, "data.image_size[0]");
+      require_positive(rc.data.width, where, "data.image_size[1]");
+    }
+    rc.data.transforms = data.raw("transforms");
+    rc.data.skip_invalid = data.get<bool>("skip_invalid", false);
+    rc.data.class_names = data.get<std::vector<std::string>>("class_names", {});
+    rc.data.category_ids = data.get<std::vector<int64_t>>("category_ids", {});
+    // One name and one id per contiguous label, when given.
+    auto check_count = [&](size_t count, const char* key, const char* what) {
+      if (count != 0 && count != static_cast<size_t>(rc.data.num_classes)) {
+        throw ConfigError(where + ": data." + key + " has " + std::to_string(count) + " " + what +
+                          ", data.num_classes is " + std::to_string(rc.data.num_classes));
+      }
+    };
+    check_count(rc.data.class_names.size(), "class_names", "names");
+    check_count(rc.data.category_ids.size(), "category_ids", "ids");
+    rc.data.train = read_split(data, "train", rc.data.format);
+    rc.data.val = read_split(data, "val", rc.data.format);
+    data.finish();
+  });
+
+  check([&] {
+    auto t = top.child("train");
+    auto& tc = rc.train;
+    tc.epochs = t.get<int64_t>("epochs", tc.epochs);
+    tc.max_steps = t.get<int64_t>("max_steps", tc.max_steps);
+    tc.time_limit_s = t.get<double>("time_limit_s", tc.time_limit_s);
+    tc.batch_size = t.get<int64_t>("batch_size", tc.batch_size);
+    tc.workers = t.get<int64_t>("workers", tc.workers);
+    tc.seed = t.get<uint64_t>("seed", tc.seed);
+    tc.device = t.get<std::string>("device", tc.device);
+    tc.threads = t.get<int64_t>("threads", tc.threads);
+    tc.log_every = t.get<int64_t>("log_every", tc.log_every);
+    tc.eval_every = t.get<int64_t>("eval_every", tc.eval_every);
+    tc.checkpoint_every = t.get<int64_t>("checkpoint_every", tc.checkpoint_every);
+    tc.early_stopping = t.get<int64_t>("early_stopping", tc.early_stopping);
+    tc.grad_clip = t.get<double>("grad_clip", tc.grad_clip);
+    tc.distributed_timeout_s = t.get<double>("distributed_timeout_s", tc.distributed_timeout_s);
+    if (!(tc.distributed_timeout_s >= 1.0)) {
+      throw ConfigError(where + ": train.distributed_timeout_s must be at least 1 (seconds)");
+    }
+    tc.best_metric = t.get<std::string>("best_metric", entry.best_metric);
+    require_positive(tc.batch_size, where, "train.batch_size");
+    if (tc.epochs <= 0 && tc.max_steps <= 0) {
+      throw ConfigError(where + ": train.epochs or train.max_steps must be positive");
+    }
+    if (tc.workers < 0) throw ConfigError(where + ": train.workers must be >= 0");
+    // The optimizer's keys sit in `train` beside the loop's; optimizer_config_from_json reads them.
+    static const char* const kOptimizerKeys[] = {"optimizer", "lr",    "momentum", "nesterov",
+                                                 "weight_decay", "betas", "eps"};
+    nlohmann::json optim_keys = nlohmann::json::object();
+    for (const char* key : kOptimizerKeys) {
+      const auto& value = t.raw(key);
+      if (!value.is_null()) optim_keys[key] = value;
+    }
+    tc.optimizer = train::optimizer_config_from_json(optim_keys, where);
+    tc.schedule = train::schedule_config_from_json(t.raw("schedule"), where);
+    t.finish();
+  });
+  check([&] { top.finish(); });
+  // The model's and the loss's own keys, by the task (without building or reading weights).
+  if (rc.data.num_classes > 0) {
+    if (entry.validate_model && rc.model.is_object()) check([&] { entry.validate_model(rc); });
+    if (entry.validate_loss) check([&] { entry.validate_loss(rc); });
   }
-  tc.best_metric = t.get<std::string>("best_metric", entry.best_metric);
-  require_positive(tc.batch_size, where, "train.batch_size");
-  if (tc.epochs <= 0 && tc.max_steps <= 0) {
-    throw ConfigError(where + ": train.epochs or train.max_steps must be positive");
+  if (!problems.empty()) {
+    std::string all = problems.front();
+    for (size_t i = 1; i < problems.size(); ++i) all += "\n" + problems[i];
+    throw ConfigError(all);
   }
-  if (tc.workers < 0) throw ConfigError(where + ": train.workers must be >= 0");
-  // The optimizer's keys sit in `train` beside the loop's; optimizer_config_from_json reads them.
-  static const char* const kOptimizerKeys[] = {"optimizer", "lr",    "momentum", "nesterov",
-                                               "weight_decay", "betas", "eps"};
-  nlohmann::json optim_keys = nlohmann::json::object();
-  for (const char* key : kOptimizerKeys) {
-    const auto& value = t.raw(key);
-    if (!value.is_null()) optim_keys[key] = value;
-  }
-  tc.optimizer = train::optimizer_config_from_json(optim_keys, where);
-  tc.schedule = train::schedule_config_from_json(t.raw("schedule"), where);
-  t.finish();
-  top.finish();
   return rc;
 }
 

@@ -45,7 +45,9 @@ TaskEntry detail::detection_entry() {
   return {"detection", "boxes with classes (SSD300, the light SSD)", "map50", {"coco"},
           [](const RunConfig& c, const c10::Device& d) {
             return std::make_unique<DetectionTask>(c, d);
-          }};
+          },
+          [](const RunConfig& c) { models::detector_options(c.model, c.data.num_classes, c.path); },
+          [](const RunConfig& c) { SSDObjective::from_config(c.loss, c.data.num_classes, c.path); }};
 }
 
 void all_gather_rows(train::DataParallel& dp, std::vector<float>& rows, int64_t row_size,

@@ -104,7 +104,8 @@ TaskEntry detail::instance_entry() {
           "ap50", {"coco"},
           [](const RunConfig& c, const c10::Device& d) {
             return std::make_unique<InstanceTask>(c, d);
-          }};
+          },
+          {}, {}};
 }
 
 InstanceTask::InstanceTask(const RunConfig& config, const c10::Device& device)

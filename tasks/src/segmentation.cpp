@@ -26,6 +26,12 @@ TaskEntry detail::segmentation_entry() {
           {"folder", "coco"},
           [](const RunConfig& c, const c10::Device& d) {
             return std::make_unique<SegmentationTask>(c, d);
+          },
+          [](const RunConfig& c) {
+            models::receptive_field_layers(c.model, c.path);  // parses the model's keys only
+          },
+          [](const RunConfig& c) {
+            losses::build(c.loss.is_null() ? default_loss() : c.loss, c.path, "loss");
           }};
 }
 

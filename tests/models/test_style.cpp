@@ -21,7 +21,7 @@
 #include "ostrov/core/runtime.h"
 #include "ostrov/io/state_dict.h"
 #include "ostrov/losses/style.h"
-#include "ostrov/models/style/style_transfer.h"
+#include "ostrov/tasks/style_transfer.h"
 #include "ostrov/models/style/vgg_features.h"
 #include "support.h"
 
@@ -224,10 +224,10 @@ TEST_CASE("rgb_to_ycrcb equals OpenCV's float YCrCb and ycrcb_to_rgb inverts it"
   cv::cvtColor(mat, ycrcb, cv::COLOR_RGB2YCrCb);
   const auto expected =
       at::from_blob(ycrcb.ptr<float>(), {5, 7, 3}, at::kFloat).permute({2, 0, 1}).clone();
-  const auto ours = models::rgb_to_ycrcb(rgb);
+  const auto ours = tasks::rgb_to_ycrcb(rgb);
   CHECK(max_abs(ours, expected) < 1e-3);  // OpenCV rounds its coefficients differently
-  CHECK(max_abs(models::ycrcb_to_rgb(ours), rgb) < 1e-5);
-  CHECK(max_abs(models::rgb_to_ycrcb(rgb.unsqueeze(0))[0], ours) == 0);
+  CHECK(max_abs(tasks::ycrcb_to_rgb(ours), rgb) < 1e-5);
+  CHECK(max_abs(tasks::rgb_to_ycrcb(rgb.unsqueeze(0))[0], ours) == 0);
 }
 
 TEST_CASE("stylize with Adam lowers the style loss over 5 steps at size 48", "[models][style]") {
@@ -235,20 +235,20 @@ TEST_CASE("stylize with Adam lowers the style loss over 5 steps at size 48", "[m
   models::VGGFeatures vgg(models::VGGFeaturesOptions(19).pooling("avg"));
   const auto content = pattern(40, 60, 0.0123);
   const auto style = pattern(50, 50, 0.71, 1.0);
-  std::vector<models::StyleLosses> seen;
+  std::vector<tasks::StyleLosses> seen;
   std::vector<int64_t> steps;
-  auto options = models::StyleTransferOptions()
+  auto options = tasks::StyleTransferOptions()
                      .optimizer("adam")
                      .lr(0.05)
                      .steps(5)
                      .size(48)
                      .callback_every(1)
-                     .callback([&](const models::StyleTransferProgress& p) {
+                     .callback([&](const tasks::StyleTransferProgress& p) {
                        steps.push_back(p.step);
                        seen.push_back(p.losses);
                        CHECK(p.image.sizes() == at::IntArrayRef({3, 32, 48}));
                      });
-  const auto result = models::stylize(vgg, content, {{style, 1.0}}, options);
+  const auto result = tasks::stylize(vgg, content, {{style, 1.0}}, options);
   CHECK(steps == std::vector<int64_t>{1, 2, 3, 4, 5});
   CHECK(result.steps == 5);
   REQUIRE(result.image.sizes() == at::IntArrayRef({3, 32, 48}));
@@ -270,18 +270,18 @@ TEST_CASE("stylize's style term is the mean squared Gram difference; zero for th
   models::VGGFeatures vgg;
   const auto content = pattern(32, 32, 0.0123);
   const auto style = pattern(32, 32, 0.5, 2.0);
-  auto options = models::StyleTransferOptions()
+  auto options = tasks::StyleTransferOptions()
                      .style_layers({"conv1_1", "relu3_1"})
                      .style_layer_weights({1.0, 0.5})
                      .steps(1)
                      .size(32)
                      .init("style");
-  const auto result = models::stylize(vgg, content, {{style, 1.0}}, options);
+  const auto result = tasks::stylize(vgg, content, {{style, 1.0}}, options);
   CHECK(result.initial_losses.style == Approx(0).margin(1e-12));
   // From the content instead: the style term against losses::functional (sum over C x C, so
   // divided by C^2 here).
   options.init("content");
-  const auto from_content = models::stylize(vgg, content, {{style, 1.0}}, options);
+  const auto from_content = tasks::stylize(vgg, content, {{style, 1.0}}, options);
   torch::NoGradGuard no_grad;
   const auto fc = vgg->forward(content.unsqueeze(0), {"conv1_1", "relu3_1"});
   const auto fs = vgg->forward(style.unsqueeze(0), {"conv1_1", "relu3_1"});
@@ -306,8 +306,8 @@ TEST_CASE("stylize with L-BFGS halves the total loss in 50 steps on a 64x64 pair
   const auto content = pattern(64, 64, 0.0123);
   const auto style = pattern(64, 64, 0.71, 1.0);
   // Layers up to conv3_1 keep the 50 steps within a few seconds on one core.
-  const auto result = models::stylize(vgg, content, {{style, 1.0}},
-                                      models::StyleTransferOptions()
+  const auto result = tasks::stylize(vgg, content, {{style, 1.0}},
+                                      tasks::StyleTransferOptions()
                                           .style_layers({"conv1_1", "conv2_1", "conv3_1"})
                                           .content_layer("conv3_1")
                                           .steps(50)
@@ -329,13 +329,13 @@ TEST_CASE("stylize with preserve_color keeps the content's Cr and Cb", "[models]
   const auto style = core::image_to_tensor(
       core::read_image(std::string(OSTROV_SOURCE_DIR) + "/data/starry_night.jpg"));
   auto options =
-      models::StyleTransferOptions().optimizer("adam").lr(0.05).steps(5).size(48).preserve_color(
+      tasks::StyleTransferOptions().optimizer("adam").lr(0.05).steps(5).size(48).preserve_color(
           true);
-  const auto kept = models::stylize(vgg, content, {{style, 1.0}}, options);
-  const auto plain = models::stylize(vgg, content, {{style, 1.0}}, options.preserve_color(false));
-  const auto c = models::rgb_to_ycrcb(content);
-  const auto k = models::rgb_to_ycrcb(kept.image);
-  const auto p = models::rgb_to_ycrcb(plain.image);
+  const auto kept = tasks::stylize(vgg, content, {{style, 1.0}}, options);
+  const auto plain = tasks::stylize(vgg, content, {{style, 1.0}}, options.preserve_color(false));
+  const auto c = tasks::rgb_to_ycrcb(content);
+  const auto k = tasks::rgb_to_ycrcb(kept.image);
+  const auto p = tasks::rgb_to_ycrcb(plain.image);
   const auto chroma_diff = [&](const at::Tensor& ycrcb) {
     return (ycrcb.narrow(0, 1, 2) - c.narrow(0, 1, 2)).abs().mean().item<double>();
   };
@@ -350,31 +350,31 @@ TEST_CASE("stylize with preserve_color keeps the content's Cr and Cb", "[models]
 TEST_CASE("stylize rejects bad inputs with the values", "[models][style]") {
   models::VGGFeatures vgg(models::VGGFeaturesOptions(11));
   const auto image = pattern(16, 16);
-  const std::vector<models::StyleImage> styles = {{image, 1.0}};
-  const auto opts = [] { return models::StyleTransferOptions().steps(1).size(16); };
-  CHECK_THROWS_WITH(models::stylize(vgg, image.unsqueeze(0), styles, opts()),
+  const std::vector<tasks::StyleImage> styles = {{image, 1.0}};
+  const auto opts = [] { return tasks::StyleTransferOptions().steps(1).size(16); };
+  CHECK_THROWS_WITH(tasks::stylize(vgg, image.unsqueeze(0), styles, opts()),
                     Catch::Contains("[1, 3, 16, 16]"));
-  CHECK_THROWS_WITH(models::stylize(vgg, image, {}, opts()), Catch::Contains("no style image"));
-  CHECK_THROWS_WITH(models::stylize(vgg, image, {{image.narrow(0, 0, 1), 1.0}}, opts()),
+  CHECK_THROWS_WITH(tasks::stylize(vgg, image, {}, opts()), Catch::Contains("no style image"));
+  CHECK_THROWS_WITH(tasks::stylize(vgg, image, {{image.narrow(0, 0, 1), 1.0}}, opts()),
                     Catch::Contains("style image 0") && Catch::Contains("[1, 16, 16]"));
-  CHECK_THROWS_WITH(models::stylize(vgg, image, {{image, 0.0}}, opts()),
+  CHECK_THROWS_WITH(tasks::stylize(vgg, image, {{image, 0.0}}, opts()),
                     Catch::Contains("sum to 0"));
-  CHECK_THROWS_WITH(models::stylize(vgg, image, styles, opts().size(5000)),
+  CHECK_THROWS_WITH(tasks::stylize(vgg, image, styles, opts().size(5000)),
                     Catch::Contains("5000"));
-  CHECK_THROWS_WITH(models::stylize(vgg, image, styles, opts().size(-1)), Catch::Contains("-1"));
-  CHECK_THROWS_WITH(models::stylize(vgg, image, styles, opts().steps(0)),
+  CHECK_THROWS_WITH(tasks::stylize(vgg, image, styles, opts().size(-1)), Catch::Contains("-1"));
+  CHECK_THROWS_WITH(tasks::stylize(vgg, image, styles, opts().steps(0)),
                     Catch::Contains("steps"));
-  CHECK_THROWS_WITH(models::stylize(vgg, image, styles, opts().optimizer("sgd")),
+  CHECK_THROWS_WITH(tasks::stylize(vgg, image, styles, opts().optimizer("sgd")),
                     Catch::Contains("sgd"));
-  CHECK_THROWS_WITH(models::stylize(vgg, image, styles, opts().init("zeros")),
+  CHECK_THROWS_WITH(tasks::stylize(vgg, image, styles, opts().init("zeros")),
                     Catch::Contains("zeros"));
-  CHECK_THROWS_WITH(models::stylize(vgg, image, styles, opts().content_layer("conv5_4")),
+  CHECK_THROWS_WITH(tasks::stylize(vgg, image, styles, opts().content_layer("conv5_4")),
                     Catch::Contains("conv5_4"));  // vgg11 has conv5_1 and conv5_2 only
-  CHECK_THROWS_WITH(models::stylize(vgg, image, styles, opts().style_layer_weights({1, 2})),
+  CHECK_THROWS_WITH(tasks::stylize(vgg, image, styles, opts().style_layer_weights({1, 2})),
                     Catch::Contains("2 style layer weights for 5"));
   CHECK_THROWS_AS(core::read_image("/nonexistent/content.png"), IoError);
   c10::InferenceMode inference;
-  CHECK_THROWS_WITH(models::stylize(vgg, image, styles, opts()),
+  CHECK_THROWS_WITH(tasks::stylize(vgg, image, styles, opts()),
                     Catch::Contains("InferenceMode"));
 }
 
@@ -388,8 +388,8 @@ TEST_CASE("stylize timing at 256 px, 10 L-BFGS steps", "[.][benchmark]") {
   const auto style = core::image_to_tensor(
       core::read_image(std::string(OSTROV_SOURCE_DIR) + "/data/starry_night.jpg"));
   const auto start = std::chrono::steady_clock::now();
-  const auto result = models::stylize(vgg, content, {{style, 1.0}},
-                                      models::StyleTransferOptions().size(256).steps(10));
+  const auto result = tasks::stylize(vgg, content, {{style, 1.0}},
+                                      tasks::StyleTransferOptions().size(256).steps(10));
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   WARN("stylize 256 px (" << result.image.size(2) << "x" << result.image.size(1)

@@ -68,12 +68,14 @@ TEST_CASE("tasks registry: the four built-in tasks, a user's task, clear errors"
     tasks::register_task({"counting", "test task", "loss", {"folder"},
                           [](const tasks::RunConfig& c, const c10::Device& d) {
                             return std::make_unique<CountingTask>(c, d);
-                          }});
+                          },
+                          {}, {}});
   }
   CHECK_THROWS_AS(tasks::register_task({"counting", "again", "loss", {"folder"},
                                         [](const tasks::RunConfig& c, const c10::Device& d) {
                                           return std::make_unique<CountingTask>(c, d);
-                                        }}),
+                                        },
+                                        {}, {}}),
                   Error);
   auto config = tasks::parse_run_config(minimal("counting", "folder"), "user.json");
   CHECK(config.train.best_metric == "loss");
@@ -114,6 +116,33 @@ TEST_CASE("tasks::parse_run_config: validates keys, never touches the data", "[t
                     Catch::Contains("u.json") && Catch::Contains("data.colour"));
 }
 
+TEST_CASE("tasks::parse_run_config reports every section's problem in one error", "[tasks]") {
+  nlohmann::json json = {
+      {"task", "segmentation"},
+      {"model", {{"name", "unet"}, {"depht", 3}, {"backbone_weights", "/nowhere/r18.pth"}}},
+      {"loss", {{"name", "ce_dice"}, {"dice_wieght", 1}}},
+      {"data", {{"num_classes", 3}, {"colour", 1}, {"train", {{"root", "/nowhere/x"}}}}},
+      {"train", {{"epochs", "ten"}}},
+      {"extra", true}};
+  try {
+    tasks::parse_run_config(json, "all.json");
+    FAIL("no error");
+  } catch (const ConfigError& e) {
+    const std::string message = e.what();
+    for (const char* key : {"data.colour", "train.epochs", "extra", "model.depht", "loss.dice_wieght"}) {
+      CHECK_THAT(message, Catch::Contains(key));
+    }
+    // Nothing was read: the missing folder and weights file are not what it reports.
+    CHECK_THAT(message, !Catch::Contains("/nowhere"));
+  }
+  // Detection: the model's and the objective's keys too.
+  auto det = minimal("detection", "coco");
+  det["model"] = {{"name", "ssd_light"}, {"image_size", 16}};
+  det["loss"] = {{"matcher", "greedy"}};
+  CHECK_THROWS_WITH(tasks::parse_run_config(det, "d.json"),
+                    Catch::Contains("model.image_size") && Catch::Contains("loss.matcher"));
+}
+
 TEST_CASE("tasks::set_validation_data points data.val at a folder, a COCO file or a scene set",
           "[tasks]") {
   auto seg = tasks::parse_run_config(minimal("segmentation", "folder"), "a.json");
@@ -121,6 +150,7 @@ TEST_CASE("tasks::set_validation_data points data.val at a folder, a COCO file o
   CHECK(seg.data.val.root == "/data/val");
   CHECK(seg.json["data"]["val"]["root"] == "/data/val");
   auto coco_json = minimal("detection", "coco");
+  coco_json["model"] = {{"name", "ssd_light"}};
   coco_json["data"]["train"] = {{"annotations", "/a.json"}, {"images", "/img"}};
   auto det = tasks::parse_run_config(coco_json, "d.json");
   tasks::set_validation_data(det, "/sets/val/instances.json");

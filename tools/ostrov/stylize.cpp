@@ -16,7 +16,7 @@
 #include "ostrov/core/error.h"
 #include "ostrov/core/image.h"
 #include "ostrov/core/runtime.h"
-#include "ostrov/models/style/style_transfer.h"
+#include "ostrov/tasks/style_transfer.h"
 #include "ostrov/models/style/vgg_features.h"
 
 namespace ostrov::cli {
@@ -70,7 +70,7 @@ Command add_stylize(CLI::App& app) {
   sub->add_option("--vgg", args->depth, "VGG depth of --weights: 19 (default) or 16")
       ->check(CLI::IsMember({11, 13, 16, 19}));
   sub->add_option("--size", args->size, "Longer side of the output in pixels (default 512)")
-      ->check(CLI::Range(int64_t{1}, models::kMaxStyleTransferSize));
+      ->check(CLI::Range(int64_t{1}, tasks::kMaxStyleTransferSize));
   sub->add_option("--steps", args->steps, "Optimisation steps (default 300)")
       ->check(CLI::PositiveNumber);
   sub->add_option("--optimizer", args->optimizer, "lbfgs (default) or adam")
@@ -108,7 +108,7 @@ Command add_stylize(CLI::App& app) {
     core::seed_everything(args->seed);
     // Read every input before the long optimisation, so a bad file fails at once.
     const auto content = core::image_to_tensor(core::read_image(args->content));
-    std::vector<models::StyleImage> styles;
+    std::vector<tasks::StyleImage> styles;
     for (size_t i = 0; i < args->styles.size(); ++i) {
       styles.push_back({core::image_to_tensor(core::read_image(args->styles[i])),
                         args->style_blend.empty() ? 1.0 : args->style_blend[i]});
@@ -129,7 +129,7 @@ Command add_stylize(CLI::App& app) {
     const auto log_every = args->log_every;
     const auto save_every = args->save_every;
     const std::string output = args->output;
-    auto options = models::StyleTransferOptions()
+    auto options = tasks::StyleTransferOptions()
                        .size(args->size)
                        .steps(args->steps)
                        .optimizer(args->optimizer)
@@ -141,7 +141,7 @@ Command add_stylize(CLI::App& app) {
                        .preserve_color(args->preserve_color)
                        .callback_every(std::gcd(log_every, save_every))
                        .callback([log_every, save_every,
-                                  output](const models::StyleTransferProgress& p) {
+                                  output](const tasks::StyleTransferProgress& p) {
                          const auto& l = p.losses;
                          if (log_every > 0 && p.step % log_every == 0) {
                            core::logger()->info(
@@ -153,7 +153,7 @@ Command add_stylize(CLI::App& app) {
                                              core::tensor_to_image(p.image));
                          }
                        });
-    const auto result = models::stylize(vgg, content, styles, options);
+    const auto result = tasks::stylize(vgg, content, styles, options);
     core::write_image(args->output, core::tensor_to_image(result.image));
     const auto& l = result.losses;
     core::logger()->info(

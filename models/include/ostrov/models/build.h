@@ -28,9 +28,11 @@
 //   pspnet:        backbone_depth, bins, pooling, reduce_dimension, head_channels, dropout,
 //                  aux, aux_channels, aux_weight
 // Defaults are the options structs' (UNetOptions, ResNetUNetOptions, FCNOptions,
-// FCDenseNetOptions, PSPNetOptions).
+// FCDenseNetOptions, PSPNetOptions). Each name is an entry of a registry
+// (register_segmentation_model adds one; docs/architecture.md "Models").
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,8 +41,14 @@
 #include <nlohmann/json.hpp>
 #include <torch/nn/module.h>
 
+#include "ostrov/io/state_dict.h"
 #include "ostrov/models/segmentation/network.h"
+#include "ostrov/models/segmentation/padding.h"
 #include "ostrov/nn/receptive_field.h"
+
+namespace ostrov::io {
+class ConfigReader;
+}
 
 namespace ostrov::models {
 
@@ -61,6 +69,31 @@ struct SegmentationModel {
   }
 };
 
+/// What reading one model's config gives: how to build it and what else its kind knows.
+struct SegmentationRecipe {
+  /// Allocates the network (a torch::nn::Module that is a SegmentationNetwork).
+  std::function<std::shared_ptr<torch::nn::Module>()> build;
+  /// The layers of its encoder path (receptive_field_layers).
+  std::function<std::vector<nn::LayerSpec>()> layers;
+  /// Loads a torchvision classification state_dict (`model.backbone_weights`, read from
+  /// `file`) into the built network's encoder; empty when the model has no such backbone.
+  std::function<void(torch::nn::Module&, const io::StateDict&, const std::string& file)>
+      load_backbone;
+};
+
+/// A segmentation model kind in the registry `build` reads: `parse` reads the model's own keys
+/// from the `model` section (name, weights, backbone_weights and input_padding are read
+/// before; unknown keys are rejected after) and returns its recipe.
+struct SegmentationModelEntry {
+  using Parse = std::function<SegmentationRecipe(io::ConfigReader& model, const std::string& name,
+                                                 int64_t num_classes, InputPadding padding)>;
+  std::string name;
+  Parse parse;
+};
+
+/// Adds a model kind (`"name"` in configs); ostrov::Error when the name is taken.
+void register_segmentation_model(SegmentationModelEntry entry);
+
 /// Builds the network named by `model_config["name"]` with `num_classes` outputs, then loads
 /// `backbone_weights` and `weights` if given. `where` names the config file in errors.
 /// Throws ostrov::ConfigError (unknown name or key, wrong type, invalid value — naming the key
@@ -74,7 +107,7 @@ SegmentationModel build(const nlohmann::json& model_config, int64_t num_classes,
 std::shared_ptr<SegmentationNetwork> as_segmentation_network(
     const std::shared_ptr<torch::nn::Module>& module);
 
-/// The names `build` accepts.
+/// The names `build` accepts (the registry's, in registration order).
 std::vector<std::string> segmentation_model_names();
 
 /// The layers of the model's encoder path, for `ostrov receptive-field CONFIG` (apply

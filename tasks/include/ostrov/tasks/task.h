@@ -90,6 +90,11 @@ struct TaskEntry {
   std::string best_metric;           ///< train.best_metric's default
   std::vector<std::string> formats;  ///< data.format values accepted; the first is the default
   std::function<std::unique_ptr<Task>(const RunConfig&, const c10::Device&)> make;
+  /// Optional: check the `model` and the `loss` section without building the model or
+  /// reading a file (ConfigError naming the key), so that parse_run_config reports their
+  /// problems with the others'.
+  std::function<void(const RunConfig&)> validate_model;
+  std::function<void(const RunConfig&)> validate_loss;
 };
 
 /// Adds a task kind (user tasks too); ostrov::Error when the name is taken.

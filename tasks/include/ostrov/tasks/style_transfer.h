@@ -2,12 +2,13 @@
 // Neural style transfer by optimising the image (Gatys, Ecker & Bethge, "Image Style Transfer
 // Using Convolutional Neural Networks", CVPR 2016), with colour preservation by luminance-only
 // transfer (Gatys, Bethge, Hertzmann & Shechtman, "Preserving Color in Neural Artistic Style
-// Transfer", arXiv:1606.05897, 2016).
+// Transfer", arXiv:1606.05897, 2016). It sits in ostrov::tasks because it joins a model (the
+// VGG of ostrov::models) with losses (ostrov::losses' Gram matrix).
 //
 //   ostrov::models::VGGFeatures vgg(ostrov::models::VGGFeaturesOptions(19).pooling("avg"));
 //   vgg->load_weights("vgg19.pth");                      // torchvision's state_dict file
-//   auto result = ostrov::models::stylize(vgg, content, {{starry, 1.0}},
-//                                         ostrov::models::StyleTransferOptions().size(512));
+//   auto result = ostrov::tasks::stylize(vgg, content, {{starry, 1.0}},
+//                                        ostrov::tasks::StyleTransferOptions().size(512));
 //   ostrov::core::write_image("out.png", ostrov::core::tensor_to_image(result.image));
 //
 // Loss terms (written out so their scale does not depend on the image size):
@@ -28,7 +29,7 @@
 
 #include "ostrov/models/style/vgg_features.h"
 
-namespace ostrov::models {
+namespace ostrov::tasks {
 
 /// Largest output side `stylize` accepts (memory: VGG19 activations at 4096^2 need ~20 GB).
 inline constexpr int64_t kMaxStyleTransferSize = 4096;
@@ -104,7 +105,7 @@ struct StyleTransferResult {
 /// features, on the content's device. Gradients flow to the image only (the VGG is frozen);
 /// do not call it under c10::InferenceMode. Throws c10::Error for wrong shapes, unknown layer
 /// names or options out of range (with the values).
-StyleTransferResult stylize(VGGFeatures& vgg, const at::Tensor& content,
+StyleTransferResult stylize(models::VGGFeatures& vgg, const at::Tensor& content,
                             const std::vector<StyleImage>& styles,
                             const StyleTransferOptions& options = {});
 
@@ -114,4 +115,4 @@ at::Tensor rgb_to_ycrcb(const at::Tensor& rgb);
 /// Exact inverse of rgb_to_ycrcb (no clamping).
 at::Tensor ycrcb_to_rgb(const at::Tensor& ycrcb);
 
-}  // namespace ostrov::models
+}  // namespace ostrov::tasks

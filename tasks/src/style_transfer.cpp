@@ -1,4 +1,4 @@
-#include "ostrov/models/style/style_transfer.h"
+#include "ostrov/tasks/style_transfer.h"
 
 #include <algorithm>
 #include <cmath>
@@ -15,7 +15,9 @@
 #include <torch/optim/lbfgs.h>
 #include <torch/utils.h>
 
-namespace ostrov::models {
+#include "ostrov/losses/style.h"
+
+namespace ostrov::tasks {
 
 namespace {
 
@@ -55,14 +57,6 @@ at::Tensor resize_longer(const at::Tensor& image, int64_t size) {
   return resize_to(x, side(h), side(w));
 }
 
-/// G = F F^T / (C H W) of [1,C,H,W] -> [1,C,C] (losses::functional::gram_matrix's definition;
-/// models do not depend on ostrov::losses).
-at::Tensor gram(const at::Tensor& f) {
-  const int64_t n = f.size(0), c = f.size(1), hw = f.size(2) * f.size(3);
-  const auto m = f.reshape({n, c, hw});
-  return at::bmm(m, m.transpose(1, 2)) / static_cast<double>(c * hw);
-}
-
 /// Y of [1,3,H,W] RGB matched to the mean and std of `reference` ([1,1,H,W]), as 3 channels.
 at::Tensor matched_luminance(const at::Tensor& rgb, const at::Tensor& reference) {
   auto y = rgb_to_ycrcb(rgb).narrow(1, 0, 1);
@@ -86,7 +80,7 @@ StyleLosses values(const Terms& t) {
 
 class Objective {
  public:
-  Objective(VGGFeatures vgg, const StyleTransferOptions& options)
+  Objective(models::VGGFeatures vgg, const StyleTransferOptions& options)
       : vgg_(std::move(vgg)), options_(options) {
     names_ = options.style_layers();
     if (std::find(names_.begin(), names_.end(), options.content_layer()) == names_.end()) {
@@ -106,7 +100,7 @@ class Objective {
     torch::NoGradGuard no_grad;
     const auto features = vgg_->forward(x, options_.style_layers());
     std::vector<at::Tensor> grams;
-    for (const auto& name : options_.style_layers()) grams.push_back(gram(features[name]));
+    for (const auto& name : options_.style_layers()) grams.push_back(losses::functional::gram_matrix(features[name]));
     style_grams_.push_back(std::move(grams));
     style_weights_.push_back(weight);
   }
@@ -117,7 +111,7 @@ class Objective {
     Terms t;
     t.content = (features[options_.content_layer()] - content_target_).pow(2).mean();
     std::vector<at::Tensor> grams;
-    for (const auto& name : options_.style_layers()) grams.push_back(gram(features[name]));
+    for (const auto& name : options_.style_layers()) grams.push_back(losses::functional::gram_matrix(features[name]));
     t.style = at::zeros({}, x.options());
     for (size_t s = 0; s < style_grams_.size(); ++s) {
       for (size_t l = 0; l < grams.size(); ++l) {
@@ -140,7 +134,7 @@ class Objective {
   }
 
  private:
-  VGGFeatures vgg_;
+  models::VGGFeatures vgg_;
   const StyleTransferOptions& options_;
   std::vector<std::string> names_;
   std::vector<double> layer_weights_;
@@ -149,7 +143,7 @@ class Objective {
   std::vector<double> style_weights_;
 };
 
-void check_options(VGGFeatures& vgg, const StyleTransferOptions& o,
+void check_options(models::VGGFeatures& vgg, const StyleTransferOptions& o,
                    const std::vector<StyleImage>& styles) {
   TORCH_CHECK(!o.style_layers().empty(), "stylize: no style layers");
   TORCH_CHECK(o.style_layer_weights().empty() ||
@@ -201,12 +195,12 @@ at::Tensor ycrcb_to_rgb(const at::Tensor& ycrcb) {
   return at::stack({r, g, b}, -3);
 }
 
-StyleTransferResult stylize(VGGFeatures& vgg, const at::Tensor& content,
+StyleTransferResult stylize(models::VGGFeatures& vgg, const at::Tensor& content,
                             const std::vector<StyleImage>& styles,
                             const StyleTransferOptions& options) {
   TORCH_CHECK(!c10::InferenceMode::is_enabled(),
               "stylize optimises the image by gradients: do not call it under c10::InferenceMode");
-  TORCH_CHECK(!vgg.is_empty(), "stylize: the VGGFeatures is null");
+  TORCH_CHECK(!vgg.is_empty(), "stylize: the models::VGGFeatures is null");
   check_image(content, "content image");
   check_options(vgg, options, styles);
   TORCH_CHECK(options.size() > 0 || std::max(content.size(1), content.size(2)) <=
@@ -320,4 +314,4 @@ StyleTransferResult stylize(VGGFeatures& vgg, const at::Tensor& content,
   return result;
 }
 
-}  // namespace ostrov::models
+}  // namespace ostrov::tasks
