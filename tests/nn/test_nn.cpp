@@ -312,15 +312,18 @@ TEST_CASE("BilinearConvUpsample interpolates then convolves", "[nn][upsample]") 
 TEST_CASE("PixelShuffleUpsample with ICNR starts as nearest-neighbour up-sampling",
           "[nn][upsample]") {
   torch::NoGradGuard no_grad;
+  torch::manual_seed(0);
   const int64_t r = 3;
   PixelShuffleUpsample up(3, 4, r);
   REQUIRE(up->conv->weight.size(0) == 4 * r * r);
   const auto y = up(torch::randn({1, 3, 5, 6}));
   REQUIRE(y.sizes().vec() == std::vector<int64_t>{1, 4, 15, 18});
-  // Each r x r block is constant: y equals its top-left samples repeated.
+  // Each r x r block is constant: y equals its top-left samples repeated. The r*r sub-pixel
+  // channels share their weights but not their summation order (the GEMM blocks channels),
+  // so they agree to float rounding: 1.4e-6 was seen on outputs of magnitude ~1.
   const auto corners = y.slice(2, 0, 15, r).slice(3, 0, 18, r);
   const auto nearest = corners.repeat_interleave(r, 2).repeat_interleave(r, 3);
-  CHECK(max_abs_diff(y, nearest) < 1e-6);
+  CHECK(max_abs_diff(y, nearest) < 1e-5);
 
   PixelShuffleUpsample plain(PixelShuffleUpsampleOptions(3, 4, r).icnr_init(false));
   const auto y_plain = plain(torch::randn({1, 3, 5, 6}));
