@@ -1,16 +1,19 @@
 #include "ostrov/tasks/detection.h"
 
-#include <cmath>
-
 #include <ATen/ATen.h>
 
 #include "entries.h"
+#include "evaluation.h"
 #include "ostrov/data/visualize.h"
 #include "ostrov/metrics/detection_ap.h"
 #include "ostrov/models/detection/build.h"
 #include "ostrov/train/distributed.h"
 
 namespace ostrov::tasks {
+
+using detail::all_gather_rows;
+using detail::all_reduce_loss;
+using detail::nan_to_null;
 
 namespace {
 
@@ -37,8 +40,6 @@ void append_rows(std::vector<float>& rows, float kind, float image, const at::Te
   }
 }
 
-nlohmann::json nan_to_null(double v) { return std::isnan(v) ? nlohmann::json() : nlohmann::json(v); }
-
 }  // namespace
 
 TaskEntry detail::detection_entry() {
@@ -48,43 +49,6 @@ TaskEntry detail::detection_entry() {
           },
           [](const RunConfig& c) { models::detector_options(c.model, c.data.num_classes, c.path); },
           [](const RunConfig& c) { SSDObjective::from_config(c.loss, c.data.num_classes, c.path); }};
-}
-
-void all_gather_rows(train::DataParallel& dp, std::vector<float>& rows, int64_t row_size,
-                     int64_t& images) {
-  const int world = dp.world_size(), rank = dp.rank();
-  auto counts = at::zeros({2, world}, at::kDouble);
-  counts[0][rank] = static_cast<double>(rows.size());
-  counts[1][rank] = static_cast<double>(images);
-  dp.all_reduce_sum(counts);
-  int64_t offset = 0, image_offset = 0, total = 0, all_images = 0;
-  const auto c = counts.contiguous();
-  const double* n = c.data_ptr<double>();
-  for (int r = 0; r < world; ++r) {
-    if (r < rank) {
-      offset += static_cast<int64_t>(n[r]);
-      image_offset += static_cast<int64_t>(n[world + r]);
-    }
-    total += static_cast<int64_t>(n[r]);
-    all_images += static_cast<int64_t>(n[world + r]);
-  }
-  // Every rank writes its rows into its own slice of a zeroed buffer: the sum is everyone's.
-  auto buffer = at::zeros({total}, at::kFloat);
-  float* dst = buffer.data_ptr<float>() + offset;
-  for (size_t i = 0; i < rows.size(); ++i) {
-    dst[i] = rows[i] + (static_cast<int64_t>(i) % row_size == 1
-                            ? static_cast<float>(image_offset) : 0.0f);
-  }
-  dp.all_reduce_sum(buffer);
-  rows.assign(buffer.data_ptr<float>(), buffer.data_ptr<float>() + total);
-  images = all_images;
-}
-
-void all_reduce_loss(train::DataParallel& dp, double& loss_sum, int64_t& loss_count) {
-  auto sums = at::tensor({loss_sum, static_cast<double>(loss_count)}, at::kDouble);
-  dp.all_reduce_sum(sums);
-  loss_sum = sums[0].item<double>();
-  loss_count = static_cast<int64_t>(sums[1].item<double>());
 }
 
 DetectionTask::DetectionTask(const RunConfig& config, const c10::Device& device)

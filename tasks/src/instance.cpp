@@ -6,15 +6,19 @@
 #include <ATen/ATen.h>
 
 #include "entries.h"
+#include "evaluation.h"
 #include "ostrov/core/error.h"
 #include "ostrov/core/image.h"
 #include "ostrov/data/visualize.h"
 #include "ostrov/io/json.h"
 #include "ostrov/ops/instance.h"
-#include "ostrov/tasks/detection.h"
 #include "ostrov/train/distributed.h"
 
 namespace ostrov::tasks {
+
+using detail::all_gather_rows;
+using detail::all_reduce_loss;
+using detail::nan_to_null;
 
 namespace {
 
@@ -33,8 +37,6 @@ std::vector<std::string> loss_names(const nlohmann::json& loss) {
   }
   return names;
 }
-
-nlohmann::json nan_to_null(double v) { return std::isnan(v) ? nlohmann::json() : nlohmann::json(v); }
 
 at::Tensor stack_or_empty(const std::vector<at::Tensor>& masks, int64_t h, int64_t w) {
   return masks.empty() ? at::zeros({0, h, w}, at::kByte) : at::stack(masks).to(at::kByte);

@@ -7,17 +7,18 @@
 #include <opencv2/core.hpp>
 
 #include "entries.h"
+#include "evaluation.h"
 #include "ostrov/core/image.h"
 #include "ostrov/data/visualize.h"
 #include "ostrov/train/distributed.h"
 
 namespace ostrov::tasks {
 
+using detail::nan_to_null;
+
 namespace {
 
 nlohmann::json default_loss() { return {{"name", "cross_entropy"}}; }
-
-nlohmann::json nan_to_null(double v) { return std::isnan(v) ? nlohmann::json() : nlohmann::json(v); }
 
 }  // namespace
 
@@ -77,11 +78,8 @@ void SegmentationTask::evaluate(const data::Batch& batch) {
 void SegmentationTask::merge(train::DataParallel& dp) {
   auto matrix = confusion_.matrix().clone();
   dp.all_reduce_sum(matrix);
-  auto sums = at::tensor({loss_sum_, static_cast<double>(loss_count_)}, at::kDouble);
-  dp.all_reduce_sum(sums);
   confusion_.set_counts(matrix);
-  loss_sum_ = sums[0].item<double>();
-  loss_count_ = static_cast<int64_t>(sums[1].item<double>());
+  detail::all_reduce_loss(dp, loss_sum_, loss_count_);
 }
 
 nlohmann::json SegmentationTask::end_evaluation() {

@@ -57,14 +57,4 @@ class DetectionTask : public Task {
   int64_t loss_count_ = 0;
 };
 
-/// Sums `rows` (float records of `row_size` values, the second of which numbers the image)
-/// over the ranks of `dp`: afterwards every rank holds every rank's rows, images renumbered
-/// after the images of the ranks before; `images` becomes the total image count. An
-/// all-gather built from all-reduce (Gloo's only collective here).
-void all_gather_rows(train::DataParallel& dp, std::vector<float>& rows, int64_t row_size,
-                     int64_t& images);
-
-/// Adds (sum over ranks) a running loss sum and its sample count.
-void all_reduce_loss(train::DataParallel& dp, double& loss_sum, int64_t& loss_count);
-
 }  // namespace ostrov::tasks
