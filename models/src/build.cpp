@@ -2,15 +2,14 @@
 
 #include <algorithm>
 #include <array>
-#include <deque>
 #include <functional>
-#include <mutex>
 #include <utility>
 
 #include <c10/util/Exception.h>
 #include <c10/util/Optional.h>
 
 #include "ostrov/core/error.h"
+#include "ostrov/core/registry.h"
 #include "ostrov/io/json.h"
 #include "ostrov/io/state_dict.h"
 #include "ostrov/io/weights.h"
@@ -19,6 +18,8 @@
 #include "ostrov/models/segmentation/pspnet.h"
 #include "ostrov/models/segmentation/resnet_unet.h"
 #include "ostrov/models/segmentation/unet.h"
+#include "backbone_keys.h"
+#include "maker.h"
 
 namespace ostrov::models {
 
@@ -43,18 +44,9 @@ auto parse_string(ConfigReader& r, const std::string& key, const std::string& fa
 /// keys are refused, naming the key.
 ResNetUNetOptions parse_resnet_unet(ConfigReader& r, const std::string& backbone,
                                     int64_t num_classes, InputPadding padding) {
-  const std::array<const char*, 5> known = {"resnet18", "resnet34", "resnet50", "resnet101",
-                                            "resnet152"};
-  int64_t depth = 0;
-  std::string names = "none";
-  for (const char* name : known) {
-    if (backbone == name) depth = std::stoll(backbone.substr(6));
-    names += std::string(", ") + name;
-  }
-  if (depth == 0) {
-    throw ConfigError(r.where() + ": key " + r.path_of("backbone") +
-                      ": unknown U-Net backbone \"" + backbone + "\" (known: " + names + ")");
-  }
+  auto names = detail::resnet_names();
+  names.insert(names.begin(), "none");
+  const auto spec = detail::read_backbone(r, "unet", backbone, {names, true, {}});
   for (const char* key :
        {"in_channels", "depth", "base_width", "batch_norm", "upsampling", "padding"}) {
     if (r.has(key)) {
@@ -63,8 +55,8 @@ ResNetUNetOptions parse_resnet_unet(ConfigReader& r, const std::string& backbone
     }
   }
   ResNetUNetOptions o(num_classes);
-  o.encoder_depth(depth)
-      .encoder_channels(r.get<int64_t>("backbone_channels", o.encoder_channels()))
+  o.encoder_depth(spec.resnet_depth())
+      .encoder_channels(spec.channels())
       .decoder_channels(r.get<std::vector<int64_t>>("decoder_channels", {}))
       .input_padding(padding);
   return o;
@@ -117,9 +109,9 @@ std::vector<nn::LayerSpec> fc_densenet_layers(const FCDenseNetOptions& o) {
   return layers;
 }
 
-/// A ResNet's convolutions and pools; `dilated`: layer3/layer4 dilated instead of strided
-/// (output stride 8, as in PSPNet).
-std::vector<nn::LayerSpec> resnet_layers(int64_t depth, bool dilated) {
+/// A ResNet's convolutions and pools at an output stride of 32, 16 (layer4 dilated instead
+/// of strided) or 8 (layer3 and layer4, as in PSPNet).
+std::vector<nn::LayerSpec> resnet_layers(int64_t depth, int64_t output_stride) {
   std::array<int64_t, 4> blocks{};
   bool basic = false;
   switch (depth) {
@@ -146,9 +138,11 @@ std::vector<nn::LayerSpec> resnet_layers(int64_t depth, bool dilated) {
   std::vector<nn::LayerSpec> layers{conv("conv1", 7, 2, 3), pool("maxpool", 3, 2, 1)};
   // Per layer: stride of its first block, dilation of the first block's strided 3x3 conv and
   // of every other 3x3 conv (layer3/layer4 dilated instead of strided).
-  const std::array<std::array<int64_t, 3>, 4> plan =
-      dilated ? std::array<std::array<int64_t, 3>, 4>{{{1, 1, 1}, {2, 1, 1}, {1, 1, 2}, {1, 2, 4}}}
-              : std::array<std::array<int64_t, 3>, 4>{{{1, 1, 1}, {2, 1, 1}, {2, 1, 1}, {2, 1, 1}}};
+  using Plan = std::array<std::array<int64_t, 3>, 4>;
+  const Plan plan =
+      output_stride == 8    ? Plan{{{1, 1, 1}, {2, 1, 1}, {1, 1, 2}, {1, 2, 4}}}
+      : output_stride == 16 ? Plan{{{1, 1, 1}, {2, 1, 1}, {2, 1, 1}, {1, 1, 2}}}
+                            : Plan{{{1, 1, 1}, {2, 1, 1}, {2, 1, 1}, {2, 1, 1}}};
   for (size_t l = 0; l < 4; ++l) {
     const auto [stride, first_dilation, dilation] = plan[l];
     for (int64_t b = 0; b < blocks[l]; ++b) {
@@ -167,17 +161,13 @@ std::vector<nn::LayerSpec> resnet_layers(int64_t depth, bool dilated) {
 }
 
 std::vector<nn::LayerSpec> pspnet_layers(const PSPNetOptions& o) {
-  auto layers = resnet_layers(o.backbone_depth(), /*dilated=*/true);
+  auto layers = resnet_layers(o.backbone_depth(), o.output_stride());
   layers.push_back(conv("bottleneck", 3, 1, 1));
   return layers;
 }
 
 
-// Wraps a built XImpl as the module the registry hands out.
-template <typename Impl, typename Options>
-std::function<std::shared_ptr<torch::nn::Module>()> maker(Options options) {
-  return [options] { return std::make_shared<Impl>(options); };
-}
+using detail::maker;
 
 // Calls `load` (an XImpl's "load a torchvision classifier" member) on the built network.
 template <typename Impl>
@@ -194,7 +184,7 @@ SegmentationRecipe parse_unet(ConfigReader& r, const std::string& name, int64_t 
   if (backbone != "none") {  // a torchvision ResNet encoder
     const auto o = parse_resnet_unet(r, backbone, num_classes, padding);
     recipe.build = maker<ResNetUNetImpl>(o);
-    recipe.layers = [o] { return resnet_layers(o.encoder_depth(), /*dilated=*/false); };
+    recipe.layers = [o] { return resnet_layers(o.encoder_depth(), /*output_stride=*/32); };
     recipe.load_backbone = backbone_loader(&ResNetUNetImpl::load_encoder_weights);
     return recipe;
   }
@@ -215,6 +205,7 @@ SegmentationRecipe parse_unet(ConfigReader& r, const std::string& name, int64_t 
 
 SegmentationRecipe parse_fcn(ConfigReader& r, const std::string& name, int64_t num_classes,
                              InputPadding padding) {
+  detail::read_backbone(r, name, BackboneOptions("alexnet"), {{"alexnet"}, false, {}});
   FCNOptions o(num_classes);
   o.variant(fcn_variant_from_string(name))
       .fc_channels(r.get<int64_t>("fc_channels", o.fc_channels()))
@@ -250,7 +241,18 @@ SegmentationRecipe parse_fc_densenet(ConfigReader& r, const std::string& name,
 SegmentationRecipe parse_pspnet(ConfigReader& r, const std::string& name, int64_t num_classes,
                                 InputPadding padding) {
   PSPNetOptions o(num_classes);
-  o.backbone_depth(r.get<int64_t>("backbone_depth", o.backbone_depth()))
+  if (r.has("backbone_depth")) {
+    throw ConfigError(r.where() + ": key " + r.path_of("backbone_depth") + " is spelled " +
+                      r.path_of("backbone") + " = \"resnet" +
+                      std::to_string(r.get<int64_t>("backbone_depth", 0)) +
+                      "\" (as in every model with a backbone)");
+  }
+  const auto spec = detail::read_backbone(
+      r, name, BackboneOptions("resnet" + std::to_string(o.backbone_depth())).output_stride(8),
+      {detail::resnet_names(), true, {8, 16}});
+  o.backbone_depth(spec.resnet_depth())
+      .backbone_channels(spec.channels())
+      .output_stride(spec.output_stride())
       .bins(r.get<std::vector<int64_t>>("bins", o.bins()))
       .pooling(parse_string(r, "pooling", to_string(o.pooling()), pyramid_pooling_from_string))
       .reduce_dimension(r.get<bool>("reduce_dimension", o.reduce_dimension()))
@@ -267,21 +269,16 @@ SegmentationRecipe parse_pspnet(ConfigReader& r, const std::string& name, int64_
   return recipe;
 }
 
-struct Registry {
-  std::mutex mutex;
-  std::deque<SegmentationModelEntry> entries{
-      {"unet", parse_unet},
-      {"fcn32s", parse_fcn},
-      {"fcn16s", parse_fcn},
-      {"fcn8s", parse_fcn},
-      {"fc_densenet56", parse_fc_densenet},
-      {"fc_densenet67", parse_fc_densenet},
-      {"fc_densenet103", parse_fc_densenet},
-      {"pspnet", parse_pspnet}};
-};
-
-Registry& registry() {
-  static Registry r;
+core::Registry<SegmentationModelEntry>& registry() {
+  static core::Registry<SegmentationModelEntry> r(
+      "segmentation model", {{"unet", parse_unet},
+                             {"fcn32s", parse_fcn},
+                             {"fcn16s", parse_fcn},
+                             {"fcn8s", parse_fcn},
+                             {"fc_densenet56", parse_fc_densenet},
+                             {"fc_densenet67", parse_fc_densenet},
+                             {"fc_densenet103", parse_fc_densenet},
+                             {"pspnet", parse_pspnet}});
   return r;
 }
 
@@ -301,21 +298,12 @@ Parsed parse(const nlohmann::json& config, int64_t num_classes, const std::strin
   m.backbone_weights = r.get<std::string>("backbone_weights", "");
   const InputPadding padding =
       parse_string(r, "input_padding", "reflect", input_padding_from_string);
-  SegmentationModelEntry::Parse parse_kind;
-  {
-    auto& reg = registry();
-    std::lock_guard<std::mutex> lock(reg.mutex);
-    for (const auto& e : reg.entries) {
-      if (e.name == m.name) parse_kind = e.parse;
-    }
-  }
-  if (!parse_kind) {
-    std::string known;
-    for (const auto& n : segmentation_model_names()) known += (known.empty() ? "" : ", ") + n;
+  const SegmentationModelEntry* entry = registry().find(m.name);
+  if (entry == nullptr) {
     throw ConfigError(where + ": key " + r.path_of("name") + ": unknown model \"" + m.name +
-                      "\" (known: " + known + ")");
+                      "\" (known: " + registry().known() + ")");
   }
-  m.recipe = parse_kind(r, m.name, num_classes, padding);
+  m.recipe = entry->parse(r, m.name, num_classes, padding);
   r.finish();
   if (!m.backbone_weights.empty() && !m.recipe.load_backbone) {
     throw ConfigError(where + ": key " + r.path_of("backbone_weights") + ": " + m.name +
@@ -328,26 +316,11 @@ Parsed parse(const nlohmann::json& config, int64_t num_classes, const std::strin
 }  // namespace
 
 void register_segmentation_model(SegmentationModelEntry entry) {
-  auto& reg = registry();
-  std::lock_guard<std::mutex> lock(reg.mutex);
-  if (entry.name.empty() || !entry.parse) {
-    throw Error("register_segmentation_model: an entry needs a name and a parse function");
-  }
-  for (const auto& e : reg.entries) {
-    if (e.name == entry.name) {
-      throw Error("register_segmentation_model: model \"" + entry.name + "\" exists");
-    }
-  }
-  reg.entries.push_back(std::move(entry));
+  if (!entry.parse) throw Error("register_segmentation_model: the entry has no parse function");
+  registry().add(std::move(entry));
 }
 
-std::vector<std::string> segmentation_model_names() {
-  auto& reg = registry();
-  std::lock_guard<std::mutex> lock(reg.mutex);
-  std::vector<std::string> names;
-  for (const auto& e : reg.entries) names.push_back(e.name);
-  return names;
-}
+std::vector<std::string> segmentation_model_names() { return registry().names(); }
 
 std::shared_ptr<SegmentationNetwork> as_segmentation_network(
     const std::shared_ptr<torch::nn::Module>& module) {

@@ -2,15 +2,20 @@
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 
 #include <ATen/ATen.h>
 
 #include "entries.h"
 #include "evaluation.h"
 #include "ostrov/core/error.h"
+#include "ostrov/core/registry.h"
 #include "ostrov/core/image.h"
 #include "ostrov/data/visualize.h"
 #include "ostrov/io/json.h"
+#include "ostrov/losses/build.h"
+#include "ostrov/losses/watershed.h"
+#include "ostrov/tasks/objectives.h"
 #include "ostrov/ops/instance.h"
 #include "ostrov/train/distributed.h"
 
@@ -99,59 +104,7 @@ class Reader {
   size_t at_;
 };
 
-}  // namespace
-
-TaskEntry detail::instance_entry() {
-  return {"instance", "one mask per object (DeepColoring, Deep Watershed, SSD + mask head)",
-          "ap50", {"coco"},
-          [](const RunConfig& c, const c10::Device& d) {
-            return std::make_unique<InstanceTask>(c, d);
-          },
-          {}, {}};
-}
-
-InstanceTask::InstanceTask(const RunConfig& config, const c10::Device& device)
-    : Task(config, device) {
-  const auto& where = config.path;
-  net_ = models::build_instance(config.model, config.data.num_classes, config.data.height, where);
-  nlohmann::json loss = config.loss;
-  if (net_.deep_coloring) {
-    method_ = Method::kDeepColoring;
-    if (loss.is_null()) loss = {{"name", "halo"}};
-    if (loss_names(loss) != std::vector<std::string>{"halo"}) {
-      throw ConfigError(where + ": loss.name must be \"halo\" for model deep_coloring");
-    }
-    loss_ = losses::build(loss, where, "loss");
-  } else if (net_.deep_watershed) {
-    method_ = Method::kDeepWatershed;
-    if (loss.is_null()) loss = {{"terms", {{{"name", "direction"}}, {{"name", "energy"}}}}};
-    const auto names = loss_names(loss);
-    if (names.empty() || std::any_of(names.begin(), names.end(), [](const std::string& n) {
-          return n != "direction" && n != "energy";
-        })) {
-      throw ConfigError(where + ": loss for model deep_watershed takes the terms "
-                                "\"direction\" and \"energy\" only");
-    }
-    loss_ = losses::build(loss, where, "loss");
-    const auto& o = net_.deep_watershed->options;
-    watershed_targets_.num_levels(o.num_levels()).step(o.level_step());
-  } else {
-    method_ = Method::kMaskRCNN;
-    if (config.data.height != config.data.width) {
-      throw ConfigError(where + ": model mask_rcnn needs a square data.image_size");
-    }
-    const nlohmann::json section = loss.is_null() ? nlohmann::json::object() : loss;
-    if (!section.is_object()) throw ConfigError(where + ": loss must be an object");
-    io::ConfigReader r(section, where, "loss");
-    detector_objective_ = SSDObjective(r, config.data.num_classes);
-    mask_objective_ = MaskObjective(r);
-    r.finish();
-  }
-  net_.module->to(device);
-  if (loss_) loss_->to(device);
-}
-
-at::Tensor InstanceTask::instance_maps(const data::Batch& batch) const {
+at::Tensor instance_maps(const data::Batch& batch) {
   TORCH_CHECK(batch.instances.size() == static_cast<size_t>(batch.size()),
               "instance training needs instance masks (COCO segmentations)");
   const int64_t h = batch.images.size(2), w = batch.images.size(3);
@@ -162,54 +115,177 @@ at::Tensor InstanceTask::instance_maps(const data::Batch& batch) const {
   return at::stack(maps);
 }
 
-at::Tensor InstanceTask::compute(const data::Batch& batch,
-                                 std::vector<models::InstancePrediction>* found) {
-  losses::LossInputs in;
-  switch (method_) {
-    case Method::kDeepColoring: {
-      in.logits = net_.deep_coloring->forward(batch.images);
-      in.target = instance_maps(batch).to(device_);
-      if (found) {
-        for (int64_t i = 0; i < in.logits.size(0); ++i) {
-          found->push_back(models::deep_coloring_instances(
-              in.logits[i], net_.deep_coloring->options.min_size()));
-        }
-      }
-      return loss_->forward(in).total;
-    }
-    case Method::kDeepWatershed: {
-      const auto out = net_.deep_watershed->forward(batch.images);
-      const auto t = losses::watershed_targets(instance_maps(batch), watershed_targets_);
-      in.logits = out.energy;
-      in.target = t.energy.to(device_);
-      in.direction = out.direction;
-      in.target_direction = t.direction.to(device_);
-      in.mask = t.energy.gt(0).to(device_);
-      if (found) {
-        for (int64_t i = 0; i < out.energy.size(0); ++i) {
-          found->push_back(models::watershed_instances(
-              out.energy[i], net_.deep_watershed->options.extract()));
-        }
-      }
-      return loss_->forward(in).total;
-    }
-    case Method::kMaskRCNN: {
-      // Inference runs the network once more (detector -> NMS -> masks); evaluation only.
-      if (found) *found = net_.mask_rcnn->predict(batch.images);
-      const auto out = net_.mask_rcnn->forward(batch.images);
-      std::vector<at::Tensor> instances;
-      for (const auto& m : batch.instances) instances.push_back(m.to(at::kCPU));
-      auto total = detector_objective_(out.detector, batch.boxes, batch.labels);
-      const auto mask = mask_objective_(
-          *net_.mask_rcnn, out.mask_features, batch.boxes, batch.labels, instances,
-          {batch.images.size(2), batch.images.size(3)}, net_.module->is_training(), rng_);
-      return mask.defined() ? total + mask : total;
-    }
+/// The `loss` section for a method whose loss terms must be among `allowed`.
+losses::CompositeLoss method_loss(const RunConfig& config, const nlohmann::json& fallback,
+                                  const std::vector<std::string>& allowed,
+                                  const std::string& rule) {
+  const nlohmann::json loss = config.loss.is_null() ? fallback : config.loss;
+  const auto names = loss_names(loss);
+  if (names.empty() || std::any_of(names.begin(), names.end(), [&](const std::string& n) {
+        return std::find(allowed.begin(), allowed.end(), n) == allowed.end();
+      })) {
+    throw ConfigError(config.path + ": " + rule);
   }
-  TORCH_INTERNAL_ASSERT(false, "unknown instance method");
+  return losses::build(loss, config.path, "loss");
 }
 
-at::Tensor InstanceTask::loss(const data::Batch& batch) { return compute(batch, nullptr); }
+// DeepColoring: the halo loss on the colour logits against the instance label image.
+class ColoringObjective : public InstanceObjective {
+ public:
+  explicit ColoringObjective(const RunConfig& c)
+      : loss_(method_loss(c, {{"name", "halo"}}, {"halo"},
+                          "loss.name must be \"halo\" for model deep_coloring")) {}
+  at::Tensor loss(const models::InstanceModel& model, const data::Batch& batch,
+                  std::vector<models::InstancePrediction>* found) override {
+    auto& net = *model.as<models::DeepColoringImpl>();
+    losses::LossInputs in;
+    in.logits = net.forward(batch.images);
+    in.target = instance_maps(batch).to(in.logits.device());
+    if (found) {
+      for (int64_t i = 0; i < in.logits.size(0); ++i) {
+        found->push_back(models::deep_coloring_instances(in.logits[i], net.options.min_size()));
+      }
+    }
+    return loss_->forward(in).total;
+  }
+  void to(const c10::Device& device) override { loss_->to(device); }
+
+ private:
+  losses::CompositeLoss loss_;
+};
+
+// Deep Watershed: direction and energy terms on targets from the instance label image.
+class WatershedObjective : public InstanceObjective {
+ public:
+  explicit WatershedObjective(const RunConfig& c)
+      : loss_(method_loss(c, {{"terms", {{{"name", "direction"}}, {{"name", "energy"}}}}},
+                          {"direction", "energy"},
+                          "loss for model deep_watershed takes the terms \"direction\" and "
+                          "\"energy\" only")) {}
+  at::Tensor loss(const models::InstanceModel& model, const data::Batch& batch,
+                  std::vector<models::InstancePrediction>* found) override {
+    auto& net = *model.as<models::DeepWatershedImpl>();
+    const auto out = net.forward(batch.images);
+    const auto device = out.energy.device();
+    const auto t = losses::watershed_targets(
+        instance_maps(batch),
+        losses::WatershedTargetOptions().num_levels(net.options.num_levels()).step(net.options.level_step()));
+    losses::LossInputs in;
+    in.logits = out.energy;
+    in.target = t.energy.to(device);
+    in.direction = out.direction;
+    in.target_direction = t.direction.to(device);
+    in.mask = t.energy.gt(0).to(device);
+    if (found) {
+      for (int64_t i = 0; i < out.energy.size(0); ++i) {
+        found->push_back(models::watershed_instances(out.energy[i], net.options.extract()));
+      }
+    }
+    return loss_->forward(in).total;
+  }
+  void to(const c10::Device& device) override { loss_->to(device); }
+
+ private:
+  losses::CompositeLoss loss_;
+};
+
+// Mask R-CNN on SSD: the detector's objective plus the mask loss on jittered true boxes.
+class MaskRCNNObjective : public InstanceObjective {
+ public:
+  explicit MaskRCNNObjective(const RunConfig& c) {
+    if (c.data.height != c.data.width) {
+      throw ConfigError(c.path + ": model mask_rcnn needs a square data.image_size");
+    }
+    const nlohmann::json section = c.loss.is_null() ? nlohmann::json::object() : c.loss;
+    if (!section.is_object()) throw ConfigError(c.path + ": loss must be an object");
+    io::ConfigReader r(section, c.path, "loss");
+    detector_ = SSDObjective(r, c.data.num_classes);
+    mask_ = MaskObjective(r);
+    r.finish();
+  }
+  at::Tensor loss(const models::InstanceModel& model, const data::Batch& batch,
+                  std::vector<models::InstancePrediction>* found) override {
+    auto& net = *model.as<models::MaskRCNNImpl>();
+    // Inference runs the network once more (detector -> NMS -> masks); evaluation only.
+    if (found) *found = net.predict(batch.images);
+    const auto out = net.forward(batch.images);
+    std::vector<at::Tensor> instances;
+    for (const auto& m : batch.instances) instances.push_back(m.to(at::kCPU));
+    auto total = detector_(out.detector, batch.boxes, batch.labels);
+    const auto mask = mask_(net, out.mask_features, batch.boxes, batch.labels, instances,
+                            {batch.images.size(2), batch.images.size(3)}, net.is_training(), rng_);
+    return mask.defined() ? total + mask : total;
+  }
+
+ private:
+  SSDObjective detector_;
+  MaskObjective mask_;
+  std::mt19937_64 rng_{0x05700};
+};
+
+template <typename Objective>
+InstanceObjectiveEntry::Make objective() {
+  return [](const RunConfig& c) -> std::unique_ptr<InstanceObjective> {
+    return std::make_unique<Objective>(c);
+  };
+}
+
+core::Registry<InstanceObjectiveEntry>& objectives() {
+  static core::Registry<InstanceObjectiveEntry> r(
+      "instance objective", {{"deep_coloring", objective<ColoringObjective>()},
+                             {"deep_watershed", objective<WatershedObjective>()},
+                             {"mask_rcnn", objective<MaskRCNNObjective>()}});
+  return r;
+}
+
+}  // namespace
+
+void register_instance_objective(InstanceObjectiveEntry entry) {
+  if (!entry.make) throw Error("register_instance_objective: the entry has no make function");
+  objectives().add(std::move(entry));
+}
+
+std::unique_ptr<InstanceObjective> make_instance_objective(const RunConfig& config) {
+  const auto name = config.model.is_object() && config.model.contains("name") &&
+                            config.model["name"].is_string()
+                        ? config.model["name"].get<std::string>()
+                        : std::string();
+  const InstanceObjectiveEntry* entry = objectives().find(name);
+  if (entry == nullptr) {
+    throw ConfigError(config.path + ": key model.name: no training objective for instance model \"" +
+                      name + "\" (known: " + objectives().known() + ")");
+  }
+  return entry->make(config);
+}
+
+TaskEntry detail::instance_entry() {
+  return {"instance", "one mask per object (DeepColoring, Deep Watershed, SSD + mask head)",
+          "ap50", {"coco"},
+          [](const RunConfig& c, const c10::Device& d) {
+            return std::make_unique<InstanceTask>(c, d);
+          },
+          [](const RunConfig& c) {
+            models::check_instance_model(c.model, c.data.num_classes, c.data.height, c.path);
+          },
+          [](const RunConfig& c) {
+            // The model's own check names a bad model; the loss is checked for a known one.
+            const bool known = c.model.is_object() && c.model.contains("name") &&
+                               c.model["name"].is_string() &&
+                               objectives().find(c.model["name"].get<std::string>()) != nullptr;
+            if (known) make_instance_objective(c);
+          }};
+}
+
+InstanceTask::InstanceTask(const RunConfig& config, const c10::Device& device)
+    : Task(config, device),
+      net_(models::build_instance(config.model, config.data.num_classes, config.data.height,
+                                  config.path)),
+      objective_(make_instance_objective(config)) {
+  net_.module->to(device);
+  objective_->to(device);
+}
+
+at::Tensor InstanceTask::loss(const data::Batch& batch) { return objective_->loss(net_, batch, nullptr); }
 
 void InstanceTask::begin_evaluation() {
   eval_.clear();
@@ -219,7 +295,7 @@ void InstanceTask::begin_evaluation() {
 
 void InstanceTask::evaluate(const data::Batch& batch) {
   std::vector<models::InstancePrediction> found;
-  loss_sum_ += compute(batch, &found).item<double>() * static_cast<double>(batch.size());
+  loss_sum_ += objective_->loss(net_, batch, &found).item<double>() * static_cast<double>(batch.size());
   loss_count_ += batch.size();
   for (int64_t i = 0; i < batch.size(); ++i) {
     const auto& f = found[static_cast<size_t>(i)];
@@ -227,7 +303,7 @@ void InstanceTask::evaluate(const data::Batch& batch) {
     const auto agnostic = net_.class_agnostic(f, 0.0);
     e.masks = f.masks.index({agnostic}).to(at::kCPU);
     e.scores = f.scores.index({agnostic}).to(at::kCPU);
-    if (net_.mask_rcnn) {
+    if (net_.network->has_classes()) {
       // With its classes, as COCO evaluates Mask R-CNN (per-class NMS only).
       e.class_masks = f.masks.to(at::kCPU);
       e.class_scores = f.scores.to(at::kCPU);
@@ -302,7 +378,7 @@ nlohmann::json InstanceTask::end_evaluation() {
       {"abs_dic", nan_to_null(cvppp.abs_dic())},
       {"dic", nan_to_null(cvppp.dic())},
       {"images", cvppp.num_images()}};
-  if (net_.mask_rcnn) {
+  if (net_.network->has_classes()) {
     const auto c = class_ap.compute();
     out["class_ap50"] = nan_to_null(c.map50);
     out["class_ap"] = nan_to_null(c.map);
@@ -351,9 +427,7 @@ cv::Mat InstanceTask::overlay(const cv::Mat& bgr, const Prediction& p) const {
   }
   const auto stacked = stack_or_empty(masks, bgr.rows, bgr.cols);
   models::InstancePrediction found{stacked, p.scores, p.labels, p.boxes};
-  const auto shown = net_.mask_rcnn ? net_.class_agnostic(found, net_.count_score).flip(0)
-                                    : at::arange(stacked.size(0), at::kLong);
-  return data::overlay_instances(bgr, stacked.index({shown}), 0.5);
+  return data::overlay_instances(bgr, net_.counted_masks(found), 0.5);
 }
 
 nlohmann::json InstanceTask::prediction_json(const Prediction& p) const {

@@ -2,12 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <deque>
-#include <mutex>
 
 #include "entries.h"
 #include "evaluation.h"
 #include "ostrov/core/error.h"
+#include "ostrov/core/registry.h"
 #include "ostrov/data/coco_dataset.h"
 #include "ostrov/data/folder_dataset.h"
 #include "ostrov/data/image_folder.h"
@@ -17,14 +16,9 @@ namespace ostrov::tasks {
 
 namespace {
 
-struct Registry {
-  std::mutex mutex;
-  std::deque<TaskEntry> entries{detail::segmentation_entry(), detail::detection_entry(),
-                                 detail::instance_entry(), detail::classification_entry()};
-};
-
-Registry& registry() {
-  static Registry r;
+core::Registry<TaskEntry>& registry() {
+  static core::Registry<TaskEntry> r("task", {detail::segmentation_entry(), detail::detection_entry(),
+                                              detail::instance_entry(), detail::classification_entry()});
   return r;
 }
 
@@ -72,34 +66,20 @@ void detail::all_reduce_loss(train::DataParallel& dp, double& loss_sum, int64_t&
 }
 
 void register_task(TaskEntry entry) {
-  auto& r = registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
-  if (entry.name.empty() || entry.formats.empty() || !entry.make) {
+  if (entry.formats.empty() || !entry.make) {
     throw Error("register_task: an entry needs a name, at least one data format and make");
   }
-  for (const auto& e : r.entries) {
-    if (e.name == entry.name) throw Error("register_task: task \"" + entry.name + "\" exists");
-  }
-  r.entries.push_back(std::move(entry));
+  registry().add(std::move(entry));
 }
 
 const TaskEntry& find_task(const std::string& name, const std::string& where) {
-  auto& r = registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
-  for (const auto& e : r.entries) {
-    if (e.name == name) return e;  // entries are never removed: the reference stays valid
-  }
-  std::string known;
-  for (const auto& e : r.entries) known += (known.empty() ? "" : ", ") + e.name;
+  if (const TaskEntry* e = registry().find(name)) return *e;
   throw ConfigError((where.empty() ? "" : where + ": ") + "task \"" + name +
-                    "\" is not supported (supported: " + known + ")");
+                    "\" is not supported (supported: " + registry().known() + ")");
 }
 
 std::vector<std::string> task_names() {
-  auto& r = registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
-  std::vector<std::string> names;
-  for (const auto& e : r.entries) names.push_back(e.name);
+  auto names = registry().names();
   std::sort(names.begin(), names.end());
   return names;
 }

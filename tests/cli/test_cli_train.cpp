@@ -458,7 +458,7 @@ TEST_CASE("ostrov classification: class folders, train, eval, predict, export in
         {"val", {{"root", dir / "items_val"}}},
         {"num_classes", 10},
         {"image_size", {48, 48}}}},
-      {"model", {{"name", "resnet18"}, {"base_channels", 8}}},
+      {"model", {{"name", "resnet18"}, {"backbone_channels", 8}}},
       {"loss", {{"name", "cross_entropy"}, {"label_smoothing", 0.1}}},
       {"train",
        {{"epochs", 2}, {"batch_size", 4}, {"optimizer", "adam"}, {"lr", 0.002}, {"workers", 0},

@@ -19,7 +19,9 @@
 #include <torch/types.h>
 #include <torch/utils.h>
 
+#include "ostrov/io/weights.h"
 #include "ostrov/models/backbones/alexnet.h"
+#include "ostrov/models/backbones/backbone.h"
 #include "ostrov/models/backbones/resnet.h"
 #include "ostrov/models/backbones/vgg.h"
 #include "support.h"
@@ -386,10 +388,10 @@ TEST_CASE("ResNet-50 with replace_stride_with_dilation {false,true,true} keeps s
   CHECK(os16->stage_stride("layer3") == 16);
   CHECK(os16->stage_stride("layer4") == 16);
 
-  // Like torchvision: BasicBlock has no dilation, and the option needs three entries.
-  CHECK_THROWS_AS(
-      models::ResNet(models::ResNetOptions(18).replace_stride_with_dilation({false, true, true})),
-      c10::Error);
+  // Unlike torchvision, BasicBlock networks dilate too (see the nostride_dilate test below);
+  // like torchvision, the option needs three entries.
+  CHECK(models::ResNet(models::ResNetOptions(18).replace_stride_with_dilation({false, true, true}))
+            ->stage_stride("layer4") == 8);
   CHECK_THROWS_AS(models::ResNet(models::ResNetOptions(50).replace_stride_with_dilation({true})),
                   c10::Error);
   CHECK_THROWS_AS(models::ResNet(models::ResNetOptions(42)), c10::Error);
@@ -517,4 +519,129 @@ TEST_CASE("Backbones clone deeply with equal parameters", "[models][backbones]")
   auto vgg_copy = std::dynamic_pointer_cast<models::VGGImpl>(vgg->clone());
   REQUIRE(vgg_copy != nullptr);
   CHECK(vgg_copy->stage_names() == vgg->stage_names());
+}
+
+// ------------------------------------------------------------------- the Backbone interface
+
+namespace {
+
+// PSPNet's original way of dilating a BasicBlock layer (as the CSAIL/DeepLab code's
+// _nostride_dilate): the strided 3x3 conv and the 1x1 downsample lose their stride, the strided
+// conv is dilated by d/2 and every other 3x3 conv by d. The reference for ResNet's own
+// BasicBlock dilation.
+void nostride_dilate(torch::nn::Sequential& layer, int64_t d) {
+  for (const auto& module : layer->modules(/*include_self=*/false)) {
+    if (auto* conv = module->as<torch::nn::Conv2d>()) {
+      auto& o = conv->options;
+      const bool strided = (*o.stride())[0] == 2;
+      if (strided) o.stride(1);
+      if ((*o.kernel_size())[0] == 3) {
+        const int64_t dilation = strided ? d / 2 : d;
+        o.dilation(dilation);
+        o.padding(torch::ExpandingArray<2>(dilation));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("Backbone: ResNet, VGG and AlexNet behind one interface, without their heads",
+          "[models][backbones]") {
+  torch::NoGradGuard no_grad;
+  const auto x = at::randn({1, 3, 64, 64});
+  CHECK(models::backbone_names() ==
+        std::vector<std::string>{"resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+                                 "vgg16", "alexnet"});
+  struct Expect {
+    std::string name;
+    std::string last;
+    int64_t channels, stride, side;
+  };
+  for (const auto& e : {Expect{"resnet18", "layer4", 512, 32, 2}, Expect{"resnet50", "layer4", 2048, 32, 2},
+                        Expect{"vgg16", "pool5", 512, 32, 2}, Expect{"alexnet", "pool5", 256, 32, 1}}) {
+    CAPTURE(e.name);
+    auto module = models::make_backbone(e.name);
+    auto b = models::as_backbone(module);
+    CHECK(b->stage_names().back() == e.last);
+    CHECK(b->out_channels() == e.channels);
+    CHECK(b->stage_stride(e.last) == e.stride);
+    const auto f = b->forward_features(x, {e.last});
+    CHECK(f[e.last].sizes() == at::IntArrayRef({1, e.channels, e.side, e.side}));
+    for (const auto& item : module->named_parameters()) {  // no classifier head
+      CHECK(item.key().rfind("fc.", 0) != 0);
+      CHECK(item.key().rfind("classifier.", 0) != 0);
+    }
+  }
+  CHECK(models::as_backbone(models::make_backbone(models::BackboneOptions("vgg16")))->stage_stride("relu4_3") == 8);
+  CHECK(models::as_backbone(models::make_backbone(models::BackboneOptions("alexnet")))->stage_stride("relu3") == 16);
+  // Output stride 16 and 8: the last stages dilated instead of strided.
+  auto r50 = models::as_backbone(models::make_backbone(models::BackboneOptions("resnet50").output_stride(16)));
+  CHECK(r50->stage_stride("layer3") == 16);
+  CHECK(r50->stage_stride("layer4") == 16);
+  CHECK(r50->forward_features(x, {"layer4"})["layer4"].size(2) == 4);
+  auto r18 = models::as_backbone(models::make_backbone(models::BackboneOptions("resnet18").output_stride(8).channels(16)));
+  CHECK(r18->stage_stride("layer4") == 8);
+  CHECK(r18->out_channels() == 128);
+  CHECK(r18->forward_features(x, {"layer4"})["layer4"].sizes() == at::IntArrayRef({1, 128, 8, 8}));
+
+  CHECK_THROWS_WITH(models::make_backbone(models::BackboneOptions("resnet19")), Catch::Contains("unknown backbone \"resnet19\""));
+  CHECK_THROWS_WITH(models::make_backbone(models::BackboneOptions("vgg16").channels(32)),
+                    Catch::Contains("backbone_channels must be 64"));
+  CHECK_THROWS_WITH(models::make_backbone(models::BackboneOptions("resnet18").output_stride(4)),
+                    Catch::Contains("output_stride must be 32, 16 or 8"));
+  CHECK_THROWS_WITH(models::make_backbone(models::BackboneOptions("alexnet"))->as<models::AlexNetImpl>()->forward(x),
+                    Catch::Contains("backbone without a classifier"));
+  CHECK_THROWS_WITH(models::as_backbone(std::make_shared<torch::nn::Module>()),
+                    Catch::Contains("not an ostrov backbone"));
+}
+
+TEST_CASE("Backbone::load_torchvision takes a classifier's file without its head",
+          "[models][backbones]") {
+  torch::NoGradGuard no_grad;
+  // A torchvision-layout ResNet-18 with 10 classes: its body loads, its fc is ignored.
+  models::ResNet classifier(models::ResNetOptions(18).num_classes(10));
+  const auto state = io::module_state_dict(*classifier);
+  auto backbone = models::make_backbone(models::BackboneOptions("resnet18"));
+  models::as_backbone(backbone)->load_torchvision(state, "r18.pth");
+  CHECK(at::equal(backbone->named_parameters()["layer3.1.conv2.weight"],
+                  classifier->layer3[1]->named_parameters()["conv2.weight"]));
+  // A classifier with another head keeps its own fc.
+  models::ResNet other(models::ResNetOptions(18).num_classes(3));
+  const auto fc_before = other->fc->weight.clone();
+  other->load_torchvision(state, "r18.pth");
+  CHECK(at::equal(other->fc->weight, fc_before));
+  CHECK(at::equal(other->conv1->weight, classifier->conv1->weight));
+  // VGG and AlexNet: features.* must match, classifier.* is ignored.
+  models::VGG vgg(models::VGGOptions(16).num_classes(7));
+  auto vgg_backbone = models::make_backbone(models::BackboneOptions("vgg16"));
+  models::as_backbone(vgg_backbone)->load_torchvision(io::module_state_dict(*vgg), "vgg16.pth");
+  CHECK(at::equal(vgg_backbone->named_parameters()["features.28.weight"],
+                  vgg->named_parameters()["features.28.weight"]));
+  // Another architecture is refused, naming the file and the keys.
+  CHECK_THROWS_WITH(models::as_backbone(models::make_backbone(models::BackboneOptions("resnet34")))->load_torchvision(state, "r18.pth"),
+                    Catch::Contains("r18.pth") && Catch::Contains("layer1.2.conv1.weight"));
+  CHECK_THROWS_WITH(models::as_backbone(models::make_backbone(models::BackboneOptions("alexnet")))->load_torchvision(state, "r18.pth"),
+                    Catch::Contains("r18.pth") && Catch::Contains("features.0.weight"));
+}
+
+TEST_CASE("ResNet-18/34 dilate as PSPNet's nostride_dilate does (output stride 8 and 16)",
+          "[models][backbones]") {
+  torch::NoGradGuard no_grad;
+  const auto x = at::randn({2, 3, 45, 51});
+  for (const int64_t stride : {8, 16}) {
+    CAPTURE(stride);
+    models::ResNet reference(models::ResNetOptions(18));
+    if (stride == 8) nostride_dilate(reference->layer3, 2);
+    nostride_dilate(reference->layer4, stride == 8 ? 4 : 2);
+    reference->eval();
+    models::ResNet dilated(models::ResNetOptions(18).replace_stride_with_dilation({false, stride == 8, true}));
+    dilated->load_torchvision(io::module_state_dict(*reference), "reference");
+    dilated->eval();
+    CHECK(dilated->stage_stride("layer4") == stride);
+    const auto want = reference->forward_features(x, {"layer4"})["layer4"];
+    const auto got = dilated->forward_features(x, {"layer4"})["layer4"];
+    REQUIRE(got.sizes() == want.sizes());
+    CHECK(at::allclose(got, want, 1e-5, 1e-6));
+  }
 }

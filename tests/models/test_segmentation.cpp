@@ -871,24 +871,42 @@ TEST_CASE("MaskRCNN: shapes, gradients of both heads, predictions at input size,
 TEST_CASE("build_instance makes the three methods and names bad keys", "[models][instance][build]") {
   auto dc = models::build_instance({{"name", "deep_coloring"}, {"num_colors", 3}, {"depth", 2},
                                     {"base_width", 4}}, 11, 64, "run.json");
-  REQUIRE(dc.deep_coloring);
-  CHECK(dc.deep_coloring->options.num_colors() == 3);
+  REQUIRE(dc.as<models::DeepColoringImpl>() != nullptr);
+  CHECK(dc.as<models::DeepColoringImpl>()->options.num_colors() == 3);
+  CHECK(dc.network.get() == dynamic_cast<models::InstanceNetwork*>(dc.as<models::DeepColoringImpl>()));
+  CHECK_FALSE(dc.network->has_classes());
   auto ws = models::build_instance({{"name", "deep_watershed"}, {"cut_level", 4}, {"depth", 2},
                                     {"base_width", 4}}, 11, 64, "run.json");
-  REQUIRE(ws.deep_watershed);
-  CHECK(ws.deep_watershed->options.extract().cut_level() == 4);
+  REQUIRE(ws.as<models::DeepWatershedImpl>() != nullptr);
+  CHECK(ws.as<models::MaskRCNNImpl>() == nullptr);
+  CHECK(ws.as<models::DeepWatershedImpl>()->options.extract().cut_level() == 4);
   auto mr = models::build_instance({{"name", "mask_rcnn"}, {"count_score", 0.25}}, 11, 96, "run.json");
-  REQUIRE(mr.mask_rcnn);
-  CHECK(mr.mask_rcnn->options.image_size() == 96);  // the caller's size unless the config says
-  CHECK(mr.count_score == 0.25);
-  CHECK(mr.module.get() == mr.mask_rcnn.ptr().get());
+  auto* mask_rcnn = mr.as<models::MaskRCNNImpl>();
+  REQUIRE(mask_rcnn != nullptr);
+  CHECK(mask_rcnn->options.image_size() == 96);  // the caller's size unless the config says
+  CHECK(mask_rcnn->options.count_score() == 0.25);
+  CHECK(mr.network->has_classes());
+  // A clone (a data-parallel replica) is still an instance network.
+  CHECK(models::as_instance_network(mr.module->clone()) != nullptr);
+  CHECK_THROWS_WITH(models::as_instance_network(std::make_shared<torch::nn::Module>()),
+                    Catch::Contains("not an ostrov instance network"));
   auto narrow = models::build_instance({{"name", "mask_rcnn"}, {"backbone_channels", 16}}, 11, 64,
                                        "run.json");
-  CHECK(narrow.mask_rcnn->detector->options.backbone_channels() == 16);
-  CHECK(narrow.mask_rcnn->lateral[0]->as<torch::nn::Conv2dImpl>()->weight.size(1) == 16);
-  CHECK(narrow.mask_rcnn->lateral[2]->as<torch::nn::Conv2dImpl>()->weight.size(1) == 64);
-  CHECK(narrow.mask_rcnn->forward(at::rand({2, 3, 64, 64})).mask_features.sizes() ==
+  auto* narrow_net = narrow.as<models::MaskRCNNImpl>();
+  CHECK(narrow_net->detector->options.backbone_channels() == 16);
+  CHECK(narrow_net->lateral[0]->as<torch::nn::Conv2dImpl>()->weight.size(1) == 16);
+  CHECK(narrow_net->lateral[2]->as<torch::nn::Conv2dImpl>()->weight.size(1) == 64);
+  CHECK(narrow_net->forward(at::rand({2, 3, 64, 64})).mask_features.sizes() ==
         at::IntArrayRef({2, 64, 16, 16}));
+  CHECK_THROWS_WITH(models::build_instance({{"name", "deep_coloring"}, {"backbone_weights", "r18.pth"}},
+                                           11, 64, "run.json"),
+                    Catch::Contains("model.backbone_weights") &&
+                        Catch::Contains("deep_coloring has no pretrained backbone"));
+  // Validation alone names the same problems without allocating a network.
+  CHECK_NOTHROW(models::check_instance_model({{"name", "mask_rcnn"}}, 11, 64, "run.json"));
+  CHECK_THROWS_WITH(models::check_instance_model({{"name", "mask_rcnn"}, {"roi_sise", 7}}, 11, 64,
+                                                 "run.json"),
+                    Catch::Contains("model.roi_sise"));
   CHECK_THROWS_WITH(models::build_instance({{"name", "mask_rcnn"}, {"backbone_channels", -1}}, 11, 64,
                                            "run.json"),
                     Catch::Contains("model.backbone_channels"));

@@ -384,15 +384,15 @@ TEST_CASE("SSD backbone weights: torchvision's vgg16 features and resnet18 load 
 TEST_CASE("build_classifier: a narrow ResNet-18 whose weights are a light SSD's backbone",
           "[models][detection][classifier]") {
   test::TempDir dir;
-  auto net = models::build_classifier({{"name", "resnet18"}, {"base_channels", 16}}, 10, "cls.json");
+  auto net = models::build_classifier({{"name", "resnet18"}, {"backbone_channels", 16}}, 10, "cls.json");
   CHECK(net->options.base_channels() == 16);
   CHECK(net->forward(at::rand({2, 3, 48, 48})).sizes() == at::IntArrayRef({2, 10}));
   CHECK(net->fc->weight.sizes() == at::IntArrayRef({10, 128}));
   CHECK(models::build_classifier({{"name", "resnet50"}}, 7, "cls.json")->fc->weight.size(1) == 2048);
   CHECK_THROWS_WITH(models::build_classifier({{"name", "resnet19"}}, 10, "cls.json"),
                     Contains("cls.json") && Contains("model.name") && Contains("resnet34"));
-  CHECK_THROWS_WITH(models::build_classifier({{"name", "resnet18"}, {"base_channels", 0}}, 10, "cls.json"),
-                    Contains("model.base_channels"));
+  CHECK_THROWS_WITH(models::build_classifier({{"name", "resnet18"}, {"backbone_channels", 0}}, 10, "cls.json"),
+                    Contains("model.backbone_channels"));
   CHECK_THROWS_WITH(models::build_classifier({{"name", "resnet18"}, {"widht", 3}}, 10, "cls.json"),
                     Contains("model.widht"));
   CHECK_THROWS_WITH(models::build_classifier({{"name", "resnet18"}}, 1, "cls.json"),
@@ -402,7 +402,7 @@ TEST_CASE("build_classifier: a narrow ResNet-18 whose weights are a light SSD's 
   // and, without fc, as the backbone of a light SSD of the same width.
   const std::string file = dir / "resnet18_w16.pt";
   io::save_state_dict(io::module_state_dict(*net), file);
-  auto again = models::build_classifier({{"name", "resnet18"}, {"base_channels", 16}, {"weights", file}},
+  auto again = models::build_classifier({{"name", "resnet18"}, {"backbone_channels", 16}, {"weights", file}},
                                         10, "cls.json");
   CHECK(at::equal(io::module_state_dict(*again)["layer3.1.conv2.weight"],
                   io::module_state_dict(*net)["layer3.1.conv2.weight"]));

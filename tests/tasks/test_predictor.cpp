@@ -277,7 +277,7 @@ TEST_CASE("Predictor: classification's best classes with the class folders' name
       {"task", "classification"},
       {"data", {{"format", "image_folder"}, {"train", {{"root", dir / "items"}}},
                 {"num_classes", 10}, {"image_size", {48, 48}}}},
-      {"model", {{"name", "resnet18"}, {"base_channels", 8}}},
+      {"model", {{"name", "resnet18"}, {"backbone_channels", 8}}},
       {"train", test::tiny_train_section()}};
   const auto out = test::train_tiny(dir, json, "cls");
   std::string image_path;

@@ -11,6 +11,8 @@
 #include "ostrov/io/json.h"
 #include "ostrov/losses/mask.h"
 #include "ostrov/models/detection/ssd_targets.h"
+#include "ostrov/models/instance/build.h"
+#include "ostrov/tasks/instance.h"
 #include "ostrov/tasks/objectives.h"
 #include "ostrov/tasks/run.h"
 #include "ostrov/tasks/segmentation.h"
@@ -141,6 +143,90 @@ TEST_CASE("tasks::parse_run_config reports every section's problem in one error"
   det["loss"] = {{"matcher", "greedy"}};
   CHECK_THROWS_WITH(tasks::parse_run_config(det, "d.json"),
                     Catch::Contains("model.image_size") && Catch::Contains("loss.matcher"));
+  // Instance: the model's keys and its objective's loss, both before anything is built.
+  auto inst = minimal("instance", "coco");
+  inst["data"]["train"] = {{"images", "/nowhere/x"}, {"annotations", "/nowhere/x.json"}};
+  inst["model"] = {{"name", "deep_watershed"}, {"cut_levle", 2}};
+  inst["loss"] = {{"name", "halo"}};
+  CHECK_THROWS_WITH(tasks::parse_run_config(inst, "i.json"),
+                    Catch::Contains("model.cut_levle") &&
+                        Catch::Contains("\"direction\" and \"energy\" only"));
+  inst["model"] = {{"name", "mask_rcnn"}};
+  inst["loss"] = {{"mask_wieght", 1}};
+  CHECK_THROWS_WITH(tasks::parse_run_config(inst, "i.json"), Catch::Contains("loss.mask_wieght"));
+}
+
+namespace {
+
+// A user's instance model: every pixel brighter than a learnt threshold is one object.
+struct ThresholdNetImpl : torch::nn::Module, models::InstanceNetwork {
+  ThresholdNetImpl() { bias = register_parameter("bias", at::zeros({1})); }
+  at::Tensor forward(const at::Tensor& x) { return x.mean(1) + bias; }
+  std::vector<models::InstancePrediction> predict(const at::Tensor& x) override {
+    std::vector<models::InstancePrediction> out;
+    for (int64_t i = 0; i < x.size(0); ++i) {
+      models::InstancePrediction p;
+      p.masks = forward(x).gt(0)[i].unsqueeze(0).to(at::kByte);
+      p.scores = at::ones({1});
+      out.push_back(p);
+    }
+    return out;
+  }
+  at::Tensor bias;
+};
+
+// Its objective: mean squared distance of the bias from 1, counted per call.
+struct ThresholdObjective : tasks::InstanceObjective {
+  at::Tensor loss(const models::InstanceModel& model, const data::Batch& batch,
+                  std::vector<models::InstancePrediction>* found) override {
+    auto* net = model.as<ThresholdNetImpl>();
+    if (found) *found = net->predict(batch.images);
+    ++calls;
+    return (net->bias - 1).pow(2).sum();
+  }
+  static inline int calls = 0;
+};
+
+}  // namespace
+
+TEST_CASE("instance: a user's model kind and objective train through InstanceTask", "[tasks]") {
+  const auto names = models::instance_model_names();
+  if (std::find(names.begin(), names.end(), "threshold") == names.end()) {
+    models::register_instance_model(
+        {"threshold", [](io::ConfigReader&, int64_t, int64_t) {
+           return models::InstanceRecipe{[] { return std::make_shared<ThresholdNetImpl>(); }, {}};
+         }});
+    tasks::register_instance_objective(
+        {"threshold", [](const tasks::RunConfig&) -> std::unique_ptr<tasks::InstanceObjective> {
+           return std::make_unique<ThresholdObjective>();
+         }});
+  }
+  CHECK_THROWS_WITH(tasks::register_instance_objective(
+                        {"threshold", [](const tasks::RunConfig&) {
+                           return std::unique_ptr<tasks::InstanceObjective>();
+                         }}),
+                    Catch::Contains("\"threshold\" exists"));
+  auto json = minimal("instance", "coco");
+  json["data"]["train"] = {{"images", "/nowhere/x"}, {"annotations", "/nowhere/x.json"}};
+  json["model"] = {{"name", "threshold"}};
+  const auto config = tasks::parse_run_config(json, "t.json");
+  auto task = tasks::make_task(config, torch::kCPU);
+  data::Batch batch;
+  batch.images = at::full({2, 3, 8, 8}, 0.5);
+  const int before = ThresholdObjective::calls;
+  CHECK(task->loss(batch).item<float>() == Approx(1.0));  // (0 - 1)^2
+  CHECK(ThresholdObjective::calls == before + 1);
+  const auto found = task->predict(batch.images, {{8, 8}, {16, 16}});
+  REQUIRE(found.size() == 2);
+  CHECK(found[1].instance_masks.size() == 1);
+  CHECK(found[1].instance_masks[0].rows == 16);  // at the input's size
+  CHECK(found[1].names == std::vector<std::string>{"object"});
+
+  // A loss that the model kind's objective does not take is refused when the config is read.
+  json["model"] = {{"name", "deep_coloring"}};
+  json["loss"] = {{"name", "energy"}};
+  CHECK_THROWS_WITH(tasks::parse_run_config(json, "t.json"),
+                    Catch::Contains("loss.name must be \"halo\""));
 }
 
 TEST_CASE("tasks::set_validation_data points data.val at a folder, a COCO file or a scene set",

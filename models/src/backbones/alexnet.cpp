@@ -8,6 +8,8 @@
 #include <torch/nn/modules/dropout.h>
 #include <torch/nn/modules/linear.h>
 
+#include "without_head.h"
+
 namespace ostrov::models {
 
 namespace {
@@ -33,7 +35,7 @@ void check_input(const torch::Tensor& x) {
 AlexNetImpl::AlexNetImpl(AlexNetOptions options) : options(std::move(options)) { reset(); }
 
 void AlexNetImpl::reset() {
-  TORCH_CHECK(options.num_classes() > 0, "AlexNet num_classes must be positive, got ",
+  TORCH_CHECK(options.num_classes() >= 0, "AlexNet num_classes must be >= 0, got ",
               options.num_classes());
   TORCH_CHECK(options.dropout() >= 0.0 && options.dropout() <= 1.0,
               "AlexNet dropout must be in [0,1], got ", options.dropout());
@@ -55,23 +57,31 @@ void AlexNetImpl::reset() {
                      nn::Conv2d(nn::Conv2dOptions(256, 256, 3).padding(1)),             // 10
                      relu(),                                                             // 11
                      pool()));                                                           // 12
-  avgpool = register_module("avgpool", nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions({6, 6})));
-  classifier = register_module(
-      "classifier",
-      nn::Sequential(nn::Dropout(nn::DropoutOptions(options.dropout())),                 // 0
-                     nn::Linear(256 * 6 * 6, 4096),                                      // 1
-                     relu(),                                                             // 2
-                     nn::Dropout(nn::DropoutOptions(options.dropout())),                 // 3
-                     nn::Linear(4096, 4096),                                             // 4
-                     relu(),                                                             // 5
-                     nn::Linear(4096, options.num_classes())));                          // 6
+  if (options.num_classes() == 0) {  // a backbone: features only
+    avgpool = nullptr;
+    classifier = nullptr;
+  } else {
+    avgpool = register_module("avgpool", nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions({6, 6})));
+    classifier = register_module(
+        "classifier",
+        nn::Sequential(nn::Dropout(nn::DropoutOptions(options.dropout())),                 // 0
+                       nn::Linear(256 * 6 * 6, 4096),                                      // 1
+                       relu(),                                                             // 2
+                       nn::Dropout(nn::DropoutOptions(options.dropout())),                 // 3
+                       nn::Linear(4096, 4096),                                             // 4
+                       relu(),                                                             // 5
+                       nn::Linear(4096, options.num_classes())));                          // 6
+  }
 
-  stages_ = {{"relu1", 1, 64},  {"pool1", 2, 64},  {"relu2", 4, 192}, {"pool2", 5, 192},
-             {"relu3", 7, 384}, {"relu4", 9, 256}, {"relu5", 11, 256}, {"pool5", 12, 256}};
+  stages_ = {{"relu1", 1, 64, 4},   {"pool1", 2, 64, 8},   {"relu2", 4, 192, 8},
+             {"pool2", 5, 192, 16}, {"relu3", 7, 384, 16}, {"relu4", 9, 256, 16},
+             {"relu5", 11, 256, 16}, {"pool5", 12, 256, 32}};
 }
 
 torch::Tensor AlexNetImpl::forward(const torch::Tensor& x) {
   check_input(x);
+  TORCH_CHECK(!classifier.is_empty(), "AlexNet built with num_classes 0 is a backbone without a "
+              "classifier: use forward_features");
   auto y = features->forward(x);
   y = avgpool->forward(y);
   y = y.flatten(1);
@@ -135,6 +145,12 @@ const AlexNetImpl::Stage& AlexNetImpl::stage(const std::string& name) const {
 
 int64_t AlexNetImpl::stage_channels(const std::string& name) const {
   return stage(name).channels;
+}
+
+int64_t AlexNetImpl::stage_stride(const std::string& name) const { return stage(name).stride; }
+
+void AlexNetImpl::load_torchvision(const io::StateDict& state, const std::string& source) {
+  detail::load_without_head(*this, state, "classifier.", source);
 }
 
 int64_t AlexNetImpl::stage_index(const std::string& name) const {

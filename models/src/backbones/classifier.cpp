@@ -5,6 +5,7 @@
 #include "ostrov/core/error.h"
 #include "ostrov/io/json.h"
 #include "ostrov/io/weights.h"
+#include "../backbone_keys.h"
 
 namespace ostrov::models {
 
@@ -30,15 +31,18 @@ ResNet build_classifier(const nlohmann::json& model_config, int64_t num_classes,
     throw ConfigError(where + ": a classifier needs num_classes >= 2, got " +
                       std::to_string(num_classes));
   }
+  if (r.has("base_channels")) {
+    throw ConfigError(where + ": key " + r.path_of("base_channels") + " is spelled " +
+                      r.path_of("backbone_channels") + " (as in every model with a backbone)");
+  }
+  // The classifier is its backbone: name and width are read as every model reads them.
+  const auto spec = detail::read_backbone(r, name, BackboneOptions(name).channels(64),
+                                          {{name}, true, {}});
   ResNetOptions options(depth);
   options.num_classes(num_classes)
-      .base_channels(r.get<int64_t>("base_channels", options.base_channels()))
+      .base_channels(spec.channels())
       .zero_init_residual(r.get<bool>("zero_init_residual", options.zero_init_residual()));
   const auto weights = r.get<std::string>("weights", "");
-  if (options.base_channels() < 1) {
-    throw ConfigError(where + ": key " + r.path_of("base_channels") + " must be positive, got " +
-                      std::to_string(options.base_channels()));
-  }
   r.finish();
   ResNet net(options);
   if (!weights.empty()) io::load_weights(*net, weights, /*strict=*/true);

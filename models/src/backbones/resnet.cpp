@@ -9,6 +9,7 @@
 #include <torch/utils.h>
 
 #include "ostrov/nn/conv_bn_act.h"
+#include "without_head.h"
 
 namespace ostrov::models {
 
@@ -43,6 +44,9 @@ struct BlockOptions {
   int64_t groups = 1;
   int64_t base_width = 64;
   int64_t dilation = 1;
+  /// BasicBlock's second 3x3 conv: the layer's new dilation in the first block of a dilated
+  /// layer (whose strided conv keeps the previous one), else `dilation`.
+  int64_t dilation2 = 1;
 };
 
 /// Identity path of a block: Sequential("0" conv1x1, "1" BatchNorm2d) when needed.
@@ -63,13 +67,12 @@ class BasicBlockImpl : public nn::Cloneable<BasicBlockImpl> {
                 "ResNet BasicBlock (depth 18/34) only supports groups=1 and width_per_group=64, "
                 "got groups=",
                 options.groups, ", width_per_group=", options.base_width);
-    TORCH_CHECK(options.dilation == 1,
-                "ResNet BasicBlock (depth 18/34) does not support dilation > 1, got dilation=",
-                options.dilation, "; replace_stride_with_dilation needs depth 50, 101 or 152");
-    conv1 = register_module("conv1", conv3x3(options.inplanes, options.planes, options.stride));
+    conv1 = register_module("conv1", conv3x3(options.inplanes, options.planes, options.stride,
+                                             /*groups=*/1, options.dilation));
     bn1 = register_module("bn1", nn::BatchNorm2d(options.planes));
     relu = register_module("relu", nn::ReLU(nn::ReLUOptions(/*inplace=*/true)));
-    conv2 = register_module("conv2", conv3x3(options.planes, options.planes));
+    conv2 = register_module("conv2", conv3x3(options.planes, options.planes, /*stride=*/1,
+                                             /*groups=*/1, options.dilation2));
     bn2 = register_module("bn2", nn::BatchNorm2d(options.planes));
     if (options.downsample) {
       downsample =
@@ -180,6 +183,7 @@ nn::Sequential make_layer(const ResNetOptions& o, int64_t& inplanes, int64_t& di
   first.groups = o.groups();
   first.base_width = o.width_per_group();
   first.dilation = previous_dilation;
+  first.dilation2 = dilation;
   layer->push_back(std::make_shared<Block>(first));
   inplanes = planes * Block::kExpansion;
   for (int64_t i = 1; i < blocks; ++i) {
@@ -189,6 +193,7 @@ nn::Sequential make_layer(const ResNetOptions& o, int64_t& inplanes, int64_t& di
     next.groups = o.groups();
     next.base_width = o.width_per_group();
     next.dilation = dilation;
+    next.dilation2 = dilation;
     layer->push_back(std::make_shared<Block>(next));
   }
   return layer;
@@ -218,7 +223,7 @@ void ResNetImpl::reset() {
   TORCH_CHECK(dilate.size() == 3,
               "ResNet replace_stride_with_dilation must have 3 entries (layer2..layer4), got ",
               dilate.size());
-  TORCH_CHECK(options.num_classes() > 0, "ResNet num_classes must be positive, got ",
+  TORCH_CHECK(options.num_classes() >= 0, "ResNet num_classes must be >= 0, got ",
               options.num_classes());
   TORCH_CHECK(options.groups() > 0 && options.width_per_group() > 0,
               "ResNet groups and width_per_group must be positive, got groups=",
@@ -249,8 +254,13 @@ void ResNetImpl::reset() {
                                 build((2 * base) << i, arch.blocks[i + 1], 2, dilate[i]));
     stage_strides_.push_back(stage_strides_.back() * (dilate[i] ? 1 : 2));
   }
-  avgpool = register_module("avgpool", nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions({1, 1})));
-  fc = register_module("fc", nn::Linear(8 * base * expansion(), options.num_classes()));
+  if (options.num_classes() > 0) {
+    avgpool = register_module("avgpool", nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions({1, 1})));
+    fc = register_module("fc", nn::Linear(8 * base * expansion(), options.num_classes()));
+  } else {  // a backbone: features only
+    avgpool = nullptr;
+    fc = nullptr;
+  }
 
   torch::NoGradGuard no_grad;
   for (const auto& module : modules(/*include_self=*/false)) {
@@ -294,6 +304,8 @@ torch::Tensor ResNetImpl::run_stage(size_t position, const torch::Tensor& x) {
 
 torch::Tensor ResNetImpl::forward(const torch::Tensor& x) {
   check_input(x);
+  TORCH_CHECK(!fc.is_empty(), "ResNet built with num_classes 0 is a backbone without a "
+              "classifier: use forward_features");
   auto y = x;
   for (size_t k = 0; k < kStageNames.size(); ++k) {
     y = run_stage(k, y);
@@ -354,9 +366,17 @@ int64_t ResNetImpl::stage_stride(const std::string& name) const {
   return stage_strides_.at(stage_position(name));
 }
 
+void ResNetImpl::load_torchvision(const io::StateDict& state, const std::string& source) {
+  detail::load_without_head(*this, state, "fc.", source);
+}
+
 void ResNetImpl::pretty_print(std::ostream& stream) const {
-  stream << "ostrov::models::ResNet(depth=" << options.depth()
-         << ", num_classes=" << options.num_classes();
+  stream << "ostrov::models::ResNet(depth=" << options.depth();
+  if (options.num_classes() > 0) {
+    stream << ", num_classes=" << options.num_classes();
+  } else {
+    stream << ", backbone";
+  }
   if (options.groups() != 1 || options.width_per_group() != 64) {
     stream << ", groups=" << options.groups() << ", width_per_group=" << options.width_per_group();
   }

@@ -11,6 +11,8 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/utils.h>
 
+#include "without_head.h"
+
 namespace ostrov::models {
 
 namespace detail {
@@ -58,7 +60,7 @@ void check_input(const torch::Tensor& x) {
 VGGImpl::VGGImpl(VGGOptions options) : options(std::move(options)) { reset(); }
 
 void VGGImpl::reset() {
-  TORCH_CHECK(options.num_classes() > 0, "VGG num_classes must be positive, got ",
+  TORCH_CHECK(options.num_classes() >= 0, "VGG num_classes must be >= 0, got ",
               options.num_classes());
   TORCH_CHECK(options.dropout() >= 0.0 && options.dropout() <= 1.0,
               "VGG dropout must be in [0,1], got ", options.dropout());
@@ -73,7 +75,8 @@ void VGGImpl::reset() {
   for (const int64_t v : cfg) {
     if (v == kPool) {
       layers->push_back(nn::MaxPool2d(nn::MaxPool2dOptions(2).stride(2)));
-      stages_.push_back({"pool" + std::to_string(block), layers->size() - 1, in_channels});
+      stages_.push_back({"pool" + std::to_string(block), layers->size() - 1, in_channels,
+                         int64_t{1} << block});
       ++block;
       conv_in_block = 0;
     } else {
@@ -84,21 +87,26 @@ void VGGImpl::reset() {
       layers->push_back(nn::ReLU(nn::ReLUOptions(/*inplace=*/true)));
       ++conv_in_block;
       stages_.push_back({"relu" + std::to_string(block) + "_" + std::to_string(conv_in_block),
-                         layers->size() - 1, v});
+                         layers->size() - 1, v, int64_t{1} << (block - 1)});
       in_channels = v;
     }
   }
   features = register_module("features", layers);
-  avgpool = register_module("avgpool", nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions({7, 7})));
-  classifier = register_module(
-      "classifier",
-      nn::Sequential(nn::Linear(512 * 7 * 7, 4096),                        // 0
-                     nn::ReLU(nn::ReLUOptions(/*inplace=*/true)),          // 1
-                     nn::Dropout(nn::DropoutOptions(options.dropout())),   // 2
-                     nn::Linear(4096, 4096),                               // 3
-                     nn::ReLU(nn::ReLUOptions(/*inplace=*/true)),          // 4
-                     nn::Dropout(nn::DropoutOptions(options.dropout())),   // 5
-                     nn::Linear(4096, options.num_classes())));            // 6
+  if (options.num_classes() == 0) {  // a backbone: features only
+    avgpool = nullptr;
+    classifier = nullptr;
+  } else {
+    avgpool = register_module("avgpool", nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions({7, 7})));
+    classifier = register_module(
+        "classifier",
+        nn::Sequential(nn::Linear(512 * 7 * 7, 4096),                        // 0
+                       nn::ReLU(nn::ReLUOptions(/*inplace=*/true)),          // 1
+                       nn::Dropout(nn::DropoutOptions(options.dropout())),   // 2
+                       nn::Linear(4096, 4096),                               // 3
+                       nn::ReLU(nn::ReLUOptions(/*inplace=*/true)),          // 4
+                       nn::Dropout(nn::DropoutOptions(options.dropout())),   // 5
+                       nn::Linear(4096, options.num_classes())));            // 6
+  }
 
   if (options.init_weights()) {
     torch::NoGradGuard no_grad;
@@ -121,6 +129,8 @@ void VGGImpl::reset() {
 
 torch::Tensor VGGImpl::forward(const torch::Tensor& x) {
   check_input(x);
+  TORCH_CHECK(!classifier.is_empty(), "VGG built with num_classes 0 is a backbone without a "
+              "classifier: use forward_features");
   auto y = features->forward(x);
   y = avgpool->forward(y);
   y = y.flatten(1);
@@ -182,6 +192,12 @@ std::vector<std::string> VGGImpl::stage_names() const {
 }
 
 int64_t VGGImpl::stage_channels(const std::string& name) const { return stage(name).channels; }
+
+int64_t VGGImpl::stage_stride(const std::string& name) const { return stage(name).stride; }
+
+void VGGImpl::load_torchvision(const io::StateDict& state, const std::string& source) {
+  detail::load_without_head(*this, state, "classifier.", source);
+}
 
 int64_t VGGImpl::stage_index(const std::string& name) const {
   return static_cast<int64_t>(stage(name).index);

@@ -1,12 +1,14 @@
 #include "ostrov/models/detection/build.h"
 
-#include <array>
+#include <utility>
 
 #include <c10/util/Exception.h>
 
 #include "ostrov/core/error.h"
+#include "ostrov/core/registry.h"
 #include "ostrov/io/json.h"
 #include "ostrov/io/weights.h"
+#include "../backbone_keys.h"
 #include "ssd_keys.h"
 
 namespace ostrov::models {
@@ -31,15 +33,6 @@ SSDPostprocessOptions read_postprocess(io::ConfigReader& r, SSDPostprocessOption
   return post;
 }
 
-int64_t read_backbone_channels(io::ConfigReader& r, int64_t fallback) {
-  const auto channels = r.get<int64_t>("backbone_channels", fallback);
-  if (channels < 1) {
-    throw ConfigError(r.where() + ": key " + r.path_of("backbone_channels") +
-                      " must be positive, got " + std::to_string(channels));
-  }
-  return channels;
-}
-
 int64_t read_image_size(io::ConfigReader& r, int64_t fallback) {
   const auto size = r.get<int64_t>("image_size", fallback);
   if (size < 32) {
@@ -53,7 +46,36 @@ int64_t read_image_size(io::ConfigReader& r, int64_t fallback) {
 
 namespace {
 
-const std::array<const char*, 2> kNames = {"ssd300_vgg16", "ssd_light"};
+SSDOptions parse_ssd300(io::ConfigReader& r, int64_t num_classes) {
+  detail::read_backbone(r, "ssd300_vgg16", BackboneOptions("vgg16"), {{"vgg16"}, false, {}});
+  const auto size = r.get<int64_t>("image_size", 300);
+  if (size != 300) {
+    throw ConfigError(r.where() + ": key " + r.path_of("image_size") +
+                      ": ssd300_vgg16's default boxes are made for 300x300, got " +
+                      std::to_string(size) + " (use ssd_light for other sizes)");
+  }
+  return SSDOptions::ssd300_vgg16(num_classes);
+}
+
+SSDOptions parse_ssd_light(io::ConfigReader& r, int64_t num_classes) {
+  auto options = SSDOptions::light(num_classes, detail::read_image_size(r, 256));
+  options.backbone_channels(detail::read_backbone(r, "ssd_light", BackboneOptions("resnet18"),
+                                                  {{"resnet18"}, true, {}})
+                                .channels());
+  const auto extra = r.get<int64_t>("num_extra", 3);
+  if (extra != 3) {
+    throw ConfigError(r.where() + ": key " + r.path_of("num_extra") +
+                      ": ssd_light's default boxes are defined for 3 extra stages, got " +
+                      std::to_string(extra));
+  }
+  return options;
+}
+
+core::Registry<DetectionModelEntry>& registry() {
+  static core::Registry<DetectionModelEntry> r(
+      "detection model", {{"ssd300_vgg16", parse_ssd300}, {"ssd_light", parse_ssd_light}});
+  return r;
+}
 
 struct ParsedDetector {
   SSDOptions options{2};
@@ -69,29 +91,12 @@ ParsedDetector parse(const nlohmann::json& config, int64_t num_classes, const st
     throw ConfigError(where + ": a detector needs num_classes >= 2 (background + 1), got " +
                       std::to_string(num_classes));
   }
-  if (name == "ssd300_vgg16") {
-    p.options = SSDOptions::ssd300_vgg16(num_classes);
-    const auto size = r.get<int64_t>("image_size", 300);
-    if (size != 300) {
-      throw ConfigError(where + ": key " + r.path_of("image_size") +
-                        ": ssd300_vgg16's default boxes are made for 300x300, got " +
-                        std::to_string(size) + " (use ssd_light for other sizes)");
-    }
-  } else if (name == "ssd_light") {
-    p.options = SSDOptions::light(num_classes, detail::read_image_size(r, 256));
-    p.options.backbone_channels(detail::read_backbone_channels(r, p.options.backbone_channels()));
-    const auto extra = r.get<int64_t>("num_extra", 3);
-    if (extra != 3) {
-      throw ConfigError(where + ": key " + r.path_of("num_extra") +
-                        ": ssd_light's default boxes are defined for 3 extra stages, got " +
-                        std::to_string(extra));
-    }
-  } else {
-    std::string known;
-    for (const char* n : kNames) known += (known.empty() ? "" : ", ") + std::string(n);
+  const DetectionModelEntry* entry = registry().find(name);
+  if (entry == nullptr) {
     throw ConfigError(where + ": key " + r.path_of("name") + ": unknown detector \"" + name +
-                      "\" (known: " + known + ")");
+                      "\" (known: " + registry().known() + ")");
   }
+  p.options = entry->parse(r, num_classes);
   p.options.postprocess(detail::read_postprocess(r, p.options.postprocess()));
   p.weights = r.get<std::string>("weights", "");
   p.backbone_weights = r.get<std::string>("backbone_weights", "");
@@ -172,6 +177,11 @@ SSD build_detector(const nlohmann::json& model_config, int64_t num_classes,
   return net;
 }
 
-std::vector<std::string> detection_model_names() { return {kNames.begin(), kNames.end()}; }
+void register_detection_model(DetectionModelEntry entry) {
+  if (!entry.parse) throw Error("register_detection_model: the entry has no parse function");
+  registry().add(std::move(entry));
+}
+
+std::vector<std::string> detection_model_names() { return registry().names(); }
 
 }  // namespace ostrov::models

@@ -19,28 +19,6 @@ namespace {
 namespace tnn = torch::nn;
 namespace F = torch::nn::functional;
 
-constexpr int64_t kOutputStride = 8;
-
-/// Removes the stride-2 of a BasicBlock layer and dilates its 3x3 convolutions: the strided
-/// one by dilation/2, the others by `dilation` (what torchvision's replace_stride_with_dilation
-/// does for Bottleneck layers, and DeepLab's / the CSAIL code's `_nostride_dilate`).
-void dilate_layer(tnn::Sequential& layer, int64_t dilation) {
-  for (const auto& module : layer->modules(/*include_self=*/false)) {
-    if (auto* conv = module->as<tnn::Conv2d>()) {
-      auto& o = conv->options;
-      const bool strided = (*o.stride())[0] == 2;
-      if (strided) {
-        o.stride(1);
-      }
-      if ((*o.kernel_size())[0] == 3) {
-        const int64_t d = strided ? dilation / 2 : dilation;
-        o.dilation(d);
-        o.padding(torch::ExpandingArray<2>(d));
-      }
-    }
-  }
-}
-
 at::Tensor upsample_to(const at::Tensor& y, int64_t h, int64_t w) {
   return F::interpolate(y, F::InterpolateFuncOptions()
                                .size(std::vector<int64_t>{h, w})
@@ -80,19 +58,14 @@ void PSPNetImpl::reset() {
               o.dropout());
   TORCH_CHECK(o.aux_weight() >= 0.0, "PSPNet aux_weight must be >= 0, got ", o.aux_weight());
 
-  const int64_t depth = o.backbone_depth();
-  const bool basic = depth == 18 || depth == 34;
-  ResNetOptions backbone_options(depth);  // throws for an unsupported depth
-  if (!basic) {
-    backbone_options.replace_stride_with_dilation({false, true, true});
-  }
-  backbone = register_module("backbone", ResNet(backbone_options));
-  if (basic) {
-    dilate_layer(backbone->layer3, 2);
-    dilate_layer(backbone->layer4, 4);
-  }
-  backbone->unregister_module("fc");
-  backbone->fc = nullptr;
+  TORCH_CHECK(o.output_stride() == 8 || o.output_stride() == 16,
+              "PSPNet output_stride must be 8 or 16, got ", o.output_stride());
+  // Throws for an unsupported depth or width.
+  backbone = register_module(
+      "backbone", ResNet(ResNetOptions(o.backbone_depth())
+                             .num_classes(0)
+                             .base_channels(o.backbone_channels())
+                             .replace_stride_with_dilation({false, o.output_stride() == 8, true})));
 
   const int64_t c4 = backbone->stage_channels("layer4");
   const int64_t c3 = backbone->stage_channels("layer3");
@@ -132,8 +105,8 @@ SegmentationOutput PSPNetImpl::run(const at::Tensor& x, bool with_aux) {
               x.defined() ? x.sizes() : at::IntArrayRef{});
   TORCH_CHECK(x.size(2) >= 1 && x.size(3) >= 1, "PSPNet needs H, W >= 1, got ", x.sizes());
   const PaddedInput padded =
-      pad_to_multiple(x, kOutputStride, options.input_padding(), /*remainder=*/1,
-                      /*min_size=*/kOutputStride + 1);
+      pad_to_multiple(x, options.output_stride(), options.input_padding(), /*remainder=*/1,
+                      /*min_size=*/options.output_stride() + 1);
   const int64_t hp = padded.tensor.size(2);
   const int64_t wp = padded.tensor.size(3);
 
@@ -181,7 +154,7 @@ void PSPNetImpl::load_backbone_weights(const std::string& path) {
 }
 
 void PSPNetImpl::load_backbone_weights(const io::StateDict& state, const std::string& source) {
-  detail::load_resnet_without_fc(*backbone, state, source);
+  backbone->load_torchvision(state, source);
 }
 
 std::shared_ptr<torch::nn::Module> PSPNetImpl::clone(
@@ -191,7 +164,9 @@ std::shared_ptr<torch::nn::Module> PSPNetImpl::clone(
 
 void PSPNetImpl::pretty_print(std::ostream& stream) const {
   stream << "ostrov::models::PSPNet(num_classes=" << options.num_classes()
-         << ", backbone=resnet" << options.backbone_depth() << " (dilated, output stride 8)"
+         << ", backbone=resnet" << options.backbone_depth();
+  if (options.backbone_channels() != 64) stream << " (width " << options.backbone_channels() << ")";
+  stream << ", output_stride=" << options.output_stride()
          << ", bins=[" << c10::Join(", ", options.bins())
          << "], pooling=" << to_string(options.pooling())
          << ", dropout=" << options.dropout() << ", aux=" << (options.aux() ? "true" : "false")

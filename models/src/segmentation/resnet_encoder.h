@@ -1,7 +1,6 @@
 #pragma once
 // Internal: what the segmentation networks built on a torchvision ResNet (PSPNet, ResNetUNet)
-// share — loading a classification checkpoint into the encoder without its `fc`, and a deep
-// copy that survives the changes they make to the built ResNet (fc removed, dilation).
+// share — a deep copy rebuilt from the options, then every parameter and buffer copied.
 
 #include <memory>
 #include <string>
@@ -14,20 +13,11 @@
 #include <torch/types.h>
 #include <torch/utils.h>
 
-#include "ostrov/io/state_dict.h"
-#include "ostrov/models/backbones/resnet.h"
 
 namespace ostrov::models::detail {
 
-/// Loads a torchvision ResNet state dict into `resnet` (whose `fc` was removed): `fc.*`
-/// entries are ignored, everything else must match. Throws ostrov::IoError naming `source`
-/// and every missing, unexpected or wrong-shape key.
-void load_resnet_without_fc(ResNetImpl& resnet, const io::StateDict& state,
-                            const std::string& source);
-
 /// A deep copy of `self`: a new Impl rebuilt from `self.options`, then every parameter and
-/// buffer copied (moved to `device` if given). Cloneable's default clone would call reset()
-/// on a copy of the members and miss what the constructor changed after building them.
+/// buffer copied (moved to `device` if given), whatever the members' own clone() does.
 template <typename Impl>
 std::shared_ptr<torch::nn::Module> rebuild_clone(const Impl& self,
                                                  const c10::optional<torch::Device>& device) {

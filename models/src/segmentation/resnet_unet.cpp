@@ -51,10 +51,9 @@ void ResNetUNetImpl::reset() {
   }
 
   // Throws for an unsupported depth.
-  encoder = register_module(
-      "encoder", ResNet(ResNetOptions(o.encoder_depth()).base_channels(o.encoder_channels())));
-  encoder->unregister_module("fc");
-  encoder->fc = nullptr;
+  encoder = register_module("encoder", ResNet(ResNetOptions(o.encoder_depth())
+                                                  .num_classes(0)
+                                                  .base_channels(o.encoder_channels())));
 
   decoder = register_module("decoder", tnn::ModuleList());
   // Channels of the skips, deepest first (the stem's convolution output, before its max-pool,
@@ -112,7 +111,7 @@ void ResNetUNetImpl::load_encoder_weights(const std::string& path) {
 }
 
 void ResNetUNetImpl::load_encoder_weights(const io::StateDict& state, const std::string& source) {
-  detail::load_resnet_without_fc(*encoder, state, source);
+  encoder->load_torchvision(state, source);
 }
 
 std::shared_ptr<torch::nn::Module> ResNetUNetImpl::clone(

@@ -19,14 +19,19 @@
 //                     e.g. an `ostrov export` of a classification run); an error for the
 //                     plain unet and fc_densenet*
 //   input_padding     "reflect" | "zero" (every model)
+//   backbone, backbone_channels, output_stride
+//                     the one spelling of a backbone in every model config
+//                     (models/backbones/backbone.h BackboneOptions)
 //   unet:          backbone: "none" (default, the paper's encoder) with in_channels, depth,
 //                  base_width, batch_norm, upsampling, padding; or "resnet18" | "resnet34" |
 //                  "resnet50" | "resnet101" | "resnet152" (ResNetUNet) with
-//                  backbone_channels (the ResNet's base_channels), decoder_channels
-//   fcn*:          fc_channels, dropout, skip16_stage, skip8_stage
+//                  backbone_channels, decoder_channels
+//   fcn*:          backbone "alexnet" (the only one), fc_channels, dropout, skip16_stage,
+//                  skip8_stage
 //   fc_densenet*:  in_channels, growth_rate, layers_per_block, first_channels, dropout
-//   pspnet:        backbone_depth, bins, pooling, reduce_dimension, head_channels, dropout,
-//                  aux, aux_channels, aux_weight
+//   pspnet:        backbone ("resnet18" default ... "resnet152"), backbone_channels,
+//                  output_stride (8 default, or 16), bins, pooling, reduce_dimension,
+//                  head_channels, dropout, aux, aux_channels, aux_weight
 // Defaults are the options structs' (UNetOptions, ResNetUNetOptions, FCNOptions,
 // FCDenseNetOptions, PSPNetOptions). Each name is an entry of a registry
 // (register_segmentation_model adds one; docs/architecture.md "Models").

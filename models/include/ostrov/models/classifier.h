@@ -6,7 +6,8 @@
 //
 // Config keys (unknown keys are ostrov::ConfigError naming the key path, e.g. model.depht):
 //   name                "resnet18" | "resnet34" | "resnet50" | "resnet101"
-//   base_channels       width of the stem and layer1 (default 64, torchvision's)
+//   backbone_channels   width of the stem and layer1 (default 64, torchvision's; the key every
+//                       model with a backbone reads)
 //   zero_init_residual  bool (default false)
 //   weights             optional path: a whole-model state_dict (torchvision's keys; fc must
 //                       have num_classes outputs), loaded strictly

@@ -1,6 +1,6 @@
 #pragma once
-// Task "instance": the three methods of models::build_instance (model keys are documented
-// there) under one config shape, all evaluated the same way on COCO instance masks:
+// Task "instance": the models of models::build_instance (model keys are documented there),
+// each trained by the InstanceObjective registered under its name, under one config shape, all evaluated the same way on COCO instance masks:
 // class-agnostic mask AP (every object is "an object", since DeepColoring and Deep Watershed
 // have no classes), SBD and |DiC| (the CVPPP scores).
 //
@@ -12,19 +12,47 @@
 // ap50 (COCO AP@0.5 on masks, 101-point), ap (AP@[.5:.95]), ap75, sbd, abs_dic, dic, loss;
 // mask_rcnn also class_ap50 and class_ap (with its classes, as COCO rates Mask R-CNN).
 
+#include <functional>
 #include <memory>
-#include <random>
 #include <string>
 #include <vector>
 
-#include "ostrov/losses/build.h"
-#include "ostrov/losses/watershed.h"
 #include "ostrov/metrics/instance.h"
 #include "ostrov/models/instance/build.h"
-#include "ostrov/tasks/objectives.h"
 #include "ostrov/tasks/task.h"
 
 namespace ostrov::tasks {
+
+/// How one instance model kind is trained: its loss on a batch and, in evaluation, the
+/// instances it finds in the same pass.
+class InstanceObjective {
+ public:
+  virtual ~InstanceObjective() = default;
+  /// The batch's loss for `model` in its current mode; with `found`, also one
+  /// InstancePrediction per image (evaluation, model in eval mode).
+  virtual at::Tensor loss(const models::InstanceModel& model, const data::Batch& batch,
+                          std::vector<models::InstancePrediction>* found) = 0;
+  /// Moves the objective's own tensors (loss weights) to `device`.
+  virtual void to(const c10::Device& device) { (void)device; }
+};
+
+/// The training objective of the instance model registered under `name` (see
+/// models::register_instance_model): `make` reads the config's `loss` section (null when
+/// absent: the kind's default) and throws ConfigError naming the key for bad ones.
+/// Built in: deep_coloring (halo), deep_watershed (direction + energy), mask_rcnn (SSDObjective
+/// + MaskObjective).
+struct InstanceObjectiveEntry {
+  using Make = std::function<std::unique_ptr<InstanceObjective>(const RunConfig& config)>;
+  std::string name;
+  Make make;
+};
+
+/// Adds the objective of a user's instance model kind; ostrov::Error when the name is taken.
+void register_instance_objective(InstanceObjectiveEntry entry);
+
+/// The objective for `config.model["name"]`; ConfigError naming the key when no objective is
+/// registered under it or the `loss` section does not suit it.
+std::unique_ptr<InstanceObjective> make_instance_objective(const RunConfig& config);
 
 class InstanceTask : public Task {
  public:
@@ -42,7 +70,7 @@ class InstanceTask : public Task {
   std::vector<Prediction> predict(const at::Tensor& images,
                                   const std::vector<ops::GridSize>& sizes) const override;
   /// The objects (mask_rcnn: the detections counted as objects, see
-  /// models::InstanceModel::class_agnostic; the JSON keeps every detection with its score).
+  /// models::InstanceNetwork::counted_masks; the JSON keeps every detection with its score).
   cv::Mat overlay(const cv::Mat& bgr, const Prediction& prediction) const override;
   /// {"boxes", "scores", "labels", "masks": [COCO compressed RLE at the input's size]}.
   nlohmann::json prediction_json(const Prediction& prediction) const override;
@@ -50,19 +78,8 @@ class InstanceTask : public Task {
   const models::InstanceModel& network() const { return net_; }
 
  private:
-  enum class Method { kDeepColoring, kDeepWatershed, kMaskRCNN };
-
-  at::Tensor instance_maps(const data::Batch& batch) const;
-  /// The loss of a batch; also the instances when `found` is given (evaluation).
-  at::Tensor compute(const data::Batch& batch, std::vector<models::InstancePrediction>* found);
-
-  Method method_ = Method::kDeepColoring;
   models::InstanceModel net_;
-  losses::CompositeLoss loss_{nullptr};
-  losses::WatershedTargetOptions watershed_targets_;
-  SSDObjective detector_objective_;
-  MaskObjective mask_objective_;
-  std::mt19937_64 rng_{0x05700};
+  std::unique_ptr<InstanceObjective> objective_;
   // Evaluation: per image the predicted and true instances, kept until end_evaluation so
   // that ranks can exchange them.
   struct EvalImage {

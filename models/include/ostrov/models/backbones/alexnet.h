@@ -18,6 +18,9 @@
 #include <torch/ordered_dict.h>
 #include <torch/types.h>
 
+#include "ostrov/io/state_dict.h"
+#include "ostrov/models/backbones/backbone.h"
+
 namespace ostrov::models {
 
 /// Options of `AlexNet`; the defaults build torchvision's 1000-class ImageNet model.
@@ -45,7 +48,7 @@ struct AlexNetOptions {
 ///   relu3: 384, /16 (13x13)  relu4: 256, /16 (13x13)  relu5: 256, /16 (13x13)
 ///   pool5: 256, /32 (6x6)    (= features(x))
 /// ("reluK" is the output of the K-th convolution after its ReLU.)
-class AlexNetImpl : public torch::nn::Cloneable<AlexNetImpl> {
+class AlexNetImpl : public torch::nn::Cloneable<AlexNetImpl>, public Backbone {
  public:
   explicit AlexNetImpl(AlexNetOptions options = {});
 
@@ -62,13 +65,21 @@ class AlexNetImpl : public torch::nn::Cloneable<AlexNetImpl> {
   /// As above but only the stages in `names` (returned in network order); the network runs
   /// only as far as the deepest requested stage. Throws c10::Error for an unknown name.
   torch::OrderedDict<std::string, torch::Tensor> forward_features(
-      const torch::Tensor& x, const std::vector<std::string>& names);
+      const torch::Tensor& x, const std::vector<std::string>& names) override;
 
   /// Stage names of `forward_features`, in network order.
-  std::vector<std::string> stage_names() const;
+  std::vector<std::string> stage_names() const override;
 
   /// Channels of a stage's output. Throws c10::Error for an unknown name.
-  int64_t stage_channels(const std::string& name) const;
+  int64_t stage_channels(const std::string& name) const override;
+
+  /// Nominal stride of a stage's output (see the class comment). c10::Error for an unknown name.
+  int64_t stage_stride(const std::string& name) const override;
+
+  /// A torchvision state_dict of the same network: every `features.*` key must match (IoError
+  /// listing the keys otherwise); `classifier.*` is ignored and this network's own keeps its
+  /// values.
+  void load_torchvision(const io::StateDict& state, const std::string& source) override;
 
   /// Index in `features` whose output is the stage (e.g. relu5 -> 11, pool5 -> 12), for
   /// code that truncates or splits `features`. Throws c10::Error for an unknown name.
@@ -86,6 +97,7 @@ class AlexNetImpl : public torch::nn::Cloneable<AlexNetImpl> {
     std::string name;
     size_t index;  ///< output of features[index]
     int64_t channels;
+    int64_t stride;
   };
   const Stage& stage(const std::string& name) const;
   std::vector<Stage> stages_;

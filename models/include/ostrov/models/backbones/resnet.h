@@ -24,6 +24,9 @@
 #include <torch/ordered_dict.h>
 #include <torch/types.h>
 
+#include "ostrov/io/state_dict.h"
+#include "ostrov/models/backbones/backbone.h"
+
 namespace ostrov::models {
 
 /// Options of `ResNet`. `ResNetOptions(50)` is torchvision's resnet50.
@@ -33,7 +36,7 @@ struct ResNetOptions {
 
   /// 18, 34 (BasicBlock) or 50, 101, 152 (Bottleneck).
   TORCH_ARG(int64_t, depth);
-  /// Outputs of `fc`.
+  /// Outputs of `fc`; 0 builds a backbone without `avgpool` and `fc` (forward_features only).
   TORCH_ARG(int64_t, num_classes) = 1000;
   /// Start each residual branch's last BatchNorm at weight 0 (each block is then the
   /// identity), as torchvision's option (Goyal et al., arXiv:1706.02677).
@@ -49,7 +52,10 @@ struct ResNetOptions {
   TORCH_ARG(int64_t, base_channels) = 64;
   /// For layer2, layer3, layer4: replace the stride-2 of the layer with dilation, as
   /// torchvision (and DeepLab/PSPNet). {false,true,true} gives output stride 8,
-  /// {false,false,true} output stride 16. Must have 3 entries; Bottleneck only.
+  /// {false,false,true} output stride 16. Must have 3 entries. BasicBlock networks (18/34;
+  /// torchvision refuses them) dilate as PSPNet's and DeepLab's code does: in a dilated
+  /// layer's first block the strided conv1 keeps the previous dilation and conv2 takes the
+  /// new one.
   TORCH_ARG(std::vector<bool>, replace_stride_with_dilation) =
       std::vector<bool>{false, false, false};
 };
@@ -72,7 +78,7 @@ struct ResNetOptions {
 ///   layer2                                2*B*expansion channels,   stride 8
 ///   layer3                                4*B*expansion channels,   stride 16 (8 if dilated)
 ///   layer4                                8*B*expansion channels,   stride 32 (16 or 8)
-class ResNetImpl : public torch::nn::Cloneable<ResNetImpl> {
+class ResNetImpl : public torch::nn::Cloneable<ResNetImpl>, public Backbone {
  public:
   explicit ResNetImpl(ResNetOptions options);
 
@@ -88,18 +94,22 @@ class ResNetImpl : public torch::nn::Cloneable<ResNetImpl> {
   /// As above but only the stages in `names` (returned in network order); the network runs
   /// only as far as the deepest requested stage. Throws c10::Error for an unknown name.
   torch::OrderedDict<std::string, torch::Tensor> forward_features(
-      const torch::Tensor& x, const std::vector<std::string>& names);
+      const torch::Tensor& x, const std::vector<std::string>& names) override;
 
   /// {"stem", "layer1", "layer2", "layer3", "layer4"}.
-  std::vector<std::string> stage_names() const;
+  std::vector<std::string> stage_names() const override;
 
   /// Channels of a stage's output. Throws c10::Error for an unknown name.
-  int64_t stage_channels(const std::string& name) const;
+  int64_t stage_channels(const std::string& name) const override;
 
   /// Total stride of a stage's output with respect to the input, accounting for
   /// replace_stride_with_dilation (e.g. layer4 of a {false,true,true} ResNet-50 -> 8).
   /// Throws c10::Error for an unknown name.
-  int64_t stage_stride(const std::string& name) const;
+  int64_t stage_stride(const std::string& name) const override;
+
+  /// A torchvision ResNet state_dict of the same depth and width: everything but `fc.*` must
+  /// match (IoError listing the keys otherwise); this network's own fc keeps its values.
+  void load_torchvision(const io::StateDict& state, const std::string& source) override;
 
   /// 1 for BasicBlock networks (18, 34), 4 for Bottleneck networks (50, 101, 152).
   int64_t expansion() const;

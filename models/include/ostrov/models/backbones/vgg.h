@@ -19,6 +19,9 @@
 #include <torch/ordered_dict.h>
 #include <torch/types.h>
 
+#include "ostrov/io/state_dict.h"
+#include "ostrov/models/backbones/backbone.h"
+
 namespace ostrov::models {
 
 namespace detail {
@@ -67,7 +70,7 @@ struct VGGOptions {
 /// e.g. vgg16: relu1_1 relu1_2 pool1 relu2_1 relu2_2 pool2 relu3_1 relu3_2 relu3_3 pool3
 /// relu4_1 relu4_2 relu4_3 pool4 relu5_1 relu5_2 relu5_3 pool5.
 /// (SSD taps relu4_3; FCN taps pool3, pool4, pool5; Gatys style transfer reluB_1 and relu4_2.)
-class VGGImpl : public torch::nn::Cloneable<VGGImpl> {
+class VGGImpl : public torch::nn::Cloneable<VGGImpl>, public Backbone {
  public:
   explicit VGGImpl(VGGOptions options);
 
@@ -84,13 +87,21 @@ class VGGImpl : public torch::nn::Cloneable<VGGImpl> {
   /// As above but only the stages in `names` (returned in network order); the network runs
   /// only as far as the deepest requested stage. Throws c10::Error for an unknown name.
   torch::OrderedDict<std::string, torch::Tensor> forward_features(
-      const torch::Tensor& x, const std::vector<std::string>& names);
+      const torch::Tensor& x, const std::vector<std::string>& names) override;
 
   /// Stage names of `forward_features`, in network order.
-  std::vector<std::string> stage_names() const;
+  std::vector<std::string> stage_names() const override;
 
   /// Channels of a stage's output. Throws c10::Error for an unknown name.
-  int64_t stage_channels(const std::string& name) const;
+  int64_t stage_channels(const std::string& name) const override;
+
+  /// Nominal stride of a stage's output (see the class comment). c10::Error for an unknown name.
+  int64_t stage_stride(const std::string& name) const override;
+
+  /// A torchvision state_dict of the same network: every `features.*` key must match (IoError
+  /// listing the keys otherwise); `classifier.*` is ignored and this network's own keeps its
+  /// values.
+  void load_torchvision(const io::StateDict& state, const std::string& source) override;
 
   /// Index in `features` whose output is the stage (e.g. vgg16 relu4_3 -> 22, pool4 -> 23),
   /// for code that truncates or splits `features`. Throws c10::Error for an unknown name.
@@ -108,6 +119,7 @@ class VGGImpl : public torch::nn::Cloneable<VGGImpl> {
     std::string name;
     size_t index;  ///< output of features[index]
     int64_t channels;
+    int64_t stride;
   };
   const Stage& stage(const std::string& name) const;
   std::vector<Stage> stages_;

@@ -5,6 +5,8 @@
 // Config keys (unknown keys are ostrov::ConfigError naming the key path, e.g. model.imgae_size):
 //   name                  "ssd300_vgg16" (torchvision's ssd300_vgg16) | "ssd_light"
 //                         (SSDOptions::light: ResNet-18, 1524 default boxes at 256x256)
+//   backbone              "vgg16" (ssd300_vgg16) | "resnet18" (ssd_light): optional, each
+//                         detector has one; backbone_channels: ssd_light's ResNet-18 width
 //   image_size            side of the square network input (ssd300_vgg16: must stay 300)
 //   num_extra             ssd_light: extra stride-2 stages after layer4 (default 3)
 //   score_threshold, nms_threshold, topk_candidates, detections_per_image
@@ -17,6 +19,7 @@
 //                         and the classifier/fc keys are ignored
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,7 +28,24 @@
 #include "ostrov/io/state_dict.h"
 #include "ostrov/models/detection/ssd.h"
 
+namespace ostrov::io {
+class ConfigReader;
+}
+
 namespace ostrov::models {
+
+/// A detector kind in the registry `build_detector` reads. `parse` reads the kind's own keys
+/// from the `model` section and returns its SSD's options; `name`, `weights`,
+/// `backbone_weights` and the post-processing keys are read around it and unknown keys are
+/// rejected after. ConfigError (naming `model.key`) for bad values.
+struct DetectionModelEntry {
+  using Parse = std::function<SSDOptions(io::ConfigReader& model, int64_t num_classes)>;
+  std::string name;
+  Parse parse;
+};
+
+/// Adds a detector kind (`"name"` in configs); ostrov::Error when the name is taken.
+void register_detection_model(DetectionModelEntry entry);
 
 /// The options `build_detector` would build with (validated; ConfigError naming the key).
 SSDOptions detector_options(const nlohmann::json& model_config, int64_t num_classes,
@@ -45,7 +65,7 @@ SSD build_detector(const nlohmann::json& model_config, int64_t num_classes,
 void load_ssd_backbone_weights(SSDImpl& ssd, const io::StateDict& state,
                                const std::string& source);
 
-/// The names `build_detector` accepts.
+/// The names `build_detector` accepts (the registry's, in registration order).
 std::vector<std::string> detection_model_names();
 
 }  // namespace ostrov::models

@@ -10,7 +10,8 @@
 //   deep_coloring:  num_colors, min_size, depth, base_width, batch_norm
 //   deep_watershed: num_levels, level_step, cut_level, min_size, direction_to_energy, depth,
 //                   base_width, batch_norm
-//   mask_rcnn:      image_size (default: the caller's), feature_channels, roi_size,
+//   mask_rcnn:      backbone ("resnet18", the only one), backbone_channels, image_size
+//                   (default: the caller's), feature_channels, roi_size,
 //                   sampling_ratio, mask_channels, mask_convs, mask_threshold, min_score,
 //                   count_score, count_nms_threshold, score_threshold, nms_threshold, topk_candidates,
 //                   detections_per_image, backbone_weights (torchvision resnet18 for the
@@ -18,9 +19,11 @@
 // Defaults are the options structs' (DeepColoringOptions, DeepWatershedOptions,
 // MaskRCNNOptions); count_score (0.5) is the score from which mask_rcnn's detections count as
 // objects in label images (SBD, |DiC|), after a class-agnostic NMS at count_nms_threshold
-// (0.5), while AP takes every detection above min_score.
+// (0.5), while AP takes every detection above min_score. Each name is an entry of a registry
+// (register_instance_model adds one; docs/architecture.md "Models").
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,37 +32,65 @@
 #include <nlohmann/json.hpp>
 #include <torch/nn/module.h>
 
+#include "ostrov/io/state_dict.h"
 #include "ostrov/models/instance/deep_coloring.h"
 #include "ostrov/models/instance/deep_watershed.h"
 #include "ostrov/models/instance/mask_rcnn.h"
+#include "ostrov/models/instance/network.h"
+
+namespace ostrov::io {
+class ConfigReader;
+}
 
 namespace ostrov::models {
 
-/// A built instance model: the module and the one typed holder that is set.
+/// A built instance model: one object seen as a Module and as an InstanceNetwork.
 struct InstanceModel {
   /// The config's `name`.
   std::string name;
   /// The network as a module: parameters(), train()/eval(), to(device), state dicts.
   std::shared_ptr<torch::nn::Module> module;
-  DeepColoring deep_coloring{nullptr};
-  DeepWatershed deep_watershed{nullptr};
-  MaskRCNN mask_rcnn{nullptr};
-  /// mask_rcnn: detections from this score on are objects in label images (SBD, |DiC|) ...
-  double count_score = 0.5;
-  /// ... once a class-agnostic NMS at this box IoU removed the same object found as two classes.
-  double count_nms_threshold = 0.5;
+  /// The same object's instance interface.
+  std::shared_ptr<InstanceNetwork> network;
 
   /// The method's own predict(x): one InstancePrediction per image, at x's size.
-  std::vector<InstancePrediction> predict(const at::Tensor& x) const;
-  /// Indices of `p`'s instances as one class, best first: all of them for the class-agnostic
-  /// methods; for mask_rcnn those scoring >= min_score that survive a class-agnostic NMS (box
-  /// IoU count_nms_threshold), so one object found as two classes is one object.
-  at::Tensor class_agnostic(const InstancePrediction& p, double min_score) const;
-  /// The masks of `p` that count as objects, weakest first (so that the stronger win where
-  /// they overlap in masks_to_label_image): all of them for the class-agnostic methods; for
-  /// mask_rcnn class_agnostic(p, count_score).
-  at::Tensor counted_masks(const InstancePrediction& p) const;
+  std::vector<InstancePrediction> predict(const at::Tensor& x) const { return network->predict(x); }
+  /// InstanceNetwork::class_agnostic.
+  at::Tensor class_agnostic(const InstancePrediction& p, double min_score) const {
+    return network->class_agnostic(p, min_score);
+  }
+  /// InstanceNetwork::counted_masks.
+  at::Tensor counted_masks(const InstancePrediction& p) const { return network->counted_masks(p); }
+  /// The concrete network (e.g. `as<MaskRCNNImpl>()`), nullptr when it is another kind.
+  template <typename Impl>
+  Impl* as() const {
+    return dynamic_cast<Impl*>(module.get());
+  }
 };
+
+/// What reading one instance model's config gives.
+struct InstanceRecipe {
+  /// Allocates the network (a torch::nn::Module that is an InstanceNetwork).
+  std::function<std::shared_ptr<torch::nn::Module>()> build;
+  /// Loads a torchvision classification state_dict (`model.backbone_weights`, read from
+  /// `file`) into the built network's backbone; empty when the model has none.
+  std::function<void(torch::nn::Module&, const io::StateDict&, const std::string& file)>
+      load_backbone;
+};
+
+/// An instance model kind in the registry `build_instance` reads: `parse` reads the kind's own
+/// keys from the `model` section (name, weights and backbone_weights are read before, unknown
+/// keys rejected after) for `num_classes` classes (background included) and a square network
+/// input of `image_size` (the data's), and returns its recipe.
+struct InstanceModelEntry {
+  using Parse = std::function<InstanceRecipe(io::ConfigReader& model, int64_t num_classes,
+                                             int64_t image_size)>;
+  std::string name;
+  Parse parse;
+};
+
+/// Adds an instance model kind (`"name"` in configs); ostrov::Error when the name is taken.
+void register_instance_model(InstanceModelEntry entry);
 
 /// Builds the model named by `model_config["name"]` for `num_classes` classes (background
 /// included; only mask_rcnn uses them) and a square network input of `image_size` (mask_rcnn's
@@ -68,7 +99,16 @@ struct InstanceModel {
 InstanceModel build_instance(const nlohmann::json& model_config, int64_t num_classes,
                              int64_t image_size, const std::string& where);
 
-/// The names `build_instance` accepts.
+/// Validates `model_config` as `build_instance` does (ConfigError) without allocating it.
+void check_instance_model(const nlohmann::json& model_config, int64_t num_classes,
+                          int64_t image_size, const std::string& where);
+
+/// The InstanceNetwork interface of a module built here (or of its clone()); throws
+/// c10::Error when the module is not an instance network.
+std::shared_ptr<InstanceNetwork> as_instance_network(
+    const std::shared_ptr<torch::nn::Module>& module);
+
+/// The names `build_instance` accepts (the registry's, in registration order).
 std::vector<std::string> instance_model_names();
 
 }  // namespace ostrov::models

@@ -19,18 +19,10 @@
 #include <torch/nn/cloneable.h>
 #include <torch/nn/pimpl.h>
 
+#include "ostrov/models/instance/network.h"
 #include "ostrov/models/segmentation/unet.h"
 
 namespace ostrov::models {
-
-/// Instances found in one image: K masks and a confidence per mask; methods with classes and
-/// boxes (MaskRCNN) also fill labels and boxes.
-struct InstancePrediction {
-  at::Tensor masks;   ///< [K,H,W] uint8 (disjoint for DeepColoring and DeepWatershed)
-  at::Tensor scores;  ///< [K] float in (0,1]
-  at::Tensor labels;  ///< [K] int64 classes 1..C-1, or undefined (class-agnostic methods)
-  at::Tensor boxes;   ///< [K,4] float x1,y1,x2,y2 from the detector, or undefined
-};
 
 /// Options of DeepColoring: the colours and the U-Net under them.
 struct DeepColoringOptions {
@@ -43,14 +35,14 @@ struct DeepColoringOptions {
 };
 
 /// The network: a U-Net with 1 + num_colors outputs. Children: `unet` (UNet's own names).
-class DeepColoringImpl : public torch::nn::Cloneable<DeepColoringImpl> {
+class DeepColoringImpl : public torch::nn::Cloneable<DeepColoringImpl>, public InstanceNetwork {
  public:
   explicit DeepColoringImpl(DeepColoringOptions options = {});
   void reset() override;
   /// x [N,C,H,W] -> logits [N, 1 + num_colors, H, W] (no softmax), any H, W.
   at::Tensor forward(const at::Tensor& x);
   /// deep_coloring_instances of every image of forward(x), with options.min_size.
-  std::vector<InstancePrediction> predict(const at::Tensor& x);
+  std::vector<InstancePrediction> predict(const at::Tensor& x) override;
 
   DeepColoringOptions options;
   UNet unet{nullptr};

@@ -61,14 +61,14 @@ struct WatershedOutput {
 
 /// The network. Children: `unet` (trunk, UNet's own names), `direction_head` (3x3 ConvBnAct,
 /// 1x1 conv to 2), `energy_head` (3x3 ConvBnAct on the features [+ direction], 1x1 conv to K).
-class DeepWatershedImpl : public torch::nn::Cloneable<DeepWatershedImpl> {
+class DeepWatershedImpl : public torch::nn::Cloneable<DeepWatershedImpl>, public InstanceNetwork {
  public:
   explicit DeepWatershedImpl(DeepWatershedOptions options = {});
   void reset() override;
   /// x [N,C,H,W] -> both heads at the input's size, any H, W.
   WatershedOutput forward(const at::Tensor& x);
   /// watershed_instances of every image of forward(x), with options.extract.
-  std::vector<InstancePrediction> predict(const at::Tensor& x);
+  std::vector<InstancePrediction> predict(const at::Tensor& x) override;
 
   DeepWatershedOptions options;
   UNet unet{nullptr};

@@ -31,7 +31,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "ostrov/models/detection/ssd.h"
-#include "ostrov/models/instance/deep_coloring.h"
+#include "ostrov/models/instance/network.h"
 
 namespace ostrov::models {
 
@@ -90,6 +90,10 @@ struct MaskRCNNOptions {
   TORCH_ARG(double, min_score) = 0.05;
   /// Detector post-processing (torchvision's SSD defaults).
   TORCH_ARG(SSDPostprocessOptions, postprocess) = {};
+  /// Detections from this score on count as objects in label images (SBD, |DiC|) ...
+  TORCH_ARG(double, count_score) = 0.5;
+  /// ... once a class-agnostic NMS at this box IoU removed one object found as two classes.
+  TORCH_ARG(double, count_nms_threshold) = 0.5;
 
  public:
   /// The detector's options: SSDOptions::light(num_classes, image_size) with num_extra and
@@ -106,7 +110,7 @@ struct MaskRCNNOutput {
 /// The model. Children: `detector` (SSD, light: state_dict keys detector.backbone.*,
 /// detector.head.*), `lateral.{0,1,2}` (1x1 convs from layer1/2/3), `smooth` (3x3 ConvBnAct),
 /// `mask_head` (MaskHead).
-class MaskRCNNImpl : public torch::nn::Cloneable<MaskRCNNImpl> {
+class MaskRCNNImpl : public torch::nn::Cloneable<MaskRCNNImpl>, public InstanceNetwork {
  public:
   explicit MaskRCNNImpl(MaskRCNNOptions options);
   void reset() override;
@@ -117,7 +121,13 @@ class MaskRCNNImpl : public torch::nn::Cloneable<MaskRCNNImpl> {
   at::Tensor mask_logits(const at::Tensor& mask_features, const at::Tensor& rois);
   /// Detections with masks for every image, at the input's size: masks [K,H,W] uint8 (each
   /// box's class mask, pasted, > mask_threshold), scores, labels (1..C-1) and boxes.
-  std::vector<InstancePrediction> predict(const at::Tensor& x);
+  std::vector<InstancePrediction> predict(const at::Tensor& x) override;
+  bool has_classes() const override { return true; }
+  /// Detections scoring >= min_score that survive a class-agnostic NMS at
+  /// count_nms_threshold (the detector's NMS is per class), best first.
+  at::Tensor class_agnostic(const InstancePrediction& p, double min_score) const override;
+  /// class_agnostic(p, count_score), weakest first.
+  at::Tensor counted_masks(const InstancePrediction& p) const override;
 
   MaskRCNNOptions options;
   SSD detector{nullptr};

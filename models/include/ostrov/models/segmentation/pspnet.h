@@ -56,6 +56,11 @@ struct PSPNetOptions {
   /// ResNet depth of the backbone: 18 or 34 (BasicBlock; 18 is the default, affordable on a
   /// CPU) or 50, 101, 152 (Bottleneck; the paper uses 50 and 101).
   TORCH_ARG(int64_t, backbone_depth) = 18;
+  /// The ResNet's stem and layer1 width (64 = torchvision's, what pretrained weights need).
+  TORCH_ARG(int64_t, backbone_channels) = 64;
+  /// 8 (the paper's: layer3 and layer4 dilated) or 16 (layer4 only; a quarter of the
+  /// multiply-adds of the head and of layer4).
+  TORCH_ARG(int64_t, output_stride) = 8;
   /// Output sides of the pyramid's adaptive poolings ({1} is the paper's "B1", the default
   /// {1, 2, 3, 6} its "B1236").
   TORCH_ARG(std::vector<int64_t>, bins) = std::vector<int64_t>{1, 2, 3, 6};
