@@ -181,4 +181,8 @@ void HaloLossImpl::pretty_print(std::ostream& stream) const {
          << ", ignore_index=" << options.ignore_index() << ")";
 }
 
+at::Tensor HaloLossImpl::compute(const LossInputs& in) {
+  return forward(need(in.logits, "halo", "logits"), need(in.target, "halo", "target"));
+}
+
 }  // namespace ostrov::losses

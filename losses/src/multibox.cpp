@@ -100,4 +100,11 @@ void MultiboxLossImpl::pretty_print(std::ostream& stream) const {
          << ", min_negatives=" << options.min_negatives() << ", beta=" << options.beta() << ")";
 }
 
+at::Tensor MultiboxLossImpl::compute(const LossInputs& in) {
+  return forward(need(in.locations, "multibox", "locations"), need(in.logits, "multibox", "logits"),
+                 need(in.target_locations, "multibox", "target_locations"),
+                 need(in.target, "multibox", "target"))
+      .loss;
+}
+
 }  // namespace ostrov::losses

@@ -142,4 +142,18 @@ void CEDiceImpl::pretty_print(std::ostream& stream) const {
          << ", skip_absent=" << (options.skip_absent() ? "true" : "false") << ")";
 }
 
+at::Tensor CrossEntropyImpl::compute(const LossInputs& in) {
+  return forward(need(in.logits, "cross_entropy", "logits"), need(in.target, "cross_entropy", "target"),
+                 in.pixel_weights);
+}
+
+at::Tensor SoftDiceImpl::compute(const LossInputs& in) {
+  return forward(need(in.logits, "soft_dice", "logits"), need(in.target, "soft_dice", "target"));
+}
+
+at::Tensor CEDiceImpl::compute(const LossInputs& in) {
+  return forward(need(in.logits, "ce_dice", "logits"), need(in.target, "ce_dice", "target"),
+                 in.pixel_weights);
+}
+
 }  // namespace ostrov::losses

@@ -171,4 +171,15 @@ void EnergyLossImpl::pretty_print(std::ostream& stream) const {
          << ", ignore_index=" << options.ignore_index() << ")";
 }
 
+at::Tensor DirectionLossImpl::compute(const LossInputs& in) {
+  return forward(need(in.direction, "direction", "direction"),
+                 need(in.target_direction, "direction", "target_direction"), in.mask,
+                 in.pixel_weights);
+}
+
+at::Tensor EnergyLossImpl::compute(const LossInputs& in) {
+  return forward(need(in.logits, "energy", "logits"), need(in.target, "energy", "target"),
+                 in.pixel_weights);
+}
+
 }  // namespace ostrov::losses

@@ -15,7 +15,7 @@ SSDObjective::SSDObjective(io::ConfigReader& loss, int64_t num_classes) {
     throw ConfigError(loss.where() + ": key " + loss.path_of("name") +
                       " must be \"multibox\" for an SSD detector, got \"" + name + "\"");
   }
-  multibox_ = std::get<losses::MultiboxLossOptions>(losses::parse_loss_options(name, loss));
+  multibox_ = losses::read_multibox_options(loss);
   targets_.num_classes(num_classes);
   targets_.matcher(loss.get<std::string>("matcher", targets_.matcher()));
   if (targets_.matcher() != "threshold" && targets_.matcher() != "hungarian") {

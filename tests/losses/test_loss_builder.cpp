@@ -1,9 +1,15 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <vector>
+
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
 #include "ostrov/core/error.h"
+#include "ostrov/io/json.h"
 #include "ostrov/losses/build.h"
 
 using namespace ostrov::losses;
@@ -64,4 +70,68 @@ TEST_CASE("losses::build rejects unknown keys and names with the key path", "[lo
   CHECK_THROWS_WITH(build(json{{"name", "multibox"}, {"alpha", -1}}, "run.json"),
                     Catch::Contains("loss") && Catch::Contains("alpha"));
   CHECK_THROWS_AS(build(json{{"weight", 1}}, "run.json"), ostrov::ConfigError);
+}
+
+namespace {
+
+// A user's loss: scale * mean |logits|.
+struct MeanAbsImpl : torch::nn::Module, LossTermModule {
+  explicit MeanAbsImpl(double scale) : scale(scale) {}
+  at::Tensor compute(const LossInputs& in) override {
+    return need(in.logits, "mean_abs", "logits").abs().mean() * scale;
+  }
+  double scale;
+};
+
+}  // namespace
+
+TEST_CASE("losses::register_loss: a user's term in a weighted sum, with the same checks",
+          "[losses][config]") {
+  const auto names = loss_names();
+  CHECK(std::vector<std::string>(names.begin(), names.begin() + 7) ==
+        std::vector<std::string>{"cross_entropy", "soft_dice", "ce_dice", "multibox", "halo",
+                                 "direction", "energy"});
+  const LossEntry entry{"mean_abs", [](ostrov::io::ConfigReader& r) -> LossTerm::Make {
+                          const auto scale = r.get<double>("scale", 1.0);
+                          return [scale] { return std::make_shared<MeanAbsImpl>(scale); };
+                        }};
+  if (std::find(names.begin(), names.end(), "mean_abs") == names.end()) register_loss(entry);
+  CHECK_THROWS_WITH(register_loss(entry), Catch::Contains("\"mean_abs\" exists"));
+  CHECK_THROWS_AS(register_loss({"ce_dice", entry.parse}), ostrov::Error);
+
+  LossInputs in;
+  in.logits = at::randn({2, 3, 4, 4});
+  in.target = at::randint(0, 3, {2, 4, 4}, at::kLong);
+  auto loss = build(json{{"terms", {{{"name", "cross_entropy"}},
+                                    {{"name", "mean_abs"}, {"weight", 0.5}, {"scale", 2}}}}},
+                    "run.json");
+  const auto out = loss(in);
+  const double ce = functional::cross_entropy(in.logits, in.target).item<double>();
+  const double abs = in.logits.abs().mean().item<double>();
+  REQUIRE(out.terms.size() == 2);
+  CHECK(out.terms[1].first == "mean_abs");
+  CHECK(out.terms[1].second.item<double>() == Approx(2 * abs));
+  CHECK(out.total.item<double>() == Approx(ce + 0.5 * 2 * abs));
+  // A clone (as a data-parallel replica) rebuilds the terms.
+  auto copy = std::dynamic_pointer_cast<CompositeLossImpl>(loss->clone());
+  REQUIRE(copy != nullptr);
+  CHECK(copy->forward(in).total.item<double>() == Approx(out.total.item<double>()));
+
+  CHECK_THROWS_WITH(build(json{{"name", "mean_abs"}, {"scael", 2}}, "run.json"),
+                    Catch::Contains("run.json") && Catch::Contains("loss.scael"));
+  CHECK_THROWS_WITH(build(json{{"name", "mean_abss"}}, "run.json"),
+                    Catch::Contains("unknown loss \"mean_abss\"") && Catch::Contains("mean_abs"));
+  // A term that is missing what it reads names the field.
+  LossInputs empty;
+  CHECK_THROWS_WITH(build(json{{"name", "mean_abs"}}, "run.json")(empty),
+                    Catch::Contains("loss term \"mean_abs\" needs LossInputs::logits"));
+  // A registered module that is not a loss term is refused when the config is read.
+  const auto n = loss_names();
+  if (std::find(n.begin(), n.end(), "not_a_term") == n.end()) {
+    register_loss({"not_a_term", [](ostrov::io::ConfigReader&) -> LossTerm::Make {
+                     return [] { return std::make_shared<torch::nn::Module>(); };
+                   }});
+  }
+  CHECK_THROWS_WITH(build(json{{"name", "not_a_term"}}, "run.json"),
+                    Catch::Contains("is not a losses::LossTermModule"));
 }

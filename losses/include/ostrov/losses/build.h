@@ -14,17 +14,19 @@
 //   direction:     angular, eps                 (Deep Watershed direction field)
 //   energy:        class_weights, ignore_index  (Deep Watershed energy levels)
 // A term of "terms" also takes "weight" (default 1). Unknown keys and names are
-// ostrov::ConfigError naming the file and the key path (e.g. "loss.terms[1].epss").
+// ostrov::ConfigError naming the file and the key path (e.g. "loss.terms[1].epss"). Each name
+// is an entry of a registry (register_loss adds one; docs/architecture.md "Losses").
 //
 //   auto loss = ostrov::losses::build(config["loss"], "run.json");
 //   ostrov::losses::LossInputs in;  in.logits = logits;  in.target = target;
 //   auto out = loss(in);            // out.total, out.terms[i] = {"soft_dice", value}
 //   out.total.backward();
 
+#include <functional>
+#include <memory>
 #include <ostream>
 #include <string>
 #include <utility>
-#include <variant>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -35,6 +37,7 @@
 #include "ostrov/losses/halo.h"
 #include "ostrov/losses/multibox.h"
 #include "ostrov/losses/segmentation.h"
+#include "ostrov/losses/term.h"
 #include "ostrov/losses/watershed.h"
 
 namespace ostrov::io {
@@ -43,42 +46,35 @@ class ConfigReader;
 
 namespace ostrov::losses {
 
-/// What a built loss reads; each term uses the fields it needs and names a missing one.
-struct LossInputs {
-  /// Class scores: [N,C,H,W] per pixel (cross_entropy, soft_dice, ce_dice, halo, energy) or
-  /// [N,P,C] per prior (multibox).
-  at::Tensor logits;
-  /// int64: [N,H,W] class map (segmentation), instance map (halo) or energy levels (energy);
-  /// [N,P] prior labels (multibox).
-  at::Tensor target;
-  /// Optional [N,H,W] per-pixel weights (cross_entropy, ce_dice, energy, direction).
-  at::Tensor pixel_weights;
-  /// multibox: predicted box offsets [N,P,4] and the encoded matched boxes [N,P,4].
-  at::Tensor locations;
-  at::Tensor target_locations;
-  /// direction: predicted field [N,2,H,W], unit target [N,2,H,W], optional [N,H,W] bool mask.
-  at::Tensor direction;
-  at::Tensor target_direction;
-  at::Tensor mask;
-};
-
 /// The weighted sum and each term's unweighted value (for logging).
 struct LossOutput {
   at::Tensor total;
   std::vector<std::pair<std::string, at::Tensor>> terms;
 };
 
-/// Options of one term: its kind is the type held.
-using LossTermOptions = std::variant<CrossEntropyOptions, SoftDiceOptions, CEDiceOptions,
-                                     MultiboxLossOptions, HaloLossOptions, DirectionLossOptions,
-                                     EnergyLossOptions>;
-
 /// One weighted term; `name` is the config name ("cross_entropy", ...).
 struct LossTerm {
+  /// Allocates the term's module: a torch::nn::Module that is a LossTermModule.
+  using Make = std::function<std::shared_ptr<torch::nn::Module>()>;
   std::string name;
   double weight = 1.0;
-  LossTermOptions options;
+  Make make;
 };
+
+/// A loss kind in the registry `build` reads: `parse` reads the term's own keys from its
+/// object (`name` and, inside "terms", `weight` are read around it; unknown keys are rejected
+/// after) and returns how to make the term's module. ConfigError naming the key for bad values.
+struct LossEntry {
+  using Parse = std::function<LossTerm::Make(io::ConfigReader& term)>;
+  std::string name;
+  Parse parse;
+};
+
+/// Adds a loss kind (`"name"` in configs); ostrov::Error when the name is taken.
+void register_loss(LossEntry entry);
+
+/// The names `build` accepts (the registry's, in registration order).
+std::vector<std::string> loss_names();
 
 /// A weighted sum of loss modules (children "0", "1", ... in the order of the terms).
 class CompositeLossImpl : public torch::nn::Cloneable<CompositeLossImpl> {
@@ -91,14 +87,14 @@ class CompositeLossImpl : public torch::nn::Cloneable<CompositeLossImpl> {
   std::vector<LossTerm> terms;
 
  private:
-  std::vector<std::shared_ptr<torch::nn::Module>> modules_;
+  std::vector<LossTermModule*> modules_;  ///< the children "0", "1", ... as loss terms
 };
 TORCH_MODULE(CompositeLoss);
 
-/// The options of one term named `name` ("multibox", ...) read from `reader`, an object that
-/// may hold other keys too (a training objective reads its own beside them; the caller calls
-/// reader.finish()). ConfigError naming the key for an unknown name or a bad value.
-LossTermOptions parse_loss_options(const std::string& name, io::ConfigReader& reader);
+/// The multibox keys (alpha, neg_pos_ratio, min_negatives, beta) read from `reader`, an object
+/// that may hold other keys too (SSD's training objective reads its own beside them; the
+/// caller calls reader.finish()).
+MultiboxLossOptions read_multibox_options(io::ConfigReader& reader);
 
 /// Builds a loss from its config (see the header comment). `where` names the config file in
 /// errors and `key` the config's own path in it ("loss").

@@ -20,6 +20,8 @@
 #include <torch/nn/cloneable.h>
 #include <torch/nn/pimpl.h>
 
+#include "ostrov/losses/term.h"
+
 namespace ostrov::losses {
 
 /// Options of HaloLoss.
@@ -49,11 +51,13 @@ at::Tensor halo_loss(const at::Tensor& logits, const at::Tensor& instances,
 }  // namespace functional
 
 /// Module form: forward(logits [N,C,H,W], instances [N,H,W] int64) -> scalar.
-class HaloLossImpl : public torch::nn::Cloneable<HaloLossImpl> {
+class HaloLossImpl : public torch::nn::Cloneable<HaloLossImpl>, public LossTermModule {
  public:
   explicit HaloLossImpl(HaloLossOptions options = {});
   void reset() override;
   at::Tensor forward(const at::Tensor& logits, const at::Tensor& instances);
+  /// forward on the LossInputs fields named above (CompositeLoss).
+  at::Tensor compute(const LossInputs& in) override;
   void pretty_print(std::ostream& stream) const override;
 
   HaloLossOptions options;

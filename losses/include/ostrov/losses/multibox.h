@@ -12,6 +12,8 @@
 #include <torch/nn/cloneable.h>
 #include <torch/nn/pimpl.h>
 
+#include "ostrov/losses/term.h"
+
 namespace ostrov::losses {
 
 /// Options of MultiboxLoss.
@@ -65,12 +67,14 @@ MultiboxLossOutput multibox_loss(const at::Tensor& locations, const at::Tensor& 
 }  // namespace functional
 
 /// Module form of functional::multibox_loss.
-class MultiboxLossImpl : public torch::nn::Cloneable<MultiboxLossImpl> {
+class MultiboxLossImpl : public torch::nn::Cloneable<MultiboxLossImpl>, public LossTermModule {
  public:
   explicit MultiboxLossImpl(MultiboxLossOptions options = {});
   void reset() override;
   MultiboxLossOutput forward(const at::Tensor& locations, const at::Tensor& logits,
                              const at::Tensor& target_locations, const at::Tensor& target_labels);
+  /// forward on the LossInputs fields named above (CompositeLoss).
+  at::Tensor compute(const LossInputs& in) override;
   void pretty_print(std::ostream& stream) const override;
 
   MultiboxLossOptions options;

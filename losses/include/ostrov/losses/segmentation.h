@@ -15,6 +15,8 @@
 #include <torch/nn/cloneable.h>
 #include <torch/nn/pimpl.h>
 
+#include "ostrov/losses/term.h"
+
 namespace ostrov::losses {
 
 namespace functional {
@@ -57,12 +59,14 @@ struct CrossEntropyOptions {
 
 /// Per-pixel weighted cross-entropy: forward(logits [N,C,H,W], target [N,H,W] int64,
 /// optional pixel_weights [N,H,W]) -> scalar. See functional::cross_entropy.
-class CrossEntropyImpl : public torch::nn::Cloneable<CrossEntropyImpl> {
+class CrossEntropyImpl : public torch::nn::Cloneable<CrossEntropyImpl>, public LossTermModule {
  public:
   explicit CrossEntropyImpl(CrossEntropyOptions options = {});
   void reset() override {}
   at::Tensor forward(const at::Tensor& logits, const at::Tensor& target,
                      const at::Tensor& pixel_weights = {});
+  /// forward on the LossInputs fields named above (CompositeLoss).
+  at::Tensor compute(const LossInputs& in) override;
   void pretty_print(std::ostream& stream) const override;
 
   CrossEntropyOptions options;
@@ -80,11 +84,13 @@ struct SoftDiceOptions {
 
 /// SoftDice: forward(logits [N,C,H,W], target [N,H,W] int64) -> scalar in [0,1]; softmax for
 /// C >= 2, sigmoid for a single binary channel. See functional::soft_dice.
-class SoftDiceImpl : public torch::nn::Cloneable<SoftDiceImpl> {
+class SoftDiceImpl : public torch::nn::Cloneable<SoftDiceImpl>, public LossTermModule {
  public:
   explicit SoftDiceImpl(SoftDiceOptions options = {});
   void reset() override {}
   at::Tensor forward(const at::Tensor& logits, const at::Tensor& target);
+  /// forward on the LossInputs fields named above (CompositeLoss).
+  at::Tensor compute(const LossInputs& in) override;
   void pretty_print(std::ostream& stream) const override;
 
   SoftDiceOptions options;
@@ -108,12 +114,14 @@ struct CEDiceOptions {
 /// Cross-entropy + SoftDice. The cross-entropy term needs C >= 2 (for one binary channel use
 /// SoftDice alone). forward(logits [N,C,H,W], target [N,H,W] int64, optional
 /// pixel_weights [N,H,W] for the cross-entropy term) -> scalar.
-class CEDiceImpl : public torch::nn::Cloneable<CEDiceImpl> {
+class CEDiceImpl : public torch::nn::Cloneable<CEDiceImpl>, public LossTermModule {
  public:
   explicit CEDiceImpl(CEDiceOptions options = {});
   void reset() override {}
   at::Tensor forward(const at::Tensor& logits, const at::Tensor& target,
                      const at::Tensor& pixel_weights = {});
+  /// forward on the LossInputs fields named above (CompositeLoss).
+  at::Tensor compute(const LossInputs& in) override;
   void pretty_print(std::ostream& stream) const override;
 
   CEDiceOptions options;

@@ -14,6 +14,8 @@
 #include <torch/nn/cloneable.h>
 #include <torch/nn/pimpl.h>
 
+#include "ostrov/losses/term.h"
+
 namespace ostrov::losses {
 
 /// Options of DirectionLoss.
@@ -77,12 +79,14 @@ WatershedTargets watershed_targets(const at::Tensor& instances,
                                    const WatershedTargetOptions& options = {});
 
 /// Module form of functional::direction_loss.
-class DirectionLossImpl : public torch::nn::Cloneable<DirectionLossImpl> {
+class DirectionLossImpl : public torch::nn::Cloneable<DirectionLossImpl>, public LossTermModule {
  public:
   explicit DirectionLossImpl(DirectionLossOptions options = {});
   void reset() override {}
   at::Tensor forward(const at::Tensor& prediction, const at::Tensor& target,
                      const at::Tensor& mask = {}, const at::Tensor& pixel_weights = {});
+  /// forward on the LossInputs fields named above (CompositeLoss).
+  at::Tensor compute(const LossInputs& in) override;
   void pretty_print(std::ostream& stream) const override;
 
   DirectionLossOptions options;
@@ -90,12 +94,14 @@ class DirectionLossImpl : public torch::nn::Cloneable<DirectionLossImpl> {
 TORCH_MODULE(DirectionLoss);
 
 /// Module form of functional::energy_loss.
-class EnergyLossImpl : public torch::nn::Cloneable<EnergyLossImpl> {
+class EnergyLossImpl : public torch::nn::Cloneable<EnergyLossImpl>, public LossTermModule {
  public:
   explicit EnergyLossImpl(EnergyLossOptions options = {});
   void reset() override {}
   at::Tensor forward(const at::Tensor& logits, const at::Tensor& levels,
                      const at::Tensor& pixel_weights = {});
+  /// forward on the LossInputs fields named above (CompositeLoss).
+  at::Tensor compute(const LossInputs& in) override;
   void pretty_print(std::ostream& stream) const override;
 
   EnergyLossOptions options;
