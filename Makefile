@@ -7,19 +7,25 @@ JOBS   ?= 2
 
 all: build
 
+# scripts/install-deps.sh: build + run packages; the targets that test, benchmark or fuzz add
+# --dev (Catch2, Google Benchmark, clang, the Python parity stack).
+DEPS_ARGS ?=
+test test-asan bench fuzz: DEPS_ARGS += --dev
+
 deps:
-	@bash scripts/install-deps.sh
+	@bash scripts/install-deps.sh $(DEPS_ARGS)
 
-$(BUILD)/CMakeCache.txt:
-	cmake --preset $(PRESET)
-
-configure: deps $(BUILD)/CMakeCache.txt
+# Configured every time (a few seconds): packages installed since are then found.
+configure: deps
+	@mkdir -p $(BUILD)
+	@cmake --preset $(PRESET) > $(BUILD)/configure.log 2>&1 || (cat $(BUILD)/configure.log; exit 1)
+	@grep "^-- ostrov:" $(BUILD)/configure.log || true
 
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
 test: build
-	ctest --test-dir $(BUILD) -j $(JOBS) --output-on-failure
+	ctest --test-dir $(BUILD) -j $(JOBS) --output-on-failure --no-tests=error
 
 # The whole suite built with AddressSanitizer + UndefinedBehaviorSanitizer (preset asan, in
 # build-asan); ASAN_OPTIONS for the uninstrumented LibTorch come from the test preset.

@@ -135,7 +135,7 @@ def main():
     parser.add_argument("--min-time", type=float, default=0.2)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--out", default=os.path.join(HERE, "results", "latest.json"))
-    parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown (README)")
+    parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown (docs/performance.md)")
     args = parser.parse_args()
 
     binary = os.path.join(args.build, "bin", "ostrov_bench")

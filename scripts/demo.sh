@@ -23,7 +23,7 @@ echo
 
 echo "== scenes from Fashion-MNIST -> $out/scenes/{train,val}"
 # 128x128 canvases with 3-10 items of 28-44 px (Fashion-MNIST's 28 px or a little larger), as
-# in the README's training table.
+# in docs/results.md (segmentation).
 scenes=(--size 128x128 --min-items 3 --max-items 10 --min-scale 28 --max-scale 44)
 "$cli" make-scenes --count 400 --out "$out/scenes/train" --seed 1 --split train "${scenes[@]}"
 "$cli" make-scenes --count 100 --out "$out/scenes/val" --seed 2 --split test "${scenes[@]}"

@@ -1,18 +1,40 @@
 #!/usr/bin/env bash
-# Installs every Debian 12 package ostrov needs to build, test, benchmark, fuzz (clang-14) and
-# run its demo.
-# Idempotent and non-interactive: skips apt entirely when everything is already present.
+# Installs the Debian 12 packages ostrov needs. Idempotent and non-interactive: skips apt
+# entirely when everything is already present.
+#
+#   scripts/install-deps.sh         build + run: the library, `ostrov`, the examples, `make demo`
+#   scripts/install-deps.sh --dev   also what `make test`, `make bench` and `make fuzz` need:
+#                                   Catch2, Google Benchmark, clang-14 (libFuzzer) and the
+#                                   Python parity stack (scipy)
+#   --no-blas-switch                leave the system's BLAS/LAPACK alternatives as they are
+#                                   (see below; ostrov still works, its GEMMs are slower)
 set -euo pipefail
+
+dev=0
+blas_switch=1
+for arg in "$@"; do
+  case "$arg" in
+    --dev) dev=1 ;;
+    --no-blas-switch) blas_switch=0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "install-deps: unknown option $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
 
 packages=(
   build-essential cmake make ccache pkg-config
   libtorch-dev libgloo-dev libopenblas0-openmp libopenblas-dev
   libopencv-dev libfmt-dev libspdlog-dev nlohmann-json3-dev libcli11-dev zlib1g-dev
-  catch2 libbenchmark-dev
-  clang-14 libclang-rt-14-dev
-  python3-torch python3-torchvision python3-scipy python3-numpy
-  dataset-fashion-mnist
+  # make demo: its data, and the torchvision ResNet-18 file it loads from C++ at the end
+  dataset-fashion-mnist python3-torch python3-torchvision
 )
+if [ "$dev" -eq 1 ]; then
+  packages+=(
+    catch2 libbenchmark-dev
+    clang-14 libclang-rt-14-dev
+    python3-scipy python3-numpy
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -24,8 +46,10 @@ done
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
+profile="build + run"
+if [ "$dev" -eq 1 ]; then profile="build + run + dev"; fi
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-deps: all ${#packages[@]} packages present"
+  echo "install-deps: all ${#packages[@]} packages present ($profile)"
 else
   echo "install-deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -38,12 +62,18 @@ fi
 # builds are installed, libopenblas.so.0 still points at the pthread build: OpenMP's
 # liblapack.so.3 then pulls it in and the GEMM kernels run on a second thread pool that
 # fights LibTorch's (measured: float32 GEMM 2048³ 30-45 -> 59-61 GFLOP/s on 2 cores).
-arch="$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)"
-for lib in libblas.so.3 liblapack.so.3 libopenblas.so.0; do
-  cand="/usr/lib/$arch/openblas-openmp/$lib"
-  current="$(readlink -f "/usr/lib/$arch/$lib" || true)"
-  if [ -e "$cand" ] && [ "$current" != "$(readlink -f "$cand")" ]; then
-    $SUDO update-alternatives --set "$lib-$arch" "$cand"
-  fi
-done
+# This changes a system-wide setting (update-alternatives), so it is announced; skip it with
+# --no-blas-switch.
+if [ "$blas_switch" -eq 1 ]; then
+  arch="$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)"
+  for lib in libblas.so.3 liblapack.so.3 libopenblas.so.0; do
+    cand="/usr/lib/$arch/openblas-openmp/$lib"
+    current="$(readlink -f "/usr/lib/$arch/$lib" || true)"
+    if [ -e "$cand" ] && [ "$current" != "$(readlink -f "$cand")" ]; then
+      echo "install-deps: switching the system's $lib alternative to the OpenMP OpenBLAS" \
+           "($cand; --no-blas-switch skips this)"
+      $SUDO update-alternatives --set "$lib-$arch" "$cand"
+    fi
+  done
+fi
 echo "install-deps: done"

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The README's instance figure: one held-out scene and the overlays of the three instance
+"""The instance figure of docs/results.md: one held-out scene and the overlays of the three instance
 methods side by side (each `ostrov predict` output, upscaled x2 with nearest neighbours).
 
     /usr/bin/python3 scripts/instance_figure.py IMAGE DC_DIR DWT_DIR MRCNN_DIR OUT.png

@@ -10,7 +10,7 @@ of 20 steps, then cosine to 0 over `--total` steps (src/train); loss CE + 0.5 So
 the validation mIoU from one confusion matrix over all validation pixels (metrics/). With
 `--model resnet` it trains models.ResNetUNet (unet_resnet18_scenes.json, from scratch).
 
-    # the scenes of README "Trained end to end", read as written by `ostrov make-scenes`:
+    # the scenes of docs/results.md "Trained end to end: segmentation", read as written by `ostrov make-scenes`:
     /usr/bin/python3 benchmarks/reference/seg_recipe.py train --scenes scenes --total 2000 \
         --stop 1778 --eval-every 250 --device cpu
     # a compact copy to carry to another machine (18.5 MB for 2000 + 200 scenes of 128x128):

@@ -27,8 +27,8 @@ Not bit-exact: the random draws (initialisation, order, augmentation) come from 
 generators, the HSV step of PhotometricDistort reimplements OpenCV's float RGB<->HSV formulas in
 torch, and the kernels are PyTorch's (on a GPU in fp32, TF32 off), so float rounding differs.
 
-    # the scenes of README "Detection", read as written by `ostrov make-scenes` (det/train,
-    # det/val): the README's 2500 steps, evaluated after every epoch
+    # the scenes of docs/results.md "Detection", read as written by `ostrov make-scenes` (det/train,
+    # det/val): its 2500 steps, evaluated after every epoch
     /usr/bin/python3 benchmarks/reference/ssd_recipe.py train --scenes det --total 2500 \
         --eval-every 250 --device cpu
     # a compact copy to carry to another machine: the background's i.i.d. noise (base colour +

@@ -1,5 +1,8 @@
 #include "ostrov/core/image.h"
 
+#include <algorithm>
+#include <array>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -27,8 +30,37 @@ std::string read_bytes(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
+// Binary PGM/PPM ("P5"/"P6"): the header's width, height and maxval (whitespace and # comments
+// between them), then exactly one whitespace byte before the pixels. Returns the size the file
+// must have at least, or 0 when the header is malformed.
+size_t pnm_expected_size(const std::string& bytes) {
+  size_t at = 2;
+  std::array<uint64_t, 3> values{};  // width, height, maxval
+  for (auto& value : values) {
+    while (at < bytes.size() && (std::isspace(static_cast<unsigned char>(bytes[at])) || bytes[at] == '#')) {
+      if (bytes[at] == '#') {
+        while (at < bytes.size() && bytes[at] != '\n') ++at;
+      } else {
+        ++at;
+      }
+    }
+    size_t digits = 0;
+    while (at < bytes.size() && std::isdigit(static_cast<unsigned char>(bytes[at])) && digits < 9) {
+      value = value * 10 + static_cast<uint64_t>(bytes[at] - '0');
+      ++at;
+      ++digits;
+    }
+    if (digits == 0 || value == 0) return 0;
+  }
+  if (at >= bytes.size() || !std::isspace(static_cast<unsigned char>(bytes[at])) || values[2] > 65535) {
+    return 0;
+  }
+  const uint64_t channels = bytes[1] == '6' ? 3 : 1, depth = values[2] > 255 ? 2 : 1;
+  return at + 1 + static_cast<size_t>(values[0] * values[1] * channels * depth);
+}
+
 // OpenCV decodes a truncated JPEG without error (the missing part comes back grey) and some
-// truncated PNGs too, so check the container's end marker ourselves.
+// truncated PNGs and PNMs too, so check the container's end ourselves.
 void check_complete(const std::string& path, const std::string& bytes) {
   const auto* b = reinterpret_cast<const unsigned char*>(bytes.data());
   const size_t n = bytes.size();
@@ -43,6 +75,13 @@ void check_complete(const std::string& path, const std::string& bytes) {
     if (n < 12 || !std::equal(kIend, kIend + 4, b + n - 8)) {
       throw IoError(path + ": truncated PNG (no IEND chunk)");
     }
+  } else if (n >= 2 && b[0] == 'P' && (b[1] == '5' || b[1] == '6')) {
+    const size_t expected = pnm_expected_size(bytes);
+    if (expected == 0) throw IoError(path + ": malformed PGM/PPM header");
+    if (n < expected) {
+      throw IoError(path + ": truncated PGM/PPM (" + std::to_string(n) + " bytes, the header says " +
+                    std::to_string(expected) + ")");
+    }
   }
 }
 
@@ -52,8 +91,9 @@ bool is_palette_png(const std::string& bytes) {
          bytes.compare(12, 4, "IHDR") == 0 && bytes[25] == 3;
 }
 
-// The formats ostrov hands to OpenCV, by signature. OpenCV would also sniff DICOM, JPEG 2000,
-// OpenEXR, PFM, HDR, Sun raster, PNM and GDAL's formats; some of those decoders abort the
+// The formats ostrov hands to OpenCV, by signature (torchvision's image extensions: PNG, JPEG,
+// BMP, TIFF, WebP and binary PGM/PPM). OpenCV would also sniff DICOM, JPEG 2000, OpenEXR, PFM,
+// HDR, Sun raster, ASCII PNM and GDAL's formats; some of those decoders abort the
 // process on malformed input (GDCM asserts on a bad DICOM header, found by fuzz_image), so
 // anything else is refused before it reaches them.
 bool supported_format(const std::string& bytes) {
@@ -61,13 +101,15 @@ bool supported_format(const std::string& bytes) {
     return bytes.size() >= at + n && bytes.compare(at, n, magic, n) == 0;
   };
   return starts("\x89PNG\r\n\x1a\n", 8) || starts("\xff\xd8\xff", 3) || starts("BM", 2) ||
-         starts("II*\0", 4) || starts("MM\0*", 4) || (starts("RIFF", 4) && starts("WEBP", 4, 8));
+         starts("II*\0", 4) || starts("MM\0*", 4) || (starts("RIFF", 4) && starts("WEBP", 4, 8)) ||
+         ((starts("P5", 2) || starts("P6", 2)) && bytes.size() > 2 &&
+          std::isspace(static_cast<unsigned char>(bytes[2])));
 }
 
 cv::Mat decode(const std::string& path, const std::string& bytes, int flags) {
   if (bytes.empty()) throw IoError(path + ": empty file, expected an image");
   if (!supported_format(bytes)) {
-    throw IoError(path + ": not a readable image (not PNG, JPEG, BMP, TIFF or WebP)");
+    throw IoError(path + ": not a readable image (not PNG, JPEG, BMP, TIFF, WebP or binary PGM/PPM)");
   }
   check_complete(path, bytes);
   cv::Mat image;
@@ -249,6 +291,26 @@ at::Tensor resize_mask(const at::Tensor& mask, int64_t height, int64_t width) {
   auto ys = (at::arange(height, opts) * in_h).div(height, "floor").clamp_max(in_h - 1);
   auto xs = (at::arange(width, opts) * in_w).div(width, "floor").clamp_max(in_w - 1);
   return mask.index_select(-2, ys).index_select(-1, xs);
+}
+
+const std::vector<std::string>& image_extensions() {
+  static const std::vector<std::string> extensions = {".png", ".jpg",  ".jpeg", ".bmp", ".tif",
+                                                      ".tiff", ".webp", ".ppm", ".pgm"};
+  return extensions;
+}
+
+bool is_image_file(const std::string& path) {
+  std::string ext = fs::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  const auto& known = image_extensions();
+  return std::find(known.begin(), known.end(), ext) != known.end();
+}
+
+std::string image_extension_list() {
+  std::string out;
+  for (const auto& e : image_extensions()) out += (out.empty() ? "" : ", ") + e.substr(1);
+  return out;
 }
 
 }  // namespace ostrov::core

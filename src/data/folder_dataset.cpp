@@ -79,7 +79,7 @@ SegmentationFolder::SegmentationFolder(const std::string& root, int64_t num_clas
   if (!fs::is_directory(root, ec)) throw IoError(root + ": no such folder");
   const fs::path images_dir = fs::path(root) / "images";
   const fs::path masks_dir = fs::path(root) / "masks";
-  const Listing images = list_folder(images_dir, {".png", ".jpg", ".jpeg"});
+  const Listing images = list_folder(images_dir, core::image_extensions());
   const Listing masks = list_folder(masks_dir, {".png"});
 
   if (!images.duplicates.empty()) {
@@ -94,8 +94,8 @@ SegmentationFolder::SegmentationFolder(const std::string& root, int64_t num_clas
     if (images.by_stem.count(stem) == 0) no_image.push_back(fs::path(path).filename().string());
   }
   if (!no_mask.empty() || !no_image.empty()) {
-    std::string message = root + ": unmatched files (pairs are images/<name>.{png,jpg,jpeg} + "
-                                 "masks/<name>.png):";
+    std::string message = root + ": unmatched files (pairs are images/<name>.{" +
+                          core::image_extension_list() + "} + masks/<name>.png):";
     if (!no_mask.empty()) {
       message += " " + std::to_string(no_mask.size()) + " image(s) in " + images_dir.string() +
                  " without a mask: " + list_names(no_mask) + ";";
@@ -108,15 +108,15 @@ SegmentationFolder::SegmentationFolder(const std::string& root, int64_t num_clas
     throw DataError(message);
   }
   if (images.by_stem.empty()) {
-    throw DataError(root + ": no image/mask pairs (expected images/<name>.{png,jpg,jpeg} and "
-                           "masks/<name>.png)");
+    throw DataError(root + ": no image/mask pairs (expected images/<name>.{" +
+                    core::image_extension_list() + "} and masks/<name>.png)");
   }
   std::vector<std::string> skipped = images.skipped;
   for (const auto& s : masks.skipped) skipped.push_back("masks/" + s);
   if (!skipped.empty()) {
-    core::logger()->warn("{}: skipped {} file(s) that are neither .png/.jpg/.jpeg images nor .png "
-                         "masks: {}",
-                         root, skipped.size(), list_names(skipped, 5));
+    core::logger()->warn("{}: skipped {} file(s) that are neither images ({}) nor .png masks: {}",
+                         root, skipped.size(), core::image_extension_list(),
+                         list_names(skipped, 5));
   }
   for (const auto& [stem, path] : images.by_stem) {
     names_.push_back(stem);

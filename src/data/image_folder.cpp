@@ -17,13 +17,6 @@ namespace ostrov::data {
 
 namespace {
 
-bool is_image_file(const fs::path& path) {
-  std::string ext = path.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return ext == ".png" || ext == ".jpg" || ext == ".jpeg";
-}
-
 bool hidden(const fs::path& path) {
   const std::string name = path.filename().string();
   return name.empty() || name[0] == '.';
@@ -60,7 +53,7 @@ ImageFolder::ImageFolder(const std::string& root) : root_(root) {
     std::vector<fs::path> files;
     for (const auto& entry : fs::directory_iterator(dir, ec)) {
       if (hidden(entry.path()) || !entry.is_regular_file(ec)) continue;
-      if (is_image_file(entry.path())) {
+      if (core::is_image_file(entry.path().string())) {
         files.push_back(entry.path());
       } else if (skipped++ == 0) {
         first_skipped = entry.path().string();
@@ -77,7 +70,7 @@ ImageFolder::ImageFolder(const std::string& root) : root_(root) {
     }
   }
   if (paths_.empty()) {
-    throw DataError(root + ": no .png/.jpg/.jpeg image in any of its " +
+    throw DataError(root + ": no image (" + core::image_extension_list() + ") in any of its " +
                     std::to_string(names.size()) + " class folders");
   }
   if (!empty.empty()) {
@@ -88,8 +81,8 @@ ImageFolder::ImageFolder(const std::string& root) : root_(root) {
                          root, empty.size(), list);
   }
   if (skipped > 0) {
-    core::logger()->warn("{}: skipped {} file(s) that are not .png/.jpg/.jpeg images (first: {})",
-                         root, skipped, first_skipped);
+    core::logger()->warn("{}: skipped {} file(s) that are not images ({}) (first: {})",
+                         root, skipped, core::image_extension_list(), first_skipped);
   }
 }
 

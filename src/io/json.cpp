@@ -17,7 +17,8 @@ Json read_json(const std::string& path) {
   if (!in) throw IoError(path + ": cannot open for reading");
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   try {
-    return Json::parse(text);
+    // Configs may hold // and /* */ comments (nlohmann's ignore_comments).
+    return Json::parse(text, /*cb=*/nullptr, /*allow_exceptions=*/true, /*ignore_comments=*/true);
   } catch (const Json::parse_error& e) {
     // Turn the byte offset into line:column for the user.
     const size_t offset = std::min<size_t>(e.byte == 0 ? 0 : e.byte - 1, text.size());

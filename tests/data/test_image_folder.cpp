@@ -7,7 +7,10 @@
 
 #include <ATen/ATen.h>
 
+#include <opencv2/core.hpp>
+
 #include "ostrov/core/error.h"
+#include "ostrov/core/image.h"
 #include "ostrov/data/fashion_mnist.h"
 #include "ostrov/data/image_folder.h"
 #include "ostrov/data/scenes.h"
@@ -121,5 +124,38 @@ TEST_CASE("ImageFolder names the folder or file it cannot use", "[data][image_fo
   fs::create_directories(dir / "bare/a");
   fs::create_directories(dir / "bare/b");
   CHECK_THROWS_WITH(data::ImageFolder(dir / "bare"),
-                    Catch::Contains("bare") && Catch::Contains("no .png/.jpg/.jpeg image"));
+                    Catch::Contains("bare") && Catch::Contains("no image (png, jpg, jpeg, bmp"));
+}
+
+TEST_CASE("ImageFolder and is_image_file take torchvision's image extensions, any case",
+          "[data][image_folder]") {
+  for (const char* name : {"a.png", "b.JPG", "c.jpeg", "d.bmp", "e.tif", "f.TIFF", "g.webp",
+                           "h.ppm", "i.pgm"}) {
+    CAPTURE(name);
+    CHECK(core::is_image_file(name));
+  }
+  for (const char* name : {"a.gif", "b.txt", "png", "c.png.bak"}) {
+    CAPTURE(name);
+    CHECK_FALSE(core::is_image_file(name));
+  }
+  CHECK(core::image_extension_list() == "png, jpg, jpeg, bmp, tif, tiff, webp, ppm, pgm");
+  // Every format decodes, by content: a BMP, a TIFF, a WebP (lossless) and a PGM.
+  TempDir dir;
+  cv::Mat image(12, 10, CV_8UC3, cv::Scalar(10, 200, 30));
+  fs::create_directories(dir / "set/cat");
+  fs::create_directories(dir / "set/dog");
+  core::write_image(dir / "set/cat/a.bmp", image);
+  core::write_image(dir / "set/cat/b.tiff", image);
+  core::write_image(dir / "set/dog/c.webp", image);
+  cv::Mat gray(12, 10, CV_8UC1, cv::Scalar(77));
+  core::write_image(dir / "set/dog/d.pgm", gray);
+  test::write_bytes(dir / "set/dog/notes.txt", "not an image");
+  data::ImageFolder folder(dir / "set");
+  REQUIRE(folder.size() == 4);
+  for (int64_t i = 0; i < 4; ++i) {
+    CAPTURE(folder.image_path(i));
+    const auto s = folder.get(i);
+    CHECK(s.image.sizes() == at::IntArrayRef({3, 12, 10}));
+  }
+  CHECK(folder.label(3) == 1);
 }

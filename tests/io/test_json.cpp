@@ -21,6 +21,20 @@ TEST_CASE("read_json reports the file, line and column of a syntax error", "[io]
   CHECK_THROWS_WITH(io::read_json(dir / "missing.json"), Catch::Contains("missing.json"));
 }
 
+TEST_CASE("read_json accepts // and /* */ comments in a config", "[io][json]") {
+  TempDir dir;
+  const std::string path = dir / "commented.json";
+  test::write_bytes(path, "// a U-Net for my scans\n{\n  \"model\": {\"name\": \"unet\"}, /* 4 levels */\n"
+                          "  \"url\": \"http://example.org/a//b\" // inside a string it stays\n}\n");
+  const auto j = io::read_json(path);
+  CHECK(j["model"]["name"] == "unet");
+  CHECK(j["url"] == "http://example.org/a//b");
+  CHECK(j.size() == 2);
+  // An unterminated comment is a syntax error with its line.
+  test::write_bytes(path, "{\"a\": 1 /* never closed\n}\n");
+  CHECK_THROWS_WITH(io::read_json(path), Catch::Contains("commented.json:"));
+}
+
 TEST_CASE("apply_override sets dotted keys with JSON or string values", "[io][json]") {
   io::Json config = {{"train", {{"lr", 0.1}}}, {"data", {{"val", {{"root", "/a"}}}}}};
   io::apply_override(config, "train.lr=0.01");

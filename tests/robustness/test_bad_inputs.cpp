@@ -253,9 +253,15 @@ TEST_CASE("bad images: core::read_image and ostrov predict", "[robustness]") {
       // A DICOM preamble (128 bytes + "DICM") with a broken header: OpenCV would hand it to
       // GDCM, which aborts the process on an assert (found by fuzz_image); refused by signature.
       {"dicom.png", std::string(128, '\0') + ":DICM//\xc0", Expect::kIoError,
-       "not PNG, JPEG, BMP, TIFF or WebP"},
-      // Formats OpenCV reads that ostrov does not accept: PNM.
-      {"pnm.png", encode(".pgm", grey), Expect::kIoError, "not a readable image"},
+       "not PNG, JPEG, BMP, TIFF, WebP or binary PGM/PPM"},
+      // Binary PGM (torchvision's .pgm) loads; cut short or with a broken header it is refused;
+      // ASCII PNM, which OpenCV also reads, is not accepted.
+      {"pnm.png", encode(".pgm", grey), Expect::kLoads, ""},
+      {"pnm_cut.pgm", encode(".pgm", grey).substr(0, encode(".pgm", grey).size() - 7),
+       Expect::kIoError, "truncated PGM/PPM"},
+      {"pnm_header.pgm", "P5\n48 x\n255\n" + std::string(40 * 48, '\0'), Expect::kIoError,
+       "malformed PGM/PPM header"},
+      {"ascii.pgm", "P2\n2 1\n255\n0 255\n", Expect::kIoError, "not a readable image"},
       // image.h: read_image returns 8-bit BGR; a 16-bit file is refused, not silently scaled.
       {"deep16.png", encode(".png", deep), Expect::kIoError, "16-bit"},
       // 4 channels: alpha dropped; grey: repeated; a JPEG named .png: the content decides.
@@ -280,7 +286,7 @@ TEST_CASE("bad images: core::read_image and ostrov predict", "[robustness]") {
       CHECK(image.rows == 40);
       CHECK(image.cols == 48);
       if (c.file == "alpha.png") CHECK(cv::norm(image, bgr, cv::NORM_INF) == 0.0);
-      if (c.file == "grey.png") {
+      if (c.file == "grey.png" || c.file == "pnm.png") {
         std::vector<cv::Mat> channels;
         cv::split(image, channels);
         for (const auto& ch : channels) CHECK(cv::norm(ch, grey, cv::NORM_INF) == 0.0);
@@ -310,7 +316,7 @@ TEST_CASE("bad images: core::read_image and ostrov predict", "[robustness]") {
     check_names(api_outcome(Expect::kIoError, [&] { core::read_image(dir / "folder.png"); }),
                 {dir / "folder.png", "is a directory"});
   }
-  CHECK(count == 16);
+  CHECK(count == 19);
 }
 
 TEST_CASE("bad masks and pairs: data::SegmentationFolder and ostrov train", "[robustness]") {
@@ -767,7 +773,7 @@ print('ok')
     for (size_t i = 0; i < before.size(); ++i) CHECK(at::equal(now[i].value(), before[i]));
     // The CLI route: the file as a PSPNet's torchvision backbone.
     Json config = ws.train_only({});
-    config["model"] = {{"name", "pspnet"}, {"backbone_depth", 18}, {"backbone_weights", c.path}};
+    config["model"] = {{"name", "pspnet"}, {"backbone", "resnet18"}, {"backbone_weights", c.path}};
     const std::string file = write_config(dir / ("pspnet_" + std::to_string(count) + ".json"), config);
     const std::string out = dir / ("out_" + std::to_string(count));
     check_exit(run_cli("train " + quote(file) + " --out " + quote(out)), 1, names);

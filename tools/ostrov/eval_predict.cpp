@@ -59,14 +59,14 @@ std::vector<std::string> list_images(const std::string& input) {
   if (!fs::is_directory(input)) return {input};
   std::vector<std::string> files;
   for (const auto& e : fs::directory_iterator(input)) {
-    auto ext = e.path().extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
-    if (e.is_regular_file() && (ext == ".png" || ext == ".jpg" || ext == ".jpeg")) {
+    if (e.is_regular_file() && core::is_image_file(e.path().string())) {
       files.push_back(e.path().string());
     }
   }
   std::sort(files.begin(), files.end());
-  if (files.empty()) throw IoError(input + ": no .png/.jpg/.jpeg images in the folder");
+  if (files.empty()) {
+    throw IoError(input + ": no images (" + core::image_extension_list() + ") in the folder");
+  }
   return files;
 }
 

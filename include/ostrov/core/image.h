@@ -35,6 +35,17 @@ at::Tensor denormalize(const at::Tensor& image, const std::vector<double>& mean 
 /// Stacks [3,H,W] tensors of equal size into [N,3,H,W]; the error gives the first mismatch.
 at::Tensor stack_images(const std::vector<at::Tensor>& images);
 
+/// The file extensions of images that ostrov reads from folders (datasets, `ostrov predict`
+/// over a folder), lower case: torchvision's set, .png .jpg .jpeg .bmp .tif .tiff .webp .ppm
+/// .pgm. The content is still what decides: read_image checks it.
+const std::vector<std::string>& image_extensions();
+
+/// Whether `path`'s extension, in any case, is one of image_extensions().
+bool is_image_file(const std::string& path);
+
+/// "png, jpg, jpeg, bmp, tif, tiff, webp, ppm, pgm": the extensions for a message.
+std::string image_extension_list();
+
 /// Reads a colour image (PNG, JPEG, BMP, TIFF or WebP, recognised by content, not by name;
 /// other formats OpenCV knows are refused because some of their decoders abort on bad input)
 /// as [H,W,3] uint8 BGR: grey is repeated over the 3 channels, a 4th

@@ -12,8 +12,8 @@ namespace ostrov::io {
 
 using Json = nlohmann::json;
 
-/// Parses a JSON file. ostrov::IoError when missing; ostrov::ConfigError with path, line and
-/// column on a syntax error.
+/// Parses a JSON file, which may hold `//` and `/* */` comments. ostrov::IoError when missing;
+/// ostrov::ConfigError with path, line and column on a syntax error.
 Json read_json(const std::string& path);
 
 /// Writes JSON atomically (pretty-printed with 2 spaces).

@@ -3,7 +3,7 @@
 // or Hungarian matching + multibox loss), evaluated with metrics::DetectionAP on the
 // post-processed detections, on COCO data with SSD augmentation.
 //
-// Config (beside the common keys, see README "Configs"):
+// Config (beside the common keys, see docs/configs.md):
 //   model  models::build_detector's keys (name ssd300_vgg16 | ssd_light, image_size, ...)
 //   loss   SSDObjective's keys (objectives.h)
 //   data   format "coco"; transforms: the training augmentation (default photometric_distort,
