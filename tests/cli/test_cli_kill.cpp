@@ -141,7 +141,9 @@ TEST_CASE("ostrov train killed with SIGKILL keeps a loadable last.pt and resumes
       INFO("round " << round);
       CHECK_NOTHROW(ostrov::io::read_checkpoint_meta(last));  // checksum verified
     }
-    // Only complete files: no temporary checkpoint is left visible as last.pt/best.pt.
+    // Only complete files: no temporary checkpoint is left visible as last.pt/best.pt. (On a
+    // loaded machine the kill can come before the run has created its folder.)
+    if (!std::filesystem::exists(out)) continue;
     for (const auto& entry : std::filesystem::directory_iterator(out)) {
       const auto name = entry.path().filename().string();
       if (name.size() > 3 && name.substr(name.size() - 3) == ".pt") {
