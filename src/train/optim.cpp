@@ -1,5 +1,6 @@
 #include "ostrov/train/optim.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <torch/nn/utils/clip_grad.h>
@@ -61,9 +62,14 @@ LrSchedule::LrSchedule(ScheduleConfig config, double base_lr, int64_t total_step
 }
 
 double LrSchedule::lr_at(int64_t step) const {
+  return lr_at(step, static_cast<double>(std::min(step, total_steps_)) /
+                         static_cast<double>(std::max<int64_t>(total_steps_, 1)));
+}
+
+double LrSchedule::lr_at(int64_t step, double progress) const {
   const auto& c = config_;
-  const double t = static_cast<double>(std::min(step, total_steps_));
-  const double total = static_cast<double>(total_steps_);
+  const double t = std::clamp(progress, 0.0, 1.0);
+  const double total = 1.0;
   double lr = base_lr_;
   if (c.name == "step") {
     lr = base_lr_ * std::pow(c.gamma, static_cast<double>(step / c.step_size));
@@ -85,6 +91,11 @@ double LrSchedule::lr_at(int64_t step) const {
 
 void LrSchedule::apply(torch::optim::Optimizer& optimizer, int64_t step) const {
   const double lr = lr_at(step);
+  for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
+}
+
+void LrSchedule::apply(torch::optim::Optimizer& optimizer, int64_t step, double progress) const {
+  const double lr = lr_at(step, progress);
   for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
 }
 

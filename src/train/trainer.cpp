@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -16,6 +17,7 @@
 #include <torch/types.h>
 
 #include "ostrov/core/error.h"
+#include "ostrov/core/progress.h"
 #include "ostrov/core/runtime.h"
 #include "ostrov/io/checkpoint.h"
 #include "ostrov/train/distributed.h"
@@ -33,13 +35,7 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-std::string format_duration(double seconds) {
-  const auto s = static_cast<int64_t>(std::max(0.0, seconds));
-  char buffer[32];
-  std::snprintf(buffer, sizeof(buffer), "%02lld:%02lld", static_cast<long long>(s / 60),
-                static_cast<long long>(s % 60));
-  return buffer;
-}
+using core::format_duration;
 
 // One-line progress on stderr, redrawn in place on a terminal.
 class Progress {
@@ -261,7 +257,18 @@ TrainResult Trainer::fit() {
         break;
       }
       const data::Batch on_device = to_device(*batch, options_.device());
-      schedule_.apply(optimizer_, step);
+      // With a time budget the schedule's progress is by steps or by time, whichever is
+      // further, so a run stopped by train.time_limit_s ends its cosine/poly annealed.
+      // (cosine and poly fall with progress, so the further one gives the lower rate).
+      const double by_time =
+          options_.time_limit_s() > 0.0
+              ? std::min(seconds_since(start) / options_.time_limit_s(), 1.0)
+              : 0.0;
+      if (by_time > 0.0 && schedule_.lr_at(step, by_time) < schedule_.lr_at(step)) {
+        schedule_.apply(optimizer_, step, by_time);
+      } else {
+        schedule_.apply(optimizer_, step);
+      }
       optimizer_.zero_grad();
       at::Tensor loss = task_.loss(on_device);
       const double value = loss.item<double>();
@@ -367,6 +374,12 @@ TrainResult Trainer::fit() {
     save("last.pt", step, resume_epoch, resume_batch, {{"counters", counters()}});  // and a new best
   }
   progress.end_line();
+  if (stop.empty() && options_.time_limit_s() > 0.0 && is_main()) {
+    core::logger()->info("the {} epochs ended after {} of the {} time budget (train.time_limit_s); "
+                         "raise train.epochs to use all of it",
+                         options_.epochs(), format_duration(seconds_since(start)),
+                         format_duration(options_.time_limit_s()));
+  }
   result.steps = step;
   result.best_evaluation = best_;
   result.stop_reason = stop.empty() ? "epochs" : stop;

@@ -14,31 +14,43 @@
 
 namespace ostrov::tasks {
 
+namespace {
+
+// The loss section: cross-entropy with optional label smoothing (null: none).
+double read_label_smoothing(const RunConfig& config) {
+  if (config.loss.is_null()) return 0.0;
+  io::ConfigReader r(config.loss, config.path, "loss");
+  const auto name = r.get<std::string>("name", "cross_entropy");
+  if (name != "cross_entropy") {
+    throw ConfigError(config.path + ": key " + r.path_of("name") +
+                      ": task classification takes \"cross_entropy\", got \"" + name + "\"");
+  }
+  const double smoothing = r.get<double>("label_smoothing", 0.0);
+  if (!(smoothing >= 0.0 && smoothing < 1.0)) {
+    throw ConfigError(config.path + ": key " + r.path_of("label_smoothing") +
+                      " must be in [0, 1), got " + std::to_string(smoothing));
+  }
+  r.finish();
+  return smoothing;
+}
+
+}  // namespace
+
 TaskEntry detail::classification_entry() {
   return {"classification", "one class per image (ResNet)", "accuracy", {"image_folder"},
           [](const RunConfig& c, const c10::Device& d) {
             return std::make_unique<ClassificationTask>(c, d);
           },
-          {}, {}};
+          [](const RunConfig& c) {
+            models::check_classifier(c.model, c.data.num_classes, c.path);
+          },
+          [](const RunConfig& c) { read_label_smoothing(c); }};
 }
 
 ClassificationTask::ClassificationTask(const RunConfig& config, const c10::Device& device)
     : Task(config, device),
-      model_(models::build_classifier(config.model, config.data.num_classes, config.path)) {
-  if (!config.loss.is_null()) {
-    io::ConfigReader r(config.loss, config.path, "loss");
-    const auto name = r.get<std::string>("name", "cross_entropy");
-    if (name != "cross_entropy") {
-      throw ConfigError(config.path + ": key " + r.path_of("name") +
-                        ": task classification takes \"cross_entropy\", got \"" + name + "\"");
-    }
-    label_smoothing_ = r.get<double>("label_smoothing", 0.0);
-    if (!(label_smoothing_ >= 0.0 && label_smoothing_ < 1.0)) {
-      throw ConfigError(config.path + ": key " + r.path_of("label_smoothing") +
-                        " must be in [0, 1), got " + std::to_string(label_smoothing_));
-    }
-    r.finish();
-  }
+      model_(models::build_classifier(config.model, config.data.num_classes, config.path)),
+      label_smoothing_(read_label_smoothing(config)) {
   // The class names without listing the images (ImageFolder reads the same sub-folders).
   if (!classes_from_config_) {
     for (const auto* split : {&config.data.train, &config.data.val}) {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <mutex>
 
 #include <c10/core/InferenceMode.h>
@@ -13,6 +14,7 @@
 
 #include "ostrov/core/device.h"
 #include "ostrov/core/error.h"
+#include "ostrov/core/progress.h"
 #include "ostrov/core/random.h"
 #include "ostrov/core/runtime.h"
 #include "ostrov/data/loader.h"
@@ -229,16 +231,23 @@ std::unique_ptr<Task> load_task(RunConfig config, const std::string& checkpoint,
 
 nlohmann::json evaluate(Task& task) {
   const auto& config = task.config();
-  data::DataLoader loader(task.dataset("val"),
+  const auto dataset = task.dataset("val");
+  data::DataLoader loader(dataset,
                           data::LoaderOptions(config.train.batch_size)
                               .workers(config.train.workers)
                               .transform(task.transforms(/*training=*/false)));
   task.model().eval();
   task.begin_evaluation();
+  core::ProgressLine progress("eval", dataset->size(), "images",
+                              core::stderr_is_terminal() ? &std::cerr : nullptr);
   {
     c10::InferenceMode guard;
-    while (auto batch = loader.next()) task.evaluate(train::to_device(*batch, task.device()));
+    while (auto batch = loader.next()) {
+      task.evaluate(train::to_device(*batch, task.device()));
+      progress.advance(batch->size());
+    }
   }
+  progress.finish();
   return task.end_evaluation();
 }
 

@@ -154,6 +154,13 @@ TEST_CASE("tasks::parse_run_config reports every section's problem in one error"
   inst["model"] = {{"name", "mask_rcnn"}};
   inst["loss"] = {{"mask_wieght", 1}};
   CHECK_THROWS_WITH(tasks::parse_run_config(inst, "i.json"), Catch::Contains("loss.mask_wieght"));
+  // Classification: the classifier's keys and its loss too.
+  auto cls = minimal("classification", "image_folder");
+  cls["model"] = {{"name", "resnet18"}, {"base_channels", 8}};
+  cls["loss"] = {{"name", "cross_entropy"}, {"label_smoothing", 1.5}};
+  CHECK_THROWS_WITH(tasks::parse_run_config(cls, "c.json"),
+                    Catch::Contains("model.base_channels is spelled model.backbone_channels") &&
+                        Catch::Contains("loss.label_smoothing must be in [0, 1)"));
 }
 
 namespace {

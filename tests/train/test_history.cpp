@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <vector>
+
 #include <opencv2/imgcodecs.hpp>
 
 #include "ostrov/train/history.h"
@@ -53,4 +56,23 @@ TEST_CASE("plot_history draws a PNG with the curves", "[train][history]") {
   CHECK(train_px > 100);
   CHECK(metric_px > 100);
   train::plot_history({}, dir / "empty.png");  // no data: an empty frame, no error
+}
+
+TEST_CASE("nice_ticks: steps of 1, 2 or 5 x 10^k up to the first tick past the maximum",
+          "[train][history]") {
+  using V = std::vector<double>;
+  const auto near = [](const V& got, const V& want) {
+    if (got.size() != want.size()) return false;
+    for (size_t i = 0; i < got.size(); ++i) {
+      if (std::abs(got[i] - want[i]) > 1e-9 * std::max(1.0, std::abs(want[i]))) return false;
+    }
+    return true;
+  };
+  CHECK(near(train::nice_ticks(2.37, 5), V{0, 0.5, 1, 1.5, 2, 2.5}));      // 2.37/5 = 0.47 -> 0.5
+  CHECK(near(train::nice_ticks(1000, 5), V{0, 200, 400, 600, 800, 1000}));  // exactly 200
+  CHECK(near(train::nice_ticks(1001, 5), V{0, 500, 1000, 1500}));            // 200.2 -> 500
+  CHECK(near(train::nice_ticks(0.083, 4), V{0, 0.05, 0.1}));                 // 0.02075 -> 0.05
+  CHECK(near(train::nice_ticks(7, 8), V{0, 1, 2, 3, 4, 5, 6, 7}));          // 0.875 -> 1
+  CHECK(near(train::nice_ticks(0, 5), V{0, 1}));
+  CHECK(near(train::nice_ticks(std::nan(""), 5), V{0, 1}));
 }

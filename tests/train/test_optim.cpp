@@ -83,6 +83,32 @@ TEST_CASE("LrSchedule: step, multistep, cosine, poly and warm-up", "[train][opti
   CHECK_THROWS_WITH(LrSchedule(s, 1.0, 10), Catch::Contains("exponential"));
 }
 
+TEST_CASE("LrSchedule::lr_at(step, progress): cosine and poly anneal over a time budget",
+          "[train][optim]") {
+  ScheduleConfig s;
+  s.name = "cosine";
+  s.min_lr = 0.0;
+  LrSchedule cosine(s, 0.2, 1000);
+  // Step 10 of 1000, but half the time budget gone: the lr of the run's middle.
+  CHECK(cosine.lr_at(10, 0.5) == Approx(0.1));
+  CHECK(cosine.lr_at(10, 1.0) == Approx(0.0).margin(1e-12));
+  CHECK(cosine.lr_at(10, 3.0) == Approx(0.0).margin(1e-12));  // clamped
+  CHECK(cosine.lr_at(250, 0.25) == Approx(cosine.lr_at(250)));  // the same when steps lead
+  s.name = "poly";
+  s.power = 1.0;
+  LrSchedule poly(s, 1.0, 10);
+  CHECK(poly.lr_at(1, 0.75) == Approx(0.25));
+  // Step schedules and the warm-up count steps.
+  s.name = "step";
+  s.step_size = 5;
+  s.gamma = 0.1;
+  s.warmup_steps = 4;
+  s.warmup_factor = 0.5;
+  LrSchedule step(s, 1.0, 100);
+  CHECK(step.lr_at(6, 0.9) == Approx(0.1));
+  CHECK(step.lr_at(2, 0.9) == Approx(0.75));  // warm-up halfway: 0.5 * 0.5 + 0.5
+}
+
 TEST_CASE("optimizer and schedule configs from JSON reject unknown keys", "[train][optim]") {
   auto c = optimizer_config_from_json({{"optimizer", "adam"}, {"lr", 0.001}, {"betas", {0.8, 0.9}}},
                                       "run.json");

@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
+
+#include <chrono>
 #include <fstream>
+#include <thread>
 
 #include <cmath>
 #include <filesystem>
@@ -236,6 +239,46 @@ TEST_CASE("early stopping and time limit end training with their reason", "[trai
   auto t = fit(quick, run2, train::TrainerOptions().epochs(1000).time_limit_s(0.2));
   CHECK(t.stop_reason == "time_limit");
   CHECK(t.seconds < 10.0);
+}
+
+namespace {
+
+struct SlowTask : ToyTask {
+  at::Tensor loss(const data::Batch& b) override {
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    return ToyTask::loss(b);
+  }
+};
+
+struct LrLog : train::Callback {
+  void on_step(const train::StepInfo& info) override { lrs.push_back(info.lr); }
+  std::vector<double> lrs;
+};
+
+}  // namespace
+
+TEST_CASE("a run stopped by its time budget ends with its cosine annealed", "[train][trainer]") {
+  SlowTask task;
+  Run run;
+  train::OptimizerConfig adam;
+  adam.name = "adam";
+  adam.lr = 0.02;
+  auto optimizer = train::make_optimizer(adam, task.net_->parameters());
+  train::ScheduleConfig cosine;
+  cosine.name = "cosine";
+  // 1000 epochs of 4 steps: by steps the run would still be at its start when 0.6 s are over.
+  train::LrSchedule schedule(cosine, 0.02, 4000);
+  train::Trainer trainer(task, *optimizer, schedule, run.train, nullptr,
+                         train::TrainerOptions().epochs(1000).time_limit_s(0.6).progress("log"));
+  auto lrs = std::make_shared<LrLog>();
+  trainer.add_callback(lrs);
+  const auto r = trainer.fit();
+  CHECK(r.stop_reason == "time_limit");
+  REQUIRE(lrs->lrs.size() >= 3);
+  CHECK(lrs->lrs.front() == Approx(0.02).epsilon(0.01));  // the budget has barely begun
+  // The last step started after more than 3/4 of the budget: lr <= 0.02 * (1 + cos(0.75 pi)) / 2.
+  CHECK(lrs->lrs.back() < 0.003);
+  CHECK(lrs->lrs.back() < lrs->lrs[lrs->lrs.size() / 2]);
 }
 
 TEST_CASE("an output folder that cannot be created or lacks space fails before the first step",

@@ -17,6 +17,7 @@
 #include "ostrov/core/device.h"
 #include "ostrov/core/error.h"
 #include "ostrov/core/image.h"
+#include "ostrov/core/progress.h"
 #include "ostrov/core/runtime.h"
 #include "ostrov/io/state_dict.h"
 #include "ostrov/io/weights.h"
@@ -107,11 +108,16 @@ Command add_predict(CLI::App& app) {
     const auto predictor = tasks::Predictor::load(args->checkpoint, config,
                                                   core::parse_device(config.train.device));
     fs::create_directories(args->output);
+    core::ProgressLine progress("predict", static_cast<int64_t>(images.size()), "images",
+                                core::stderr_is_terminal() && images.size() > 1 ? &std::cerr
+                                                                                 : nullptr);
     for (const auto& path : images) {
       const auto image = core::read_image(path);
       predictor.write(image, predictor.predict(image, options), fs::path(path).stem().string(),
                       args->output);
+      progress.advance();
     }
+    progress.finish();
     core::logger()->info("wrote predictions and overlays of {} images to {}", images.size(), args->output);
     return kExitOk;
   };

@@ -28,9 +28,15 @@ class History {
   std::vector<nlohmann::json> records_;
 };
 
+/// Axis ticks for [0, max]: 0, d, 2d, ... up to the first multiple of d >= max, with d = 1, 2 or
+/// 5 x 10^k the smallest such step that needs at most `count` intervals (max <= 0: {0, 1}).
+/// E.g. (2.37, 5) -> 0, 0.5, ..., 2.5; (1000, 5) -> 0, 200, ..., 1000.
+std::vector<double> nice_ticks(double max, int count = 5);
+
 /// Draws train loss (per step, smoothed) and val loss and `metric` (per evaluation, on a second
-/// axis scaled to [0,1]) with OpenCV and writes the PNG atomically. Records without the keys
-/// are skipped; fewer than 2 points draws an empty frame.
+/// axis scaled to [0,1]) with OpenCV and writes the PNG atomically: tick labels and grid lines
+/// on the step axis and both value axes, the best `metric` marked and named in the legend.
+/// Records without the keys are skipped; fewer than 2 points draws an empty frame.
 void plot_history(const std::vector<nlohmann::json>& records, const std::string& png_path,
                   const std::string& metric = "");
 

@@ -55,10 +55,16 @@ struct ScheduleConfig {
 class LrSchedule {
  public:
   LrSchedule(ScheduleConfig config, double base_lr, int64_t total_steps);
-  /// The learning rate for `step`.
+  /// The learning rate for `step` (progress step / total_steps).
   double lr_at(int64_t step) const;
+  /// The learning rate at `progress` in [0,1] of the run (cosine and poly anneal over it; step,
+  /// multistep and the warmup count steps): the Trainer passes elapsed / time_limit_s when a
+  /// time budget runs out before the steps do, so a run stopped by its limit ends annealed.
+  double lr_at(int64_t step, double progress) const;
   /// Sets every param group's lr to lr_at(step).
   void apply(torch::optim::Optimizer& optimizer, int64_t step) const;
+  /// Sets every param group's lr to lr_at(step, progress).
+  void apply(torch::optim::Optimizer& optimizer, int64_t step, double progress) const;
   const ScheduleConfig& config() const { return config_; }
 
  private:

@@ -13,8 +13,15 @@ std::vector<std::string> classifier_names() {
   return {"resnet18", "resnet34", "resnet50", "resnet101"};
 }
 
-ResNet build_classifier(const nlohmann::json& model_config, int64_t num_classes,
-                        const std::string& where) {
+namespace {
+
+struct ParsedClassifier {
+  ResNetOptions options{18};
+  std::string weights;
+};
+
+ParsedClassifier parse(const nlohmann::json& model_config, int64_t num_classes,
+                       const std::string& where) {
   io::ConfigReader r(model_config, where, "model");
   const auto name = r.required<std::string>("name");
   int64_t depth = 0;
@@ -38,14 +45,28 @@ ResNet build_classifier(const nlohmann::json& model_config, int64_t num_classes,
   // The classifier is its backbone: name and width are read as every model reads them.
   const auto spec = detail::read_backbone(r, name, BackboneOptions(name).channels(64),
                                           {{name}, true, {}});
-  ResNetOptions options(depth);
-  options.num_classes(num_classes)
+  ParsedClassifier p;
+  p.options = ResNetOptions(depth);
+  p.options.num_classes(num_classes)
       .base_channels(spec.channels())
-      .zero_init_residual(r.get<bool>("zero_init_residual", options.zero_init_residual()));
-  const auto weights = r.get<std::string>("weights", "");
+      .zero_init_residual(r.get<bool>("zero_init_residual", p.options.zero_init_residual()));
+  p.weights = r.get<std::string>("weights", "");
   r.finish();
-  ResNet net(options);
-  if (!weights.empty()) io::load_weights(*net, weights, /*strict=*/true);
+  return p;
+}
+
+}  // namespace
+
+void check_classifier(const nlohmann::json& model_config, int64_t num_classes,
+                      const std::string& where) {
+  parse(model_config, num_classes, where);
+}
+
+ResNet build_classifier(const nlohmann::json& model_config, int64_t num_classes,
+                        const std::string& where) {
+  const ParsedClassifier p = parse(model_config, num_classes, where);
+  ResNet net(p.options);
+  if (!p.weights.empty()) io::load_weights(*net, p.weights, /*strict=*/true);
   return net;
 }
 

@@ -175,7 +175,7 @@ SSDResNetBackboneImpl::SSDResNetBackboneImpl(int64_t num_extra, int64_t base_cha
 
 void SSDResNetBackboneImpl::reset() {
   TORCH_CHECK(num_extra >= 0, "SSD ResNet backbone num_extra must be >= 0, got ", num_extra);
-  ResNet resnet(ResNetOptions(18).base_channels(base_channels));
+  ResNet resnet(ResNetOptions(18).num_classes(0).base_channels(base_channels));
   conv1 = register_module("conv1", resnet->conv1);
   bn1 = register_module("bn1", resnet->bn1);
   layer1 = register_module("layer1", resnet->layer1);

@@ -29,6 +29,10 @@ namespace ostrov::models {
 ResNet build_classifier(const nlohmann::json& model_config, int64_t num_classes,
                         const std::string& where);
 
+/// Validates `model_config` as `build_classifier` does (ConfigError) without allocating it.
+void check_classifier(const nlohmann::json& model_config, int64_t num_classes,
+                      const std::string& where);
+
 /// The names `build_classifier` accepts.
 std::vector<std::string> classifier_names();
 
