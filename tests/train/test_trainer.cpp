@@ -89,15 +89,21 @@ struct Run {
   data::DataLoader val{val_set, data::LoaderOptions(4)};
 };
 
-train::TrainResult fit(ToyTask& task, Run& run, train::TrainerOptions options) {
+// Adam at 0.02 with a cosine schedule over `schedule_steps`, validating on run.val unless
+// `validate` is false; `callback` (if any) sees every step.
+train::TrainResult fit(ToyTask& task, Run& run, train::TrainerOptions options,
+                       int64_t schedule_steps = 100, bool validate = true,
+                       std::shared_ptr<train::Callback> callback = nullptr) {
   train::OptimizerConfig adam;
   adam.name = "adam";
   adam.lr = 0.02;
   auto optimizer = train::make_optimizer(adam, task.net_->parameters());
   train::ScheduleConfig sched;
   sched.name = "cosine";
-  train::LrSchedule schedule(sched, 0.02, 100);
-  train::Trainer trainer(task, *optimizer, schedule, run.train, &run.val, options.progress("log"));
+  train::LrSchedule schedule(sched, 0.02, schedule_steps);
+  train::Trainer trainer(task, *optimizer, schedule, run.train, validate ? &run.val : nullptr,
+                         options.progress("log"));
+  if (callback) trainer.add_callback(callback);
   return trainer.fit();
 }
 
@@ -260,19 +266,10 @@ struct LrLog : train::Callback {
 TEST_CASE("a run stopped by its time budget ends with its cosine annealed", "[train][trainer]") {
   SlowTask task;
   Run run;
-  train::OptimizerConfig adam;
-  adam.name = "adam";
-  adam.lr = 0.02;
-  auto optimizer = train::make_optimizer(adam, task.net_->parameters());
-  train::ScheduleConfig cosine;
-  cosine.name = "cosine";
-  // 1000 epochs of 4 steps: by steps the run would still be at its start when 0.6 s are over.
-  train::LrSchedule schedule(cosine, 0.02, 4000);
-  train::Trainer trainer(task, *optimizer, schedule, run.train, nullptr,
-                         train::TrainerOptions().epochs(1000).time_limit_s(0.6).progress("log"));
   auto lrs = std::make_shared<LrLog>();
-  trainer.add_callback(lrs);
-  const auto r = trainer.fit();
+  // 1000 epochs of 4 steps: by steps the run would still be at its start when 0.6 s are over.
+  const auto r = fit(task, run, train::TrainerOptions().epochs(1000).time_limit_s(0.6),
+                     /*schedule_steps=*/4000, /*validate=*/false, lrs);
   CHECK(r.stop_reason == "time_limit");
   REQUIRE(lrs->lrs.size() >= 3);
   CHECK(lrs->lrs.front() == Approx(0.02).epsilon(0.01));  // the budget has barely begun
