@@ -13,6 +13,8 @@
 #include "ostrov/io/json.h"
 #include "ostrov/io/state_dict.h"
 #include "ostrov/io/weights.h"
+#include "ostrov/models/backbones/mobilenet_v3.h"
+#include "ostrov/models/segmentation/deeplab.h"
 #include "ostrov/models/segmentation/fc_densenet.h"
 #include "ostrov/models/segmentation/fcn.h"
 #include "ostrov/models/segmentation/pspnet.h"
@@ -160,6 +162,38 @@ std::vector<nn::LayerSpec> resnet_layers(int64_t depth, int64_t output_stride) {
   return layers;
 }
 
+/// MobileNetV3's convolutions with a spatial window (the stem and each block's depthwise
+/// conv; the dilated stage with stride 1), named by torchvision's feature indices.
+std::vector<nn::LayerSpec> mobilenet_v3_layers(const BackboneOptions& b) {
+  const MobileNetV3Options o =
+      MobileNetV3Options(b.name()).num_classes(0).dilated(b.output_stride() == 16);
+  std::vector<nn::LayerSpec> layers{conv("0", 3, 2, 1)};
+  int64_t index = 1;
+  for (const auto& c : o.blocks()) {
+    const int64_t stride = c.dilation > 1 ? 1 : c.stride;
+    layers.push_back(conv(std::to_string(index++) + ".depthwise", c.kernel, stride,
+                          (c.kernel - 1) / 2 * c.dilation, c.dilation));
+  }
+  return layers;
+}
+
+std::vector<nn::LayerSpec> backbone_layers(const BackboneOptions& b) {
+  if (b.resnet_depth() != 0) return resnet_layers(b.resnet_depth(), b.output_stride());
+  return mobilenet_v3_layers(b);
+}
+
+/// DeepLabV3 / FCN: the backbone, then the head's widest 3x3 conv (ASPP's largest rate) and
+/// the 3x3 conv after it (FCN: its one 3x3 conv).
+std::vector<nn::LayerSpec> deeplab_layers(const DeepLabV3Options& o) {
+  auto layers = backbone_layers(o.backbone());
+  if (o.head() == DenseHead::kASPP) {
+    const int64_t rate = *std::max_element(o.atrous_rates().begin(), o.atrous_rates().end());
+    layers.push_back(conv("aspp_rate" + std::to_string(rate), 3, 1, rate, rate));
+  }
+  layers.push_back(conv("head_3x3", 3, 1, 1));
+  return layers;
+}
+
 std::vector<nn::LayerSpec> pspnet_layers(const PSPNetOptions& o) {
   auto layers = resnet_layers(o.backbone_depth(), o.output_stride());
   layers.push_back(conv("bottleneck", 3, 1, 1));
@@ -269,6 +303,61 @@ SegmentationRecipe parse_pspnet(ConfigReader& r, const std::string& name, int64_
   return recipe;
 }
 
+/// The backbone of a dense-prediction model: ResNets (when `resnets`; output stride 8 default
+/// or 16, any width) or MobileNetV3 (output stride 16).
+BackboneOptions read_dense_backbone(ConfigReader& r, const std::string& model,
+                                    const std::string& fallback, bool resnets) {
+  const std::vector<std::string> mobilenets{"mobilenet_v3_large", "mobilenet_v3_small"};
+  std::vector<std::string> names = resnets ? detail::resnet_names() : std::vector<std::string>{};
+  names.insert(names.end(), mobilenets.begin(), mobilenets.end());
+  const std::string backbone = r.get<std::string>("backbone", fallback);
+  const bool mobilenet = backbone.rfind("mobilenet_v3_", 0) == 0;
+  return detail::read_backbone(
+      r, model, BackboneOptions(fallback).output_stride(mobilenet ? 16 : 8),
+      {names, /*channels=*/!mobilenet, mobilenet ? std::vector<int64_t>{16}
+                                                 : std::vector<int64_t>{8, 16}});
+}
+
+/// torchvision's models run on any size and resize their logits back; no padding applies.
+void refuse_input_padding(ConfigReader& r, const std::string& model) {
+  if (r.has("input_padding")) {
+    throw ConfigError(r.where() + ": key " + r.path_of("input_padding") + ": " + model +
+                      " takes any input size (its logits are resized to the input, as "
+                      "torchvision's); it does not pad");
+  }
+}
+
+/// "deeplabv3" (ASPP head) and "fcn" (torchvision's FCN head).
+SegmentationRecipe parse_deeplab(ConfigReader& r, const std::string& name, int64_t num_classes,
+                                 InputPadding /*padding: torchvision's models take any size*/) {
+  refuse_input_padding(r, name);
+  const bool aspp = name == "deeplabv3";
+  DeepLabV3Options o(num_classes);
+  o.backbone(read_dense_backbone(r, name, aspp ? "mobilenet_v3_large" : "resnet50", true))
+      .head(aspp ? DenseHead::kASPP : DenseHead::kFCN)
+      .aux(r.get<bool>("aux", o.aux()))
+      .aux_weight(r.get<double>("aux_weight", o.aux_weight()));
+  if (aspp) o.atrous_rates(r.get<std::vector<int64_t>>("atrous_rates", o.atrous_rates()));
+  SegmentationRecipe recipe;
+  recipe.build = maker<DeepLabV3Impl>(o);
+  recipe.layers = [o] { return deeplab_layers(o); };
+  recipe.load_backbone = backbone_loader(&DeepLabV3Impl::load_backbone_weights);
+  return recipe;
+}
+
+SegmentationRecipe parse_lraspp(ConfigReader& r, const std::string& name, int64_t num_classes,
+                                InputPadding /*padding*/) {
+  refuse_input_padding(r, name);
+  LRASPPOptions o(num_classes);
+  o.backbone(read_dense_backbone(r, name, "mobilenet_v3_large", false))
+      .inter_channels(r.get<int64_t>("inter_channels", o.inter_channels()));
+  SegmentationRecipe recipe;
+  recipe.build = maker<LRASPPImpl>(o);
+  recipe.layers = [o] { return mobilenet_v3_layers(o.backbone()); };
+  recipe.load_backbone = backbone_loader(&LRASPPImpl::load_backbone_weights);
+  return recipe;
+}
+
 core::Registry<SegmentationModelEntry>& registry() {
   static core::Registry<SegmentationModelEntry> r(
       "segmentation model", {{"unet", parse_unet},
@@ -278,7 +367,10 @@ core::Registry<SegmentationModelEntry>& registry() {
                              {"fc_densenet56", parse_fc_densenet},
                              {"fc_densenet67", parse_fc_densenet},
                              {"fc_densenet103", parse_fc_densenet},
-                             {"pspnet", parse_pspnet}});
+                             {"pspnet", parse_pspnet},
+                             {"deeplabv3", parse_deeplab},
+                             {"fcn", parse_deeplab},
+                             {"lraspp", parse_lraspp}});
   return r;
 }
 

@@ -552,7 +552,7 @@ TEST_CASE("Backbone: ResNet, VGG and AlexNet behind one interface, without their
   const auto x = at::randn({1, 3, 64, 64});
   CHECK(models::backbone_names() ==
         std::vector<std::string>{"resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-                                 "vgg16", "alexnet"});
+                                 "vgg16", "alexnet", "mobilenet_v3_large", "mobilenet_v3_small"});
   struct Expect {
     std::string name;
     std::string last;

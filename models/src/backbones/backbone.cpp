@@ -1,9 +1,11 @@
 #include "ostrov/models/backbones/backbone.h"
 
 #include <c10/util/Exception.h>
+#include <c10/util/StringUtil.h>
 
 #include "ostrov/io/weights.h"
 #include "ostrov/models/backbones/alexnet.h"
+#include "ostrov/models/backbones/mobilenet_v3.h"
 #include "ostrov/models/backbones/resnet.h"
 #include "ostrov/models/backbones/vgg.h"
 #include "without_head.h"
@@ -31,7 +33,8 @@ int64_t BackboneOptions::resnet_depth() const {
 }
 
 std::vector<std::string> backbone_names() {
-  return {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg16", "alexnet"};
+  return {"resnet18",  "resnet34", "resnet50", "resnet101", "resnet152", "vgg16", "alexnet",
+          "mobilenet_v3_large", "mobilenet_v3_small"};
 }
 
 std::shared_ptr<torch::nn::Module> make_backbone(const BackboneOptions& o) {
@@ -43,10 +46,17 @@ std::shared_ptr<torch::nn::Module> make_backbone(const BackboneOptions& o) {
         ResNetOptions(depth).num_classes(0).base_channels(o.channels()).replace_stride_with_dilation(
             {false, stride == 8, stride <= 16}));
   }
-  TORCH_CHECK(o.name() == "vgg16" || o.name() == "alexnet", "unknown backbone \"", o.name(),
-              "\" (known: resnet18, resnet34, resnet50, resnet101, resnet152, vgg16, alexnet)");
+  const bool mobilenet = o.name() == "mobilenet_v3_large" || o.name() == "mobilenet_v3_small";
+  TORCH_CHECK(mobilenet || o.name() == "vgg16" || o.name() == "alexnet", "unknown backbone \"",
+              o.name(), "\" (known: ", c10::Join(", ", backbone_names()), ")");
   TORCH_CHECK(o.channels() == 64, "backbone ", o.name(),
               " has torchvision's widths only: backbone_channels must be 64, got ", o.channels());
+  if (mobilenet) {
+    TORCH_CHECK(stride == 32 || stride == 16, "backbone ", o.name(),
+                ": output_stride must be 32, or 16 with the last stage dilated, got ", stride);
+    return std::make_shared<MobileNetV3FeaturesImpl>(
+        MobileNetV3Options(o.name()).num_classes(0).dilated(stride == 16));
+  }
   TORCH_CHECK(stride == 32, "backbone ", o.name(), " has output stride 32 only, got ", stride);
   if (o.name() == "vgg16") return std::make_shared<VGGImpl>(VGGOptions(16).num_classes(0));
   return std::make_shared<AlexNetImpl>(AlexNetOptions().num_classes(0));

@@ -1,0 +1,171 @@
+#pragma once
+// torchvision's dense-prediction segmentation models, with its state_dict keys:
+//   DeepLabV3  a dilated backbone (ResNet at output stride 8 or 16, MobileNetV3 at 16), an
+//              ASPP head (1x1, three 3x3 convs with atrous rates 12/24/36, image pooling,
+//              projection with dropout 0.5), a 3x3 conv and a 1x1 classifier; with head kFCN
+//              the same network with torchvision's FCNHead instead (`fcn_resnet50`). An
+//              FCNHead on a shallower stage adds deep supervision (`aux`).
+//   LRASPP     MobileNetV3 (dilated) with the Lite R-ASPP head: a 1x1 conv-BN-ReLU on the
+//              last stage gated by a globally pooled sigmoid branch, up-sampled to the
+//              stride-8 stage and added to a 1x1 classifier of that stage.
+// Both up-sample the logits bilinearly (align_corners false) to the input's size, as
+// torchvision; any H, W >= 1.
+//
+// Papers: Chen, Papandreou, Schroff & Adam, "Rethinking Atrous Convolution for Semantic Image
+// Segmentation", arXiv:1706.05587 (section 3.3: ASPP with image-level features); Long,
+// Shelhamer & Darrell, "Fully Convolutional Networks", CVPR 2015 (the FCN head); Howard et
+// al., "Searching for MobileNetV3", arXiv:1905.02244 (section 6.1.2: LR-ASPP).
+
+#include <cstdint>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include <torch/arg.h>
+#include <torch/nn/cloneable.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/pimpl.h>
+#include <torch/types.h>
+
+#include "ostrov/io/state_dict.h"
+#include "ostrov/models/backbones/backbone.h"
+#include "ostrov/models/segmentation/network.h"
+
+namespace ostrov::models {
+
+/// The classifier on the backbone's last stage.
+enum class DenseHead {
+  kASPP,  ///< torchvision's DeepLabHead (DeepLabV3)
+  kFCN,   ///< torchvision's FCNHead (its `fcn_resnet50` / `fcn_resnet101`)
+};
+
+/// Options of `DeepLabV3`.
+///
+/// ```
+/// ostrov::models::DeepLabV3 net(ostrov::models::DeepLabV3Options(21).backbone(
+///     ostrov::models::BackboneOptions("mobilenet_v3_large").output_stride(16)));
+/// ostrov::io::load_weights(*net, "deeplabv3_mobilenet_v3_large.pth");  // torchvision's keys
+/// ```
+struct DeepLabV3Options {
+  explicit DeepLabV3Options(int64_t num_classes) : num_classes_(num_classes) {}
+
+  /// K, output channels (classes including background).
+  TORCH_ARG(int64_t, num_classes);
+  /// "resnet18" ... "resnet152" (output stride 8, torchvision's, or 16) or
+  /// "mobilenet_v3_large" / "mobilenet_v3_small" (output stride 16, the dilated form).
+  TORCH_ARG(BackboneOptions, backbone) = BackboneOptions("resnet50").output_stride(8);
+  /// ASPP (DeepLabV3) or the FCN head.
+  TORCH_ARG(DenseHead, head) = DenseHead::kASPP;
+  /// Dilation rates of ASPP's three 3x3 branches (torchvision: 12, 24, 36).
+  TORCH_ARG(std::vector<int64_t>, atrous_rates) = std::vector<int64_t>{12, 24, 36};
+  /// Adds the FCNHead on layer3 (ResNet) or the first stride-8 stage (MobileNetV3).
+  TORCH_ARG(bool, aux) = true;
+  /// Weight of the auxiliary loss (0.5 in torchvision's reference training).
+  TORCH_ARG(double, aux_weight) = 0.5;
+};
+
+/// DeepLabV3 (or FCN). Children and their state_dict keys, torchvision's:
+///   backbone        the backbone without its classifier: ResNet ("backbone.conv1.weight",
+///                   "backbone.layer4.2.bn3.running_var", ...) or MobileNetV3Features
+///                   ("backbone.0.0.weight" ... "backbone.16.1.bias")
+///   classifier      kASPP: Sequential("0" ASPP: "convs.0" (1x1 conv-BN-ReLU), "convs.1..3"
+///                   (3x3 dilated conv-BN-ReLU), "convs.4" (pool, "1" 1x1 conv, "2" BN),
+///                   "project" (1x1 conv-BN-ReLU, dropout 0.5); "1" 3x3 conv 256 -> 256,
+///                   "2" BN, "4" 1x1 conv -> K)
+///                   kFCN: Sequential("0" 3x3 conv C -> C/4, "1" BN, "3" dropout 0.1,
+///                   "4" 1x1 conv -> K)
+///   aux_classifier  (aux) the FCN head on the auxiliary stage
+class DeepLabV3Impl : public torch::nn::Cloneable<DeepLabV3Impl>, public SegmentationNetwork {
+ public:
+  explicit DeepLabV3Impl(DeepLabV3Options options);
+
+  void reset() override;
+
+  /// x: `[N, 3, H, W]` float (ImageNet-normalised RGB for torchvision weights) -> logits
+  /// `[N, K, H, W]`. In training mode ASPP's pooled branch needs a batch of N >= 2.
+  at::Tensor forward(const at::Tensor& x) override;
+  /// Main and auxiliary logits and aux_weight (aux undefined when the options disable it).
+  SegmentationOutput forward_with_aux(const at::Tensor& x) override;
+
+  /// Loads a torchvision classification state_dict of the backbone (resnet50, or
+  /// mobilenet_v3_large ...) into `backbone`, ignoring its classifier; IoError naming `source`
+  /// and listing the keys that do not match.
+  void load_backbone_weights(const io::StateDict& state, const std::string& source);
+
+  int64_t num_classes() const override { return options.num_classes(); }
+  int64_t in_channels() const override { return 3; }
+
+  /// The backbone stages the heads read: {main, aux}.
+  std::string main_stage() const { return main_stage_; }
+  std::string aux_stage() const { return aux_stage_; }
+
+  void pretty_print(std::ostream& stream) const override;
+  std::shared_ptr<torch::nn::Module> clone(
+      const c10::optional<torch::Device>& device = c10::nullopt) const override;
+
+  DeepLabV3Options options;
+  std::shared_ptr<torch::nn::Module> backbone;
+  torch::nn::Sequential classifier{nullptr};
+  torch::nn::Sequential aux_classifier{nullptr};
+
+ private:
+  SegmentationOutput run(const at::Tensor& x, bool with_aux);
+  std::shared_ptr<Backbone> features_;
+  std::string main_stage_;
+  std::string aux_stage_;
+};
+
+/// `ostrov::models::DeepLabV3(DeepLabV3Options(21))`.
+TORCH_MODULE(DeepLabV3);
+
+/// Options of `LRASPP`.
+struct LRASPPOptions {
+  explicit LRASPPOptions(int64_t num_classes) : num_classes_(num_classes) {}
+
+  /// K, output channels (classes including background).
+  TORCH_ARG(int64_t, num_classes);
+  /// "mobilenet_v3_large" (torchvision's) or "mobilenet_v3_small", output stride 16.
+  TORCH_ARG(BackboneOptions, backbone) = BackboneOptions("mobilenet_v3_large").output_stride(16);
+  /// Channels of the head's two 1x1 branches (128 in torchvision and the paper).
+  TORCH_ARG(int64_t, inter_channels) = 128;
+};
+
+/// Lite R-ASPP. Children and their state_dict keys, torchvision's:
+///   backbone    MobileNetV3Features, dilated ("backbone.0.0.weight" ...)
+///   classifier  "cbr.0" 1x1 conv (no bias) C_high -> inter, "cbr.1" BN; "scale.1" 1x1 conv
+///               (no bias) C_high -> inter after global pooling, then sigmoid;
+///               "low_classifier" 1x1 conv C_low -> K, "high_classifier" 1x1 conv inter -> K
+class LRASPPImpl : public torch::nn::Cloneable<LRASPPImpl>, public SegmentationNetwork {
+ public:
+  explicit LRASPPImpl(LRASPPOptions options);
+
+  void reset() override;
+
+  /// x: `[N, 3, H, W]` float -> logits `[N, K, H, W]`.
+  at::Tensor forward(const at::Tensor& x) override;
+
+  /// A torchvision MobileNetV3 classification state_dict into `backbone` (see DeepLabV3Impl).
+  void load_backbone_weights(const io::StateDict& state, const std::string& source);
+
+  int64_t num_classes() const override { return options.num_classes(); }
+  int64_t in_channels() const override { return 3; }
+
+  void pretty_print(std::ostream& stream) const override;
+  std::shared_ptr<torch::nn::Module> clone(
+      const c10::optional<torch::Device>& device = c10::nullopt) const override;
+
+  LRASPPOptions options;
+  std::shared_ptr<torch::nn::Module> backbone;
+  std::shared_ptr<torch::nn::Module> classifier;
+
+ private:
+  std::shared_ptr<Backbone> features_;
+  std::string low_stage_;
+  std::string high_stage_;
+};
+
+/// `ostrov::models::LRASPP(LRASPPOptions(21))`.
+TORCH_MODULE(LRASPP);
+
+}  // namespace ostrov::models
