@@ -94,6 +94,23 @@ void segmentation_infer(benchmark::State& state, const SegmentationWorkload& w) 
   model_counters(state, *model.module, w.batch);
 }
 
+// torchvision's mobile segmentation models, one 512x512 image, as an application would run
+// them (no auxiliary head): reference/workloads.py runs torchvision's own models.
+void mobile_segmentation_infer(benchmark::State& state, const char* config) {
+  auto model_json = model_config(config);
+  if (model_json.contains("aux")) model_json["aux"] = false;
+  auto model = models::build(model_json, kClasses, config);
+  model.module->eval();
+  auto x = seeded_rand({1, 3, 512, 512}, 0);
+  c10::InferenceMode guard;
+  benchmark::DoNotOptimize(model.forward(x));
+  for (auto _ : state) {
+    auto logits = model.forward(x);
+    benchmark::DoNotOptimize(logits.data_ptr());
+  }
+  model_counters(state, *model.module, 1);
+}
+
 // Light SSD: batch 8 at 256x256, targets with 3% positive priors (the loss's cost does not
 // depend on which priors are positive).
 constexpr int64_t kSSDBatch = 8;
@@ -253,6 +270,10 @@ const bool registered = [] {
     add(std::string(w.name) + "_train", [w](benchmark::State& s) { segmentation_train(s, w); });
     add(std::string(w.name) + "_infer", [w](benchmark::State& s) { segmentation_infer(s, w); });
   }
+  add("deeplabv3_mnv3_infer",
+      [](benchmark::State& s) { mobile_segmentation_infer(s, "deeplabv3_mnv3_scenes"); });
+  add("lraspp_mnv3_infer",
+      [](benchmark::State& s) { mobile_segmentation_infer(s, "lraspp_mnv3_scenes"); });
   add("ssd_light_train", ssd_light_train);
   add("ssd_light_infer", ssd_light_infer);
   add("ssd300_infer", ssd300_infer);

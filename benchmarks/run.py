@@ -42,6 +42,8 @@ ROWS = {
     "pspnet_r18_infer": ("PSPNet dilated R18, 4x3x128²", 1.0, 1),
     "unet_resnet18_train": ("U-Net over R18 w32, 8x3x128², CE, SGD", 1.0, 3),
     "unet_resnet18_infer": ("U-Net over R18 w32, 8x3x128²", 1.0, 1),
+    "deeplabv3_mnv3_infer": ("DeepLabV3 MobileNetV3-L (torchvision's), 1x3x512²", 1.0, 1),
+    "lraspp_mnv3_infer": ("LR-ASPP MobileNetV3-L (torchvision's), 1x3x512²", 0.9, 1),
     "ssd_light_train": ("SSD R18 light, 8x3x256², multibox, SGD", 0.9, 3),
     "ssd_light_infer": ("SSD R18 light, 8x3x256²", 0.9, 1),
     "ssd300_infer": ("SSD300-VGG16, 1 image 480x640, pre+net+post", 1.0, 1),
@@ -96,6 +98,12 @@ def forward_flops(name):
         model = torchvision.models.detection.ssd300_vgg16(weights=None, weights_backbone=None)
         model = torch.nn.Sequential(model.backbone)
         x = torch.zeros(1, 3, 300, 300)
+    elif name.startswith("deeplabv3_mnv3") or name.startswith("lraspp_mnv3"):
+        builder = (torchvision.models.segmentation.deeplabv3_mobilenet_v3_large
+                   if name.startswith("deeplabv3") else
+                   torchvision.models.segmentation.lraspp_mobilenet_v3_large)
+        model = builder(weights=None, weights_backbone=None, num_classes=11)
+        x = torch.zeros(1, 3, 512, 512)
     elif name.startswith("ssd_light"):
         model = ref_models.build("ssd_light")
         x = torch.zeros(8, 3, 256, 256)

@@ -72,6 +72,25 @@ def _segmentation_infer(name):
     return step
 
 
+def _mobile_segmentation_infer(builder):
+    model = builder(weights=None, weights_backbone=None, num_classes=CLASSES)  # no aux head
+    model.eval()
+    x = seeded_rand((1, 3, 512, 512), 0)
+
+    def step():
+        with torch.inference_mode():
+            model(x)
+    return step
+
+
+def deeplabv3_mnv3_infer():
+    return _mobile_segmentation_infer(torchvision.models.segmentation.deeplabv3_mobilenet_v3_large)
+
+
+def lraspp_mnv3_infer():
+    return _mobile_segmentation_infer(torchvision.models.segmentation.lraspp_mobilenet_v3_large)
+
+
 def _multibox_loss(locations, logits, target_locations, labels, neg_pos_ratio=3):
     """torchvision 0.14's SSD.compute_loss given the matched targets."""
     foreground = labels > 0
@@ -300,7 +319,7 @@ def _register():
     for name in SEGMENTATION:
         table[name + "_train"] = (lambda n=name: _segmentation_train(n))
         table[name + "_infer"] = (lambda n=name: _segmentation_infer(n))
-    for fn in (ssd_light_train, ssd_light_infer, ssd300_infer, gatys_vgg19_256, gemm_2048, conv1x1_peak, nms_10k,
+    for fn in (deeplabv3_mnv3_infer, lraspp_mnv3_infer, ssd_light_train, ssd_light_infer, ssd300_infer, gatys_vgg19_256, gemm_2048, conv1x1_peak, nms_10k,
                box_iou_1000x8732, roi_align_fwd_bwd, lsa_50x8732, ssd_targets_b32,
                confusion_matrix_100x512):
         table[fn.__name__] = fn

@@ -306,14 +306,15 @@ SegmentationRecipe parse_pspnet(ConfigReader& r, const std::string& name, int64_
 /// The backbone of a dense-prediction model: ResNets (when `resnets`; output stride 8 default
 /// or 16, any width) or MobileNetV3 (output stride 16).
 BackboneOptions read_dense_backbone(ConfigReader& r, const std::string& model,
-                                    const std::string& fallback, bool resnets) {
+                                    const std::string& fallback, bool resnets,
+                                    int64_t resnet_stride = 8) {
   const std::vector<std::string> mobilenets{"mobilenet_v3_large", "mobilenet_v3_small"};
   std::vector<std::string> names = resnets ? detail::resnet_names() : std::vector<std::string>{};
   names.insert(names.end(), mobilenets.begin(), mobilenets.end());
   const std::string backbone = r.get<std::string>("backbone", fallback);
   const bool mobilenet = backbone.rfind("mobilenet_v3_", 0) == 0;
   return detail::read_backbone(
-      r, model, BackboneOptions(fallback).output_stride(mobilenet ? 16 : 8),
+      r, model, BackboneOptions(fallback).output_stride(mobilenet ? 16 : resnet_stride),
       {names, /*channels=*/!mobilenet, mobilenet ? std::vector<int64_t>{16}
                                                  : std::vector<int64_t>{8, 16}});
 }
@@ -345,6 +346,26 @@ SegmentationRecipe parse_deeplab(ConfigReader& r, const std::string& name, int64
   return recipe;
 }
 
+SegmentationRecipe parse_deeplab_plus(ConfigReader& r, const std::string& name,
+                                      int64_t num_classes, InputPadding /*padding*/) {
+  refuse_input_padding(r, name);
+  DeepLabV3PlusOptions o(num_classes);
+  o.backbone(read_dense_backbone(r, name, "mobilenet_v3_large", true, /*resnet_stride=*/16))
+      .atrous_rates(r.get<std::vector<int64_t>>("atrous_rates", o.atrous_rates()))
+      .low_level_channels(r.get<int64_t>("low_level_channels", o.low_level_channels()))
+      .decoder_channels(r.get<int64_t>("decoder_channels", o.decoder_channels()));
+  SegmentationRecipe recipe;
+  recipe.build = maker<DeepLabV3PlusImpl>(o);
+  recipe.layers = [o] {
+    auto layers = backbone_layers(o.backbone());
+    const int64_t rate = *std::max_element(o.atrous_rates().begin(), o.atrous_rates().end());
+    layers.push_back(conv("aspp_rate" + std::to_string(rate), 3, 1, rate, rate));
+    return layers;
+  };
+  recipe.load_backbone = backbone_loader(&DeepLabV3PlusImpl::load_backbone_weights);
+  return recipe;
+}
+
 SegmentationRecipe parse_lraspp(ConfigReader& r, const std::string& name, int64_t num_classes,
                                 InputPadding /*padding*/) {
   refuse_input_padding(r, name);
@@ -370,6 +391,7 @@ core::Registry<SegmentationModelEntry>& registry() {
                              {"pspnet", parse_pspnet},
                              {"deeplabv3", parse_deeplab},
                              {"fcn", parse_deeplab},
+                             {"deeplabv3plus", parse_deeplab_plus},
                              {"lraspp", parse_lraspp}});
   return r;
 }

@@ -115,7 +115,7 @@ TEST_CASE("MobileNetV3: torchvision's sizes, stages, strides and keys", "[models
                     Contains("small.pth") && Contains("16.0.weight") && Contains("wrong shapes"));
 }
 
-TEST_CASE("DeepLabV3, FCN and LR-ASPP keep any input size and reach every parameter", "[models][segmentation]") {
+TEST_CASE("DeepLabV3, FCN, DeepLabV3+ and LR-ASPP keep any input size and reach every parameter", "[models][segmentation]") {
   struct Case {
     std::string what;
     std::shared_ptr<torch::nn::Module> module;
@@ -139,6 +139,17 @@ TEST_CASE("DeepLabV3, FCN and LR-ASPP keep any input size and reach every parame
                             .backbone(models::BackboneOptions("resnet18").channels(16).output_stride(8))
                             .head(models::DenseHead::kFCN)),
       true);
+  add("deeplabv3plus mobilenet_v3_small",
+      models::DeepLabV3Plus(models::DeepLabV3PlusOptions(4)
+                                .backbone(models::BackboneOptions("mobilenet_v3_small").output_stride(16))
+                                .decoder_channels(32)),
+      false);
+  add("deeplabv3plus resnet18 os16",
+      models::DeepLabV3Plus(models::DeepLabV3PlusOptions(4)
+                                .backbone(models::BackboneOptions("resnet18").channels(8).output_stride(16))
+                                .low_level_channels(8)
+                                .decoder_channels(16)),
+      false);
   add("lraspp mobilenet_v3_small",
       models::LRASPP(models::LRASPPOptions(4).backbone(
           models::BackboneOptions("mobilenet_v3_small").output_stride(16))),
@@ -210,7 +221,7 @@ TEST_CASE("DeepLabV3 heads: torchvision's keys, stages and the batch-of-one erro
   CHECK_THROWS_WITH(net->forward(at::zeros({1, 1, 8, 8})), Contains("[N,3,H,W]"));
 }
 
-TEST_CASE("build() makes deeplabv3, fcn and lraspp from configs; bad keys are named", "[models][segmentation][build]") {
+TEST_CASE("build() makes deeplabv3, fcn, deeplabv3plus and lraspp from configs; bad keys are named", "[models][segmentation][build]") {
   TempDir dir;
   const std::vector<json> configs = {
       {{"name", "deeplabv3"}, {"backbone", "mobilenet_v3_small"}, {"atrous_rates", {2, 4}}},
@@ -218,6 +229,8 @@ TEST_CASE("build() makes deeplabv3, fcn and lraspp from configs; bad keys are na
        {"output_stride", 16}, {"aux", false}},
       {{"name", "fcn"}, {"backbone", "resnet18"}, {"backbone_channels", 8}, {"aux_weight", 0.3}},
       {{"name", "lraspp"}, {"backbone", "mobilenet_v3_small"}, {"inter_channels", 16}},
+      {{"name", "deeplabv3plus"}, {"backbone", "resnet18"}, {"backbone_channels", 8},
+       {"decoder_channels", 16}, {"low_level_channels", 8}},
   };
   for (const auto& config : configs) {
     INFO(config.dump());
@@ -246,6 +259,17 @@ TEST_CASE("build() makes deeplabv3, fcn and lraspp from configs; bad keys are na
   CHECK(layers.size() == 1 + 11 + 2);
   CHECK(layers[12].dilation == 4);
   CHECK(nn::receptive_fields(layers).back().jump == 16);
+  // DeepLabV3+ over ResNet-18 is at output stride 16 by default, its decoder reads layer1.
+  const auto plus = models::build(configs[4], 5, "run.json");
+  auto* plus_net = plus.module->as<models::DeepLabV3PlusImpl>();
+  REQUIRE(plus_net != nullptr);
+  CHECK(plus_net->options.backbone().output_stride() == 16);
+  CHECK(plus.module->named_parameters()["low_level.0.weight"].sizes() ==
+        at::IntArrayRef({8, 8, 1, 1}));
+  CHECK(plus.module->named_parameters()["decoder.0.weight"].sizes() ==
+        at::IntArrayRef({16, 16 + 8, 3, 3}));
+  CHECK(plus.module->named_parameters()["aspp.convs.1.0.weight"].sizes() ==
+        at::IntArrayRef({16, 64, 3, 3}));
 
   const auto fails = [](const json& config) {
     return [config] { models::build(config, 3, "run.json"); };
@@ -266,10 +290,7 @@ TEST_CASE("build() makes deeplabv3, fcn and lraspp from configs; bad keys are na
                     Contains("model.input_padding") && Contains("any input size"));
 }
 
-TEST_CASE("LR-ASPP over MobileNetV3-small learns a two-class toy problem", "[models][segmentation]") {
-  torch::manual_seed(0);
-  models::LRASPP net(models::LRASPPOptions(2).backbone(
-      models::BackboneOptions("mobilenet_v3_small").output_stride(16)));
+TEST_CASE("LR-ASPP and DeepLabV3+ over MobileNetV3-small learn a two-class toy problem", "[models][segmentation]") {
   // Bright squares on a dark background; the label is "bright".
   auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
   auto x = at::randn({4, 3, 48, 48}, gen) * 0.1;
@@ -279,23 +300,35 @@ TEST_CASE("LR-ASPP over MobileNetV3-small learns a two-class toy problem", "[mod
     x.index({i, at::indexing::Slice(), at::indexing::Slice(r, r + 16), at::indexing::Slice(r, r + 16)}) += 2.0;
     y.index({i, at::indexing::Slice(r, r + 16), at::indexing::Slice(r, r + 16)}) = 1;
   }
-  torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(3e-3));
-  net->train();
-  double first = 0.0;
-  double last = 0.0;
-  for (int step = 0; step < 40; ++step) {
-    opt.zero_grad();
-    const auto loss = at::cross_entropy_loss(net->forward(x), y);
-    loss.backward();
-    opt.step();
-    if (step == 0) first = loss.item<double>();
-    last = loss.item<double>();
+  const auto small = models::BackboneOptions("mobilenet_v3_small").output_stride(16);
+  for (const std::string name : {"lraspp", "deeplabv3plus"}) {
+    INFO(name);
+    torch::manual_seed(0);
+    std::shared_ptr<torch::nn::Module> module;
+    if (name == "lraspp") {
+      module = models::LRASPP(models::LRASPPOptions(2).backbone(small)).ptr();
+    } else {
+      module = models::DeepLabV3Plus(models::DeepLabV3PlusOptions(2).backbone(small)).ptr();
+    }
+    auto net = models::as_segmentation_network(module);
+    torch::optim::Adam opt(module->parameters(), torch::optim::AdamOptions(3e-3));
+    module->train();
+    double first = 0.0;
+    double last = 0.0;
+    for (int step = 0; step < 40; ++step) {
+      opt.zero_grad();
+      const auto loss = at::cross_entropy_loss(net->forward(x), y);
+      loss.backward();
+      opt.step();
+      if (step == 0) first = loss.item<double>();
+      last = loss.item<double>();
+    }
+    INFO("loss " << first << " -> " << last);
+    CHECK(last < 0.5 * first);
+    // Batch statistics: MobileNetV3's batch norm (momentum 0.01) has barely moved its running
+    // statistics in 40 steps, so eval mode would measure that, not what was learnt.
+    torch::NoGradGuard no_grad;
+    const auto pred = net->forward(x).argmax(1);
+    CHECK(pred.eq(y).to(at::kFloat).mean().item<double>() > 0.9);
   }
-  INFO("loss " << first << " -> " << last);
-  CHECK(last < 0.5 * first);
-  // Batch statistics: MobileNetV3's batch norm (momentum 0.01) has barely moved its running
-  // statistics in 40 steps, so eval mode would measure that, not what was learnt.
-  torch::NoGradGuard no_grad;
-  const auto pred = net->forward(x).argmax(1);
-  CHECK(pred.eq(y).to(at::kFloat).mean().item<double>() > 0.9);
 }

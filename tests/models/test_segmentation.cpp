@@ -492,7 +492,7 @@ TEST_CASE("build() makes every model from its config", "[models][segmentation][b
     CHECK(out.aux_weight == (model.name == "pspnet" ? 0.5 : 0.0));
     CHECK(models::as_segmentation_network(model.module->clone()) != nullptr);
   }
-  CHECK(models::segmentation_model_names().size() == 11);
+  CHECK(models::segmentation_model_names().size() == 12);
 }
 
 TEST_CASE("build() rejects bad configs naming the key", "[models][segmentation][build]") {

@@ -44,7 +44,7 @@ class ASPPPoolingImpl : public tnn::Cloneable<ASPPPoolingImpl> {
   }
   at::Tensor forward(const at::Tensor& x) {
     TORCH_CHECK(!is_training() || x.size(0) > 1,
-                "DeepLabV3: the ASPP image-pooling branch's batch norm needs more than one value "
+                "ASPP: the image-pooling branch's batch norm needs more than one value "
                 "per channel in training mode; got a batch of ",
                 x.size(0), " (use a batch of at least 2, or eval mode)");
     auto y = at::relu(bn->forward(conv1->forward(at::adaptive_avg_pool2d(x, {1, 1}))));
@@ -166,6 +166,14 @@ std::shared_ptr<torch::nn::Module> dense_backbone(const BackboneOptions& o, cons
   return make_backbone(o);
 }
 
+/// The first stage at stride 4: ResNet's layer1, MobileNetV3's first stride-4 block.
+std::string stride4_stage(torch::nn::Module& backbone) {
+  if (auto* mobilenet = backbone.as<MobileNetV3FeaturesImpl>()) {
+    return mobilenet->first_stage_with_stride(4);
+  }
+  return "layer1";
+}
+
 /// The stage torchvision's heads read besides the last: layer3 of a ResNet, the first
 /// stride-8 stage of a MobileNetV3 (its "C2").
 std::string shallow_stage(torch::nn::Module& backbone) {
@@ -242,6 +250,68 @@ void DeepLabV3Impl::pretty_print(std::ostream& stream) const {
          << ", head=" << (o.head() == DenseHead::kASPP ? "aspp" : "fcn");
   if (o.head() == DenseHead::kASPP) stream << ", atrous_rates=[" << c10::Join(", ", o.atrous_rates()) << "]";
   stream << ", aux=" << (o.aux() ? "true" : "false") << ")";
+}
+
+// ---------------------------------------------------------------------------------------------
+
+DeepLabV3PlusImpl::DeepLabV3PlusImpl(DeepLabV3PlusOptions options) : options(std::move(options)) {
+  reset();
+}
+
+void DeepLabV3PlusImpl::reset() {
+  const auto& o = options;
+  TORCH_CHECK(o.num_classes() >= 1, "DeepLabV3+ num_classes must be >= 1, got ", o.num_classes());
+  TORCH_CHECK(!o.atrous_rates().empty(), "DeepLabV3+ atrous_rates must not be empty");
+  for (const int64_t rate : o.atrous_rates()) {
+    TORCH_CHECK(rate >= 1, "DeepLabV3+ atrous_rates must be >= 1, got [",
+                c10::Join(", ", o.atrous_rates()), "]");
+  }
+  TORCH_CHECK(o.low_level_channels() >= 1 && o.decoder_channels() >= 1,
+              "DeepLabV3+ low_level_channels and decoder_channels must be >= 1, got ",
+              o.low_level_channels(), " and ", o.decoder_channels());
+  backbone = register_module("backbone", dense_backbone(o.backbone(), "DeepLabV3+", true));
+  features_ = as_backbone(backbone);
+  high_stage_ = features_->stage_names().back();
+  low_stage_ = stride4_stage(*backbone);
+  const int64_t d = o.decoder_channels();
+  aspp = register_module(
+      "aspp", ASPP(features_->stage_channels(high_stage_), o.atrous_rates(), d).ptr());
+  low_level = register_module(
+      "low_level", tnn::Sequential(conv(features_->stage_channels(low_stage_),
+                                        o.low_level_channels(), 1),
+                                   tnn::BatchNorm2d(o.low_level_channels()), tnn::ReLU()));
+  decoder = register_module(
+      "decoder", tnn::Sequential(conv(d + o.low_level_channels(), d, 3), tnn::BatchNorm2d(d),
+                                 tnn::ReLU(), conv(d, d, 3), tnn::BatchNorm2d(d), tnn::ReLU()));
+  classifier = register_module("classifier", conv(d, o.num_classes(), 1, 1, /*bias=*/true));
+}
+
+at::Tensor DeepLabV3PlusImpl::forward(const at::Tensor& x) {
+  check_input(x, "DeepLabV3+");
+  const auto stages = features_->forward_features(x, {low_stage_, high_stage_});
+  const at::Tensor low = low_level->forward(stages[low_stage_]);
+  const at::Tensor high = aspp->as<ASPPImpl>()->forward(stages[high_stage_]);
+  auto y = decoder->forward(at::cat({resize(high, low.size(2), low.size(3)), low}, 1));
+  return resize(classifier->forward(y), x.size(2), x.size(3));
+}
+
+void DeepLabV3PlusImpl::load_backbone_weights(const io::StateDict& state,
+                                              const std::string& source) {
+  features_->load_torchvision(state, source);
+}
+
+std::shared_ptr<torch::nn::Module> DeepLabV3PlusImpl::clone(
+    const c10::optional<torch::Device>& device) const {
+  return detail::rebuild_clone(*this, device);
+}
+
+void DeepLabV3PlusImpl::pretty_print(std::ostream& stream) const {
+  const auto& o = options;
+  stream << "ostrov::models::DeepLabV3Plus(num_classes=" << o.num_classes()
+         << ", backbone=" << o.backbone().name() << ", output_stride=" << o.backbone().output_stride()
+         << ", atrous_rates=[" << c10::Join(", ", o.atrous_rates())
+         << "], low_level_channels=" << o.low_level_channels()
+         << ", decoder_channels=" << o.decoder_channels() << ")";
 }
 
 // ---------------------------------------------------------------------------------------------

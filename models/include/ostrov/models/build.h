@@ -10,7 +10,8 @@
 //
 // Config keys (unknown keys are ostrov::ConfigError naming the key path, e.g. model.depht):
 //   name              "unet" | "fcn32s" | "fcn16s" | "fcn8s" | "fc_densenet56" |
-//                     "fc_densenet67" | "fc_densenet103" | "pspnet"
+//                     "fc_densenet67" | "fc_densenet103" | "pspnet" | "deeplabv3" | "fcn" |
+//                     "deeplabv3plus" | "lraspp"
 //   weights           optional path: a whole-model state_dict (ostrov or Python with the same
 //                     names), loaded strictly after everything else
 //   backbone_weights  optional path: a torchvision ImageNet checkpoint for the encoder
@@ -32,6 +33,14 @@
 //   pspnet:        backbone ("resnet18" default ... "resnet152"), backbone_channels,
 //                  output_stride (8 default, or 16), bins, pooling, reduce_dimension,
 //                  head_channels, dropout, aux, aux_channels, aux_weight
+//   deeplabv3, fcn: torchvision's (segmentation/deeplab.h): backbone ("mobilenet_v3_large"
+//                  default for deeplabv3, "resnet50" for fcn; any ResNet, or
+//                  "mobilenet_v3_small"), backbone_channels (ResNets), output_stride (ResNets
+//                  8 default or 16, MobileNetV3 16), aux, aux_weight; deeplabv3: atrous_rates
+//   deeplabv3plus: backbone (as deeplabv3; ResNets at output_stride 16 by default),
+//                  atrous_rates, low_level_channels, decoder_channels
+//   lraspp:        backbone ("mobilenet_v3_large" or "mobilenet_v3_small"), inter_channels
+//   deeplabv3, fcn, deeplabv3plus and lraspp take any size (no input_padding)
 // Defaults are the options structs' (UNetOptions, ResNetUNetOptions, FCNOptions,
 // FCDenseNetOptions, PSPNetOptions). Each name is an entry of a registry
 // (register_segmentation_model adds one; docs/architecture.md "Models").

@@ -8,10 +8,16 @@
 //   LRASPP     MobileNetV3 (dilated) with the Lite R-ASPP head: a 1x1 conv-BN-ReLU on the
 //              last stage gated by a globally pooled sigmoid branch, up-sampled to the
 //              stride-8 stage and added to a 1x1 classifier of that stage.
-// Both up-sample the logits bilinearly (align_corners false) to the input's size, as
+//   DeepLabV3Plus  DeepLabV3+ (not in torchvision): ASPP at output stride 16, up-sampled 4x and
+//              concatenated with a 1x1-reduced stride-4 stage, two 3x3 conv-BN-ReLU, a 1x1
+//              classifier.
+// All up-sample the logits bilinearly (align_corners false) to the input's size, as
 // torchvision; any H, W >= 1.
 //
-// Papers: Chen, Papandreou, Schroff & Adam, "Rethinking Atrous Convolution for Semantic Image
+// Papers: Chen, Zhu, Papandreou, Schroff & Adam, "Encoder-Decoder with Atrous Separable
+// Convolution for Semantic Image Segmentation", ECCV 2018, arXiv:1802.02611 (section 3.1, the
+// decoder; 4.1: 48 low-level channels, two 3x3 convs of 256, rates 6/12/18 at stride 16);
+// Chen, Papandreou, Schroff & Adam, "Rethinking Atrous Convolution for Semantic Image
 // Segmentation", arXiv:1706.05587 (section 3.3: ASPP with image-level features); Long,
 // Shelhamer & Darrell, "Fully Convolutional Networks", CVPR 2015 (the FCN head); Howard et
 // al., "Searching for MobileNetV3", arXiv:1905.02244 (section 6.1.2: LR-ASPP).
@@ -25,6 +31,7 @@
 #include <torch/arg.h>
 #include <torch/nn/cloneable.h>
 #include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
 
@@ -118,6 +125,65 @@ class DeepLabV3Impl : public torch::nn::Cloneable<DeepLabV3Impl>, public Segment
 
 /// `ostrov::models::DeepLabV3(DeepLabV3Options(21))`.
 TORCH_MODULE(DeepLabV3);
+
+/// Options of `DeepLabV3Plus`.
+struct DeepLabV3PlusOptions {
+  explicit DeepLabV3PlusOptions(int64_t num_classes) : num_classes_(num_classes) {}
+
+  /// K, output channels (classes including background).
+  TORCH_ARG(int64_t, num_classes);
+  /// As DeepLabV3's: ResNets at output stride 16 (or 8), MobileNetV3 at 16.
+  TORCH_ARG(BackboneOptions, backbone) = BackboneOptions("mobilenet_v3_large").output_stride(16);
+  /// ASPP's rates (the paper's 6, 12, 18 at output stride 16).
+  TORCH_ARG(std::vector<int64_t>, atrous_rates) = std::vector<int64_t>{6, 12, 18};
+  /// Channels the stride-4 features are reduced to before the concatenation (48).
+  TORCH_ARG(int64_t, low_level_channels) = 48;
+  /// Channels of ASPP and of the decoder's 3x3 convs (256).
+  TORCH_ARG(int64_t, decoder_channels) = 256;
+};
+
+/// DeepLabV3+. Children and their state_dict keys (ostrov's; torchvision has no DeepLabV3+):
+///   backbone    as DeepLabV3's ("backbone.layer1.0.conv1.weight" / "backbone.0.0.weight")
+///   aspp        ASPP as in DeepLabV3 ("aspp.convs.0.0.weight", ..., "aspp.project.1.bias")
+///   low_level   Sequential("0" 1x1 conv C_4 -> low_level_channels, "1" BN)
+///   decoder     Sequential("0" 3x3 conv, "1" BN, "3" 3x3 conv, "4" BN), decoder_channels
+///   classifier  1x1 conv decoder_channels -> K (with bias)
+/// The stride-4 stage is ResNet's layer1 or MobileNetV3's first stride-4 stage.
+class DeepLabV3PlusImpl : public torch::nn::Cloneable<DeepLabV3PlusImpl>,
+                          public SegmentationNetwork {
+ public:
+  explicit DeepLabV3PlusImpl(DeepLabV3PlusOptions options);
+
+  void reset() override;
+
+  /// x: `[N, 3, H, W]` float -> logits `[N, K, H, W]`; training needs N >= 2 (ASPP pooling).
+  at::Tensor forward(const at::Tensor& x) override;
+
+  /// A torchvision classification state_dict into `backbone` (see DeepLabV3Impl).
+  void load_backbone_weights(const io::StateDict& state, const std::string& source);
+
+  int64_t num_classes() const override { return options.num_classes(); }
+  int64_t in_channels() const override { return 3; }
+
+  void pretty_print(std::ostream& stream) const override;
+  std::shared_ptr<torch::nn::Module> clone(
+      const c10::optional<torch::Device>& device = c10::nullopt) const override;
+
+  DeepLabV3PlusOptions options;
+  std::shared_ptr<torch::nn::Module> backbone;
+  std::shared_ptr<torch::nn::Module> aspp;
+  torch::nn::Sequential low_level{nullptr};
+  torch::nn::Sequential decoder{nullptr};
+  torch::nn::Conv2d classifier{nullptr};
+
+ private:
+  std::shared_ptr<Backbone> features_;
+  std::string low_stage_;
+  std::string high_stage_;
+};
+
+/// `ostrov::models::DeepLabV3Plus(DeepLabV3PlusOptions(21))`.
+TORCH_MODULE(DeepLabV3Plus);
 
 /// Options of `LRASPP`.
 struct LRASPPOptions {
