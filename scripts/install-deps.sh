@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages ostrov needs. Idempotent and non-interactive: skips apt
+# Installs the Debian 12 (bookworm) or Debian 13 (trixie) packages ostrov needs. Idempotent and non-interactive: skips apt
 # entirely when everything is already present.
 #
 #   scripts/install-deps.sh         build + run: the library, `ostrov`, the examples, `make demo`
@@ -28,10 +28,16 @@ packages=(
   # make demo: its data, and the torchvision ResNet-18 file it loads from C++ at the end
   dataset-fashion-mnist python3-torch python3-torchvision
 )
+# The clang that builds the libFuzzer targets: Debian 12's 14, Debian 13's 19.
+codename="$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")"
+case "$codename" in
+  trixie) clang_version=19 ;;
+  *) clang_version=14 ;;
+esac
 if [ "$dev" -eq 1 ]; then
   packages+=(
     catch2 libbenchmark-dev
-    clang-14 libclang-rt-14-dev
+    "clang-$clang_version" "libclang-rt-$clang_version-dev"
     python3-scipy python3-numpy
   )
 fi
