@@ -2,7 +2,7 @@
 // fuzzer ever crashed on), plus truncations and bit flips of each file, so CI keeps the
 // findings fixed without clang. Built with the normal compiler; see fuzz_target.h.
 #define CATCH_CONFIG_MAIN
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <algorithm>
 #include <filesystem>

@@ -9,4 +9,4 @@
 #include <opencv2/core.hpp>
 #include <nlohmann/json.hpp>
 #undef CHECK
-#include <catch2/catch.hpp>
+#include "catch.h"

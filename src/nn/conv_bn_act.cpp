@@ -8,6 +8,8 @@
 #include <torch/nn/options/conv.h>
 #include <torch/nn/options/padding.h>
 
+#include "ostrov/core/compat.h"
+
 namespace ostrov::nn {
 
 namespace F = torch::nn::functional;
@@ -155,14 +157,14 @@ void ConvBnActImpl::pretty_print(std::ostream& stream) const {
 torch::Tensor conv_bn(torch::nn::Conv2d& conv, torch::nn::BatchNorm2d& bn, const torch::Tensor& x) {
   const auto& c = conv->options;
   const bool foldable = !bn.is_empty() && !bn->is_training() && bn->options.track_running_stats() &&
-                        bn->options.affine() && c10::get_if<torch::ExpandingArray<2>>(&c.padding()) &&
-                        c10::get_if<torch::enumtype::kZeros>(&c.padding_mode());
+                        bn->options.affine() && compat::get_if<torch::ExpandingArray<2>>(&c.padding()) &&
+                        compat::get_if<torch::enumtype::kZeros>(&c.padding_mode());
   if (!foldable) return bn.is_empty() ? conv->forward(x) : bn->forward(conv->forward(x));
   const auto scale = bn->weight / (bn->running_var + bn->options.eps()).sqrt();
   const auto weight = conv->weight * scale.view({-1, 1, 1, 1});
   auto bias = bn->bias - bn->running_mean * scale;
   if (conv->bias.defined()) bias = bias + conv->bias * scale;
-  const auto& padding = c10::get<torch::ExpandingArray<2>>(c.padding());
+  const auto& padding = compat::get<torch::ExpandingArray<2>>(c.padding());
   return at::conv2d(x, weight, bias, *c.stride(), *padding, *c.dilation(), c.groups());
 }
 

@@ -1,7 +1,7 @@
 // Crash safety of `ostrov train`: SIGKILL at random moments (checkpoints are written every step,
 // so many kills land inside a save) never leaves an unreadable OUT/last.pt, and `--resume`
 // after the kills ends with exactly the losses of an uninterrupted run.
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <chrono>
 #include <filesystem>

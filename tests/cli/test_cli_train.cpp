@@ -1,6 +1,6 @@
 // The ostrov CLI end to end on tiny Fashion-MNIST scenes: make-scenes, train, resume, eval,
 // predict, and the exit codes of bad configs and files.
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <algorithm>
 

@@ -1,7 +1,7 @@
 // `ostrov stylize`, run in-process through its registration (tools/ostrov/stylize.cpp linked
 // into the tests): output written at the requested size with intermediate frames, bad files
 // named, out-of-range sizes refused by the parser, no partial output.
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <filesystem>
 #include <string>

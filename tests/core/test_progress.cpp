@@ -1,5 +1,5 @@
 // core::ProgressLine: the progress of eval and predict, redrawn on a terminal, logged otherwise.
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <sstream>
 #include <string>

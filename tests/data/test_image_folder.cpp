@@ -1,6 +1,6 @@
 // ImageFolder (root/<class>/<image>) and write_item_folders, which renders single-item scenes
 // in that layout for classification pretraining.
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <filesystem>
 #include <string>

@@ -8,7 +8,7 @@
 // <torch/types.h> first: <torch/ordered_dict.h> (via state_dict.h) uses TORCH_CHECK unincluded.
 #include <torch/types.h>
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>

@@ -2,7 +2,7 @@
 // shapes, taken at test time from Debian's torchvision 0.14 through /usr/bin/python3),
 // torchvision's initialisation, and the output of a dilated ResNet-50 against torchvision's
 // with the same deterministic weights.
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <cmath>
 #include <sstream>

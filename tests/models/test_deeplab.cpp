@@ -2,7 +2,7 @@
 // strides, any input size, gradients to every parameter (auxiliary head included), clones and
 // save/load, configs and their errors, and that LR-ASPP learns a tiny problem. Equality with
 // torchvision is in parity/test_deeplab_parity.cpp.
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <memory>
 #include <string>
@@ -26,7 +26,7 @@
 #include "support.h"
 
 using namespace ostrov;
-using Catch::Matchers::Contains;
+using Catch::Contains;
 using nlohmann::json;
 using ostrov::test::TempDir;
 

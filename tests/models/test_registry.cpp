@@ -1,6 +1,6 @@
 // models::build's registry: a model kind added by a user builds, validates its keys and gives
 // its receptive field like the built-in ones.
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <ATen/ATen.h>
 #include <torch/nn/modules/conv.h>

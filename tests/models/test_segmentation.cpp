@@ -2,7 +2,7 @@
 // every parameter, geometry (flip equivariance of U-Net's padding/cropping, FCN variants
 // agreeing when their skip scores are zero, PSPNet's dilation), the paper's FC-DenseNet sizes,
 // and ostrov::models::build's configs and errors.
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <cmath>
 #include <functional>
@@ -41,7 +41,7 @@
 #include "support.h"
 
 using namespace ostrov;
-using Catch::Matchers::Contains;
+using Catch::Contains;
 using nlohmann::json;
 
 namespace {
@@ -496,7 +496,7 @@ TEST_CASE("build() makes every model from its config", "[models][segmentation][b
 }
 
 TEST_CASE("build() rejects bad configs naming the key", "[models][segmentation][build]") {
-  using Catch::Matchers::Contains;
+  using Catch::Contains;
   const auto fails = [](const json& config) {
     return [config] { models::build(config, 3, "run.json"); };
   };

@@ -2,7 +2,7 @@
 #include <torch/optim/adam.h>
 #include <torch/types.h>
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 #include <cmath>
 #include <string>
 #include <vector>
@@ -21,7 +21,7 @@
 #include "support.h"
 
 using namespace ostrov;
-using Catch::Matchers::Contains;
+using Catch::Contains;
 
 namespace {
 

@@ -2,7 +2,7 @@
 // features (same random weights, saved by Python's torch.save(state_dict) at test time),
 // average pooling, weight-file errors, YCrCb against OpenCV, and stylize: losses that fall,
 // a zero style loss for identical images, colour preservation and bad inputs.
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <chrono>
 #include <cmath>

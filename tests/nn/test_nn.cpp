@@ -13,12 +13,13 @@
 #include <torch/nn/options/upsampling.h>
 #include <torch/utils.h>
 
+#include "ostrov/core/compat.h"
 #include "ostrov/nn/conv_bn_act.h"
 #include "ostrov/nn/fusion.h"
 #include "ostrov/nn/receptive_field.h"
 #include "ostrov/nn/upsample.h"
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 namespace F = torch::nn::functional;
 using namespace ostrov::nn;
@@ -204,7 +205,7 @@ TEST_CASE("TransposedUpsample: kernel sizes and padding", "[nn][upsample]") {
     CHECK(TransposedUpsample(2, 2, 1)->kernel_size() == 1);
     const auto deconv = TransposedUpsample(2, 2, 8)->deconv;
     CHECK(deconv->options.stride()->at(0) == 8);
-    CHECK(c10::get<torch::ExpandingArray<2>>(deconv->options.padding())->at(0) == 4);
+    CHECK(ostrov::compat::get<torch::ExpandingArray<2>>(deconv->options.padding())->at(0) == 4);
     CHECK(deconv->options.output_padding()->at(0) == 0);
   }
   SECTION("explicit kernels still give input*factor") {

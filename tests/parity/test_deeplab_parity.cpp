@@ -4,7 +4,7 @@
 // here by name with no renaming (models::build's model.weights, io::load_weights), and run in
 // eval mode on a 75x93 input (not a multiple of 32): every output must equal torchvision's to
 // 1e-4 of its largest magnitude.
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <string>
 #include <vector>
@@ -21,7 +21,7 @@
 #include "support.h"
 
 using namespace ostrov;
-using Catch::Matchers::Contains;
+using Catch::Contains;
 using nlohmann::json;
 using ostrov::test::TempDir;
 

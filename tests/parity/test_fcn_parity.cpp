@@ -1,7 +1,7 @@
 // Convolutionalisation parity: torchvision AlexNet (Debian's torchvision 0.14, random weights
 // saved with torch.save(model.state_dict())) loaded into the FCN by load_torchvision_alexnet;
 // on a 224x224 image the FCN's fc6/fc7 maps are 1x1 and equal the classifier's activations.
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <filesystem>
 #include <string>
@@ -15,7 +15,7 @@
 #include "support.h"
 
 using namespace ostrov;
-using Catch::Matchers::Contains;
+using Catch::Contains;
 using ostrov::test::TempDir;
 
 namespace {

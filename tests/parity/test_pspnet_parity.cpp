@@ -4,7 +4,7 @@
 // code does (`_nostride_dilate`), since torchvision's BasicBlock refuses dilation. Random
 // weights and batch-norm statistics are saved with torch.save(model.state_dict()) and loaded by
 // PSPNet::load_backbone_weights; every stage output must match.
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <string>
 
@@ -18,7 +18,7 @@
 #include "support.h"
 
 using namespace ostrov;
-using Catch::Matchers::Contains;
+using Catch::Contains;
 using ostrov::test::TempDir;
 
 namespace {

@@ -4,7 +4,7 @@
 #include <ATen/ATen.h>
 #include <torch/types.h>
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 #include <fstream>
 #include <sstream>
 #include <string>

@@ -1,6 +1,6 @@
 // Parity with torchvision: Debian's torchvision 0.14 saves model.state_dict() with random
 // weights; ostrov's backbones load the file with no renaming and every tensor matches exactly.
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <ATen/ATen.h>
 #include <torch/types.h>

@@ -9,7 +9,7 @@
 // stops running fails the test: 16 images + 12 masks + 19 COCO + 25 configs + 12 checkpoints
 // + 7 state_dicts = 91 cases. (Variants tested elsewhere, e.g. the COCO ones of
 // tests/data/test_coco_dataset.cpp, are left out: every CLI run costs ~0.5 s of start-up.)
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <algorithm>
 #include <filesystem>

@@ -1,6 +1,6 @@
 // tasks::Predictor: a checkpoint written by tasks::train predicts like `ostrov predict`, with
 // no config and no training data, from several threads at once; bad input is refused clearly.
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <filesystem>
 #include <fstream>

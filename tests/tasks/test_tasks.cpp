@@ -1,5 +1,5 @@
 // ostrov::tasks without the CLI: the registry, configs, the training objectives and whole runs.
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <filesystem>
 #include <fstream>

@@ -1,7 +1,7 @@
 // Data-parallel training over c10d Gloo: 2 processes on 127.0.0.1 against 1 process on the
 // concatenated batch. The worker processes are this test executable running the hidden test
 // case "[.dp_worker]" with torchrun's environment variables.
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <cstdlib>
 #include <fstream>

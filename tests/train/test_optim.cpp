@@ -1,4 +1,4 @@
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <cmath>
 
@@ -135,7 +135,7 @@ TEST_CASE("clip_grad_norm returns the norm and scales gradients", "[train][optim
 }
 
 TEST_CASE("optimizer and schedule configs name the file and key path of a bad value", "[train][optim]") {
-  using Catch::Matchers::Contains;
+  using Catch::Contains;
   const nlohmann::json good = {{"optimizer", "adam"}, {"lr", 0.01}};
   CHECK(optimizer_config_from_json(good, "run.json").lr == 0.01);
   auto with = [&](const char* key, nlohmann::json value) {
