@@ -182,14 +182,18 @@ std::vector<nn::LayerSpec> backbone_layers(const BackboneOptions& b) {
   return mobilenet_v3_layers(b);
 }
 
+/// ASPP's 3x3 branch with the largest rate (the widest window of the head).
+nn::LayerSpec widest_aspp_branch(const std::vector<int64_t>& rates) {
+  TORCH_CHECK(!rates.empty(), "atrous_rates must not be empty");
+  const int64_t rate = *std::max_element(rates.begin(), rates.end());
+  return conv("aspp_rate" + std::to_string(rate), 3, 1, rate, rate);
+}
+
 /// DeepLabV3 / FCN: the backbone, then the head's widest 3x3 conv (ASPP's largest rate) and
 /// the 3x3 conv after it (FCN: its one 3x3 conv).
 std::vector<nn::LayerSpec> deeplab_layers(const DeepLabV3Options& o) {
   auto layers = backbone_layers(o.backbone());
-  if (o.head() == DenseHead::kASPP) {
-    const int64_t rate = *std::max_element(o.atrous_rates().begin(), o.atrous_rates().end());
-    layers.push_back(conv("aspp_rate" + std::to_string(rate), 3, 1, rate, rate));
-  }
+  if (o.head() == DenseHead::kASPP) layers.push_back(widest_aspp_branch(o.atrous_rates()));
   layers.push_back(conv("head_3x3", 3, 1, 1));
   return layers;
 }
@@ -358,8 +362,7 @@ SegmentationRecipe parse_deeplab_plus(ConfigReader& r, const std::string& name,
   recipe.build = maker<DeepLabV3PlusImpl>(o);
   recipe.layers = [o] {
     auto layers = backbone_layers(o.backbone());
-    const int64_t rate = *std::max_element(o.atrous_rates().begin(), o.atrous_rates().end());
-    layers.push_back(conv("aspp_rate" + std::to_string(rate), 3, 1, rate, rate));
+    layers.push_back(widest_aspp_branch(o.atrous_rates()));
     return layers;
   };
   recipe.load_backbone = backbone_loader(&DeepLabV3PlusImpl::load_backbone_weights);

@@ -12,7 +12,6 @@
 #include <torch/nn/modules/pooling.h>
 
 #include "ostrov/models/backbones/mobilenet_v3.h"
-#include "ostrov/models/backbones/resnet.h"
 #include "resnet_encoder.h"
 
 namespace ostrov::models {
@@ -146,6 +145,14 @@ void check_input(const at::Tensor& x, const char* model) {
   TORCH_CHECK(x.size(2) >= 1 && x.size(3) >= 1, model, " needs H, W >= 1, got ", x.sizes());
 }
 
+/// ASPP's rates: at least one, each >= 1.
+void check_atrous_rates(const char* model, const std::vector<int64_t>& rates) {
+  TORCH_CHECK(!rates.empty(), model, " atrous_rates must not be empty");
+  for (const int64_t rate : rates) {
+    TORCH_CHECK(rate >= 1, model, " atrous_rates must be >= 1, got [", c10::Join(", ", rates), "]");
+  }
+}
+
 /// Builds the backbone and checks the output stride the model takes: ResNet 8 | 16,
 /// MobileNetV3 16.
 std::shared_ptr<torch::nn::Module> dense_backbone(const BackboneOptions& o, const char* model,
@@ -193,11 +200,7 @@ void DeepLabV3Impl::reset() {
   const auto& o = options;
   const char* model = o.head() == DenseHead::kASPP ? "DeepLabV3" : "FCN";
   TORCH_CHECK(o.num_classes() >= 1, model, " num_classes must be >= 1, got ", o.num_classes());
-  TORCH_CHECK(!o.atrous_rates().empty(), model, " atrous_rates must not be empty");
-  for (const int64_t rate : o.atrous_rates()) {
-    TORCH_CHECK(rate >= 1, model, " atrous_rates must be >= 1, got [",
-                c10::Join(", ", o.atrous_rates()), "]");
-  }
+  check_atrous_rates(model, o.atrous_rates());
   TORCH_CHECK(o.aux_weight() >= 0.0, model, " aux_weight must be >= 0, got ", o.aux_weight());
   backbone = register_module("backbone", dense_backbone(o.backbone(), model, true));
   features_ = as_backbone(backbone);
@@ -261,11 +264,7 @@ DeepLabV3PlusImpl::DeepLabV3PlusImpl(DeepLabV3PlusOptions options) : options(std
 void DeepLabV3PlusImpl::reset() {
   const auto& o = options;
   TORCH_CHECK(o.num_classes() >= 1, "DeepLabV3+ num_classes must be >= 1, got ", o.num_classes());
-  TORCH_CHECK(!o.atrous_rates().empty(), "DeepLabV3+ atrous_rates must not be empty");
-  for (const int64_t rate : o.atrous_rates()) {
-    TORCH_CHECK(rate >= 1, "DeepLabV3+ atrous_rates must be >= 1, got [",
-                c10::Join(", ", o.atrous_rates()), "]");
-  }
+  check_atrous_rates("DeepLabV3+", o.atrous_rates());
   TORCH_CHECK(o.low_level_channels() >= 1 && o.decoder_channels() >= 1,
               "DeepLabV3+ low_level_channels and decoder_channels must be >= 1, got ",
               o.low_level_channels(), " and ", o.decoder_channels());
