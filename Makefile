@@ -3,7 +3,8 @@ BUILD  ?= build
 PRESET ?= dev
 JOBS   ?= 2
 
-.PHONY: all deps configure build test test-asan demo bench fuzz install clean
+.PHONY: all deps configure build test test-asan test-debian13 clean-debian13 demo bench fuzz \
+        install clean
 
 all: build
 
@@ -33,6 +34,16 @@ test-asan: deps
 	cmake --preset asan
 	cmake --build build-asan -j $(JOBS)
 	ctest --preset asan
+
+# The Debian 13 leg (LibTorch 2.6, OpenCV 4.10, Catch2 3, GCC 14; parity against torchvision
+# 0.21): a Debian 13 root made once by debootstrap at /var/cache/ostrov/debian13 (needs root;
+# OSTROV_DEBIAN13_ROOT moves it), this checkout built in build-debian13, the whole suite.
+test-debian13:
+	JOBS=$(JOBS) bash scripts/debian13.sh test
+
+clean-debian13:
+	bash scripts/debian13.sh clean
+	rm -rf build-debian13
 
 demo: build
 	bash scripts/demo.sh $(BUILD)

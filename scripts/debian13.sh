@@ -5,6 +5,9 @@
 # build-debian13/.
 #
 #   scripts/debian13.sh root          create the root (once; reused while it exists)
+#   scripts/debian13.sh test          `make test-debian13`: the dependencies (install-deps.sh
+#                                     --dev, skipped when present), a build in build-debian13
+#                                     and the whole CTest suite, inside the root
 #   scripts/debian13.sh shell [CMD]   run CMD (default: an interactive shell) inside it, at /src
 #   scripts/debian13.sh clean         remove the root
 #
@@ -64,13 +67,28 @@ in_root() {
 
 case "$cmd" in
   root) create_root ;;
+  test)
+    create_root
+    start=$(date +%s)
+    jobs="${JOBS:-2}"
+    in_root "set -e
+      bash scripts/install-deps.sh --dev
+      mkdir -p build-debian13
+      if ! cmake --preset dev -B build-debian13 > build-debian13/configure.log 2>&1; then
+        cat build-debian13/configure.log; exit 1
+      fi
+      grep '^-- ostrov:' build-debian13/configure.log || true
+      cmake --build build-debian13 -j $jobs
+      ctest --test-dir build-debian13 -j $jobs --output-on-failure --no-tests=error"
+    echo "debian13: build and tests passed in $(($(date +%s) - start)) s"
+    ;;
   shell)
     create_root
     in_root "${*:-bash}"
     ;;
   clean) rm -rf "$root" "$root.partial" ;;
   *)
-    echo "debian13: unknown command $cmd (root, shell, clean)" >&2
+    echo "debian13: unknown command $cmd (root, test, shell, clean)" >&2
     exit 2
     ;;
 esac

@@ -1,6 +1,9 @@
 #include "ostrov/train/distributed.h"
 
 #include <cstdlib>
+#include <string>
+#include <type_traits>
+#include <utility>
 
 #include <ATen/ATen.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -23,6 +26,32 @@ int env_int(const char* name, int fallback) {
                       "\" is not an integer");
   }
   return static_cast<int>(parsed);
+}
+
+/// Whether TCPStoreOptions has `useLibUV` (LibTorch >= 2.3; not in 1.13).
+template <typename Options, typename = void>
+struct HasUseLibUV : std::false_type {};
+template <typename Options>
+struct HasUseLibUV<Options, std::void_t<decltype(std::declval<Options&>().useLibUV)>>
+    : std::true_type {};
+
+/// The TCPStore. LibTorch >= 2.3 asks for its libuv backend by default, which fails at once
+/// where LibTorch was built without libuv (Debian 13's 2.6; official builds have it): there
+/// the store is made again with the classic backend, which speaks the same protocol
+/// (docs/architecture.md, "Platforms").
+template <typename Options>
+c10::intrusive_ptr<c10d::TCPStore> make_store(const std::string& host, Options options) {
+  try {
+    return c10::make_intrusive<c10d::TCPStore>(host, options);
+  } catch (const c10::Error& e) {
+    if constexpr (HasUseLibUV<Options>::value) {
+      if (options.useLibUV && std::string(e.what()).find("libuv") != std::string::npos) {
+        options.useLibUV = false;
+        return c10::make_intrusive<c10d::TCPStore>(host, options);
+      }
+    }
+    throw;
+  }
 }
 
 }  // namespace
@@ -73,7 +102,7 @@ DataParallel::DataParallel(const DistributedEnv& env, std::chrono::milliseconds 
     options.numWorkers = static_cast<size_t>(env_.world_size);
     options.waitWorkers = true;
     options.timeout = timeout;
-    impl_->store = c10::make_intrusive<c10d::TCPStore>(env_.master_addr, options);
+    impl_->store = make_store(env_.master_addr, options);
     auto group_options = c10d::ProcessGroupGloo::Options::create(timeout);
     group_options->devices.push_back(
         c10d::ProcessGroupGloo::createDeviceForHostname(env_.master_addr == "localhost"

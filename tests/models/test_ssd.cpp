@@ -3,6 +3,7 @@
 #include <torch/types.h>
 
 #include "catch.h"
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -10,11 +11,13 @@
 #include "ostrov/io/state_dict.h"
 #include "ostrov/io/weights.h"
 #include "ostrov/losses/multibox.h"
+#include "ostrov/models/backbones/mobilenet_v3.h"
 #include "ostrov/models/backbones/resnet.h"
 #include "ostrov/models/classifier.h"
 #include "ostrov/models/detection/build.h"
 #include "ostrov/models/detection/ssd.h"
 #include "ostrov/models/detection/ssd_targets.h"
+#include "ostrov/nn/receptive_field.h"
 #include "ostrov/ops/box_coder.h"
 #include "ostrov/ops/matchers.h"
 #include "ostrov/ops/priors.h"
@@ -26,6 +29,22 @@ using Catch::Contains;
 namespace {
 
 at::Tensor boxes(std::vector<float> values) { return at::tensor(values, at::kFloat).view({-1, 4}); }
+
+/// Random BatchNorm statistics and affine values, so that a misplaced BN layer cannot hide
+/// behind the identical defaults of every other one.
+void randomise_batch_norms(torch::nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (const auto& item : module.named_buffers()) {
+    if (item.key().find("running_mean") != std::string::npos) item.value().uniform_(-0.2, 0.2);
+    if (item.key().find("running_var") != std::string::npos) item.value().uniform_(0.5, 1.5);
+  }
+  for (const auto& m : module.modules()) {
+    if (auto* bn = m->as<torch::nn::BatchNorm2d>()) {
+      bn->weight.uniform_(0.5, 1.5);
+      bn->bias.uniform_(-0.2, 0.2);
+    }
+  }
+}
 
 }  // namespace
 
@@ -379,6 +398,152 @@ TEST_CASE("SSD backbone weights: torchvision's vgg16 features and resnet18 load 
   broken["conv1.weight"] = at::zeros({64, 3, 3, 3});
   CHECK_THROWS_WITH(models::load_ssd_backbone_weights(*light, broken, "broken.pth"),
                     Contains("broken.pth") && Contains("conv1.weight"));
+}
+
+TEST_CASE("SSDLite320-MobileNetV3: feature maps, default boxes, separable heads, gradients",
+          "[models][detection]") {
+  torch::manual_seed(0);
+  models::SSD net(models::SSDOptions::ssdlite320_mobilenet_v3_large(5));
+  const auto& backbone = net->maps_backbone();
+  CHECK(backbone.out_channels() == std::vector<int64_t>{672, 480, 512, 256, 256, 128});
+  CHECK(models::SSD(models::SSDOptions::ssdlite320_mobilenet_v3_large(5).reduced_tail(false))
+            ->maps_backbone()
+            .out_channels()[1] == 960);
+  CHECK(net->num_anchors_per_location() == std::vector<int64_t>(6, 6));
+
+  // torchvision's keys: the C4 expansion ends features.0, block 13's depthwise conv starts
+  // features.1; the heads are depthwise conv-BN-ReLU6 then 1x1.
+  const auto params = net->named_parameters();
+  CHECK(params["backbone.features.0.13.0.weight"].sizes() == at::IntArrayRef({672, 112, 1, 1}));
+  CHECK(params["backbone.features.1.0.1.0.weight"].sizes() == at::IntArrayRef({672, 1, 5, 5}));
+  CHECK(params["backbone.features.1.0.2.fc1.weight"].sizes() == at::IntArrayRef({168, 672, 1, 1}));
+  CHECK(params["backbone.features.1.3.0.weight"].sizes() == at::IntArrayRef({480, 80, 1, 1}));
+  CHECK(params["backbone.extra.0.1.0.weight"].sizes() == at::IntArrayRef({256, 1, 3, 3}));
+  CHECK(params["head.classification_head.module_list.0.0.0.weight"].sizes() ==
+        at::IntArrayRef({672, 1, 3, 3}));
+  CHECK(params["head.classification_head.module_list.5.1.weight"].sizes() ==
+        at::IntArrayRef({30, 128, 1, 1}));
+  CHECK(params["head.regression_head.module_list.1.1.bias"].sizes() == at::IntArrayRef({24}));
+  const double head_std = params["head.classification_head.module_list.0.1.weight"].std().item<double>();
+  CHECK(head_std == Approx(0.03).epsilon(0.05));  // torchvision's _normal_init
+  for (const auto& m : net->modules()) {
+    if (auto* bn = m->as<torch::nn::BatchNorm2d>()) {
+      CHECK(bn->options.eps() == Approx(0.001));
+      CHECK(bn->options.momentum().value() == Approx(0.03));
+    }
+  }
+
+  // 320x320: maps 20, 10, 5, 3, 2, 1 with 6 boxes per cell = 3234 default boxes.
+  const std::vector<ops::GridSize> grids{{20, 20}, {10, 10}, {5, 5}, {3, 3}, {2, 2}, {1, 1}};
+  CHECK((backbone.grid_sizes(320) == grids));  // no decomposition: grids have no operator<<
+  const auto x = at::randn({2, 3, 320, 320});
+  const auto maps = net->forward_maps(x);
+  REQUIRE(maps.size() == 6);
+  for (size_t i = 0; i < maps.size(); ++i) {
+    CHECK(maps[i].size(2) == grids[i][0]);
+  }
+  const auto out = net->forward_heads(maps, {320, 320});
+  CHECK(out.locations.sizes() == at::IntArrayRef({2, 3234, 4}));
+  CHECK(out.scores.sizes() == at::IntArrayRef({2, 3234, 5}));
+  CHECK(at::equal(out.priors, net->priors()));
+  // Another size: the maps the network gives are the ones grid_sizes predicts (a batch of two:
+  // the last map is 1x1 and BatchNorm trains on more than one value per channel).
+  std::vector<at::Tensor> odd;
+  {
+    torch::NoGradGuard no_grad;
+    odd = net->forward_maps(at::randn({2, 3, 300, 300}));
+  }
+  const auto odd_grids = backbone.grid_sizes(300);
+  for (size_t i = 0; i < odd.size(); ++i) {
+    CHECK(odd[i].size(2) == odd_grids[i][0]);
+    CHECK(odd[i].size(3) == odd_grids[i][1]);
+  }
+
+  (out.locations.square().mean() + out.scores.square().mean()).backward();
+  int64_t without_grad = 0;
+  for (const auto& param : net->named_parameters()) {
+    const auto& g = param.value().grad();
+    if (!g.defined() || g.abs().sum().item<double>() == 0.0) {
+      ++without_grad;
+      UNSCOPED_INFO("no gradient: " << param.key());
+    }
+  }
+  CHECK(without_grad == 0);
+}
+
+TEST_CASE("SSDLite backbone weights: a torchvision mobilenet_v3_large classifier loads by name",
+          "[models][detection]") {
+  torch::manual_seed(2);
+  torch::NoGradGuard no_grad;
+  models::MobileNetV3 classifier("large");
+  randomise_batch_norms(*classifier);
+  classifier->eval();
+  const auto state = io::module_state_dict(*classifier);  // features.*, classifier.*
+
+  models::SSD net(models::SSDOptions::ssdlite320_mobilenet_v3_large(3).reduced_tail(false));
+  models::load_ssd_backbone_weights(*net, state, "mobilenet_v3_large.pth");
+  net->eval();
+  // The second feature map is the whole of the classifier's `features`: every renamed layer
+  // (features.i -> features.0.i / features.1.(i-13), block 13 split in two) is in its path.
+  const auto x = at::randn({1, 3, 224, 224});
+  const auto maps = net->forward_maps(x);
+  const auto expected = classifier->features->forward(x);
+  REQUIRE(maps[1].sizes() == expected.sizes());
+  CHECK((maps[1] - expected).abs().max().item<double>() <=
+        1e-5 * expected.abs().max().item<double>());
+  // The half-width tail of the default (no ImageNet weights) form cannot take them.
+  models::SSD reduced(models::SSDOptions::ssdlite320_mobilenet_v3_large(3));
+  CHECK_THROWS_WITH(models::load_ssd_backbone_weights(*reduced, state, "mobilenet_v3_large.pth"),
+                    Contains("mobilenet_v3_large.pth") && Contains("wrong shape") &&
+                        Contains("features.1.0.3.0.weight"));
+
+  // From a config: reduced_tail follows backbone_weights, as torchvision's builder.
+  test::TempDir dir;
+  io::save_state_dict(state, dir / "mnv3.pth");
+  auto built = models::build_detector(
+      {{"name", "ssdlite320_mobilenet_v3_large"}, {"backbone_weights", dir / "mnv3.pth"}}, 3,
+      "run.json");
+  CHECK_FALSE(built->options.reduced_tail());
+  CHECK(at::equal(io::module_state_dict(*built)["backbone.features.1.0.1.0.weight"],
+                  state["features.13.block.1.0.weight"]));
+  auto plain = models::build_detector({{"name", "ssdlite320_mobilenet_v3_large"}}, 3, "run.json");
+  CHECK(plain->options.reduced_tail());
+  CHECK(plain->options.head() == "ssdlite");
+  CHECK(plain->options.image_size() == 320);
+  CHECK(plain->options.postprocess().score_threshold() == Approx(0.001));
+  CHECK(plain->options.postprocess().nms_threshold() == Approx(0.55));
+  CHECK_THROWS_WITH(models::build_detector({{"name", "ssdlite320_mobilenet_v3_large"},
+                                            {"backbone", "resnet18"}},
+                                           3, "run.json"),
+                    Contains("run.json") && Contains("model.backbone"));
+  CHECK_THROWS_WITH(models::SSD(models::SSDOptions::ssdlite320_mobilenet_v3_large(3).head("lite")),
+                    Contains("\"ssdlite\"") && Contains("lite"));
+}
+
+TEST_CASE("Receptive fields of the SSD backbones up to their coarsest feature map",
+          "[models][detection]") {
+  // By hand (rf += (dilation*(k-1)) * jump; jump *= stride):
+  // SSD300: conv4_3 92 (jump 8); conv5_3 196, pool5 3/1 228, fc6 (k 3, dilation 6) 420 (jump
+  // 16); conv8_2 452 (32), conv9_2 516 (64), conv10_2 644, conv11_2 772 (3x3 unpadded).
+  const auto vgg = nn::receptive_fields(
+      models::detector_receptive_field_layers({{"name", "ssd300_vgg16"}}, "run.json"));
+  const auto conv4_3 = std::find_if(vgg.begin(), vgg.end(),
+                                    [](const nn::LayerField& f) { return f.name == "conv4_3"; });
+  REQUIRE(conv4_3 != vgg.end());
+  CHECK(conv4_3->receptive_field == 92);
+  CHECK(vgg.back().receptive_field == 772);
+  CHECK(vgg.back().jump == 64);
+  // SSDLite: MobileNetV3-Large's stem and 15 depthwise convs end at 595 (jump 32); each extra
+  // stage's 3x3 stride-2 depthwise conv adds 2 x jump: 659, 787, 1043, 1555 (jump 512).
+  const auto lite = nn::receptive_fields(models::detector_receptive_field_layers(
+      {{"name", "ssdlite320_mobilenet_v3_large"}}, "run.json"));
+  REQUIRE(lite.size() == 1 + 15 + 4);
+  CHECK(lite[15].receptive_field == 595);
+  CHECK(lite[15].jump == 32);
+  CHECK(lite.back().receptive_field == 1555);
+  CHECK(lite.back().jump == 512);
+  CHECK_THROWS_WITH(models::detector_receptive_field_layers({{"name", "ssd"}}, "run.json"),
+                    Contains("run.json") && Contains("model.name"));
 }
 
 TEST_CASE("build_classifier: a narrow ResNet-18 whose weights are a light SSD's backbone",

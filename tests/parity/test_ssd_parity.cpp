@@ -132,3 +132,116 @@ with torch.no_grad():
   CHECK(max_diff(dets[0].scores, scores_ref) <= 1e-6);
   CHECK(dets[0].labels.min().item<int64_t>() >= 1);
 }
+
+TEST_CASE(
+    "SSDLite320-MobileNetV3 equals torchvision's ssdlite320_mobilenet_v3_large: keys, transform, "
+    "features, heads, boxes, detections",
+    "[parity][models][detection]") {
+  TempDir dir;
+  const auto r = test::run_python(dir, R"(
+import os, torch, torchvision
+os.chdir(os.path.dirname(os.path.abspath(__file__)))
+torch.manual_seed(0)
+m = torchvision.models.detection.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None)
+with torch.no_grad():  # random BN statistics and affine values: no BN layer may hide
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.2, 0.2)
+            mod.running_var.uniform_(0.5, 1.5)
+            mod.weight.uniform_(0.5, 1.5)
+            mod.bias.uniform_(-0.2, 0.2)
+m.eval()
+sd = m.state_dict()
+torch.save(sd, 'ssdlite.pth')
+with open('keys.txt', 'w') as f:
+    for k, v in sd.items():
+        f.write(k + ' ' + ','.join(str(s) for s in v.shape) + '\n')
+img = (torch.sin(torch.arange(3 * 240 * 330, dtype=torch.float64) * 0.0123) * 0.5 + 0.5)
+img = img.reshape(3, 240, 330).float()
+img.numpy().tofile('image.bin')
+odd = torch.rand(1, 3, 250, 310)
+odd.numpy().tofile('odd.bin')
+with torch.no_grad():
+    images, _ = m.transform([img])
+    images.tensors.numpy().tofile('input.bin')
+    feats = list(m.backbone(images.tensors).values())
+    for i, f in enumerate(feats):
+        f.numpy().tofile('map%d.bin' % i)
+    for i, f in enumerate(m.backbone(odd).values()):
+        f.numpy().tofile('odd%d.bin' % i)
+    head = m.head(feats)
+    head['bbox_regression'].numpy().tofile('loc.bin')
+    head['cls_logits'].numpy().tofile('logits.bin')
+    anchors = m.anchor_generator(images, feats)
+    anchors[0].numpy().tofile('anchors.bin')
+    dets = m.postprocess_detections(head, anchors, images.image_sizes)
+    dets = m.transform.postprocess(dets, images.image_sizes, [(240, 330)])
+    dets[0]['boxes'].numpy().tofile('boxes.bin')
+    dets[0]['scores'].numpy().tofile('scores.bin')
+    dets[0]['labels'].numpy().tofile('labels.bin')
+    print(len(dets[0]['boxes']), 'detections', [tuple(f.shape) for f in feats])
+)");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+
+  torch::NoGradGuard no_grad;
+  models::SSD net(models::SSDOptions::ssdlite320_mobilenet_v3_large(91));
+  net->eval();
+
+  std::vector<std::string> theirs;
+  {
+    std::ifstream keys(dir / "keys.txt");
+    for (std::string line; std::getline(keys, line);) theirs.push_back(line);
+  }
+  std::vector<std::string> ours;
+  for (const auto& item : io::module_state_dict(*net)) {
+    std::ostringstream line;
+    line << item.key() << ' ';
+    for (size_t i = 0; i < item.value().sizes().size(); ++i) {
+      line << (i ? "," : "") << item.value().size(static_cast<int64_t>(i));
+    }
+    ours.push_back(line.str());
+  }
+  REQUIRE(theirs.size() > 300);
+  CHECK(ours == theirs);
+
+  // The transform: normalise with mean and std 0.5, resize 240x330 -> 320x320.
+  const auto image = read_floats(dir, "image.bin", {3, 240, 330});
+  const auto input = read_floats(dir, "input.bin", {1, 3, 320, 320});
+  check_close(net->preprocess(image), input, 1e-6);
+
+  io::load_weights(*net, dir / "ssdlite.pth");
+  // Every feature map, at 320x320 and at 250x310 (not square, no multiple of 32).
+  const std::vector<int64_t> channels{672, 480, 512, 256, 256, 128};
+  const auto maps = net->forward_maps(input);
+  const auto odd = net->forward_maps(read_floats(dir, "odd.bin", {1, 3, 250, 310}));
+  REQUIRE(maps.size() == 6);
+  REQUIRE(odd.size() == 6);
+  for (size_t i = 0; i < maps.size(); ++i) {
+    INFO("feature map " << i);
+    check_close(maps[i], read_floats(dir, "map" + std::to_string(i) + ".bin",
+                                     {1, channels[i], maps[i].size(2), maps[i].size(3)}));
+    check_close(odd[i], read_floats(dir, "odd" + std::to_string(i) + ".bin",
+                                    {1, channels[i], odd[i].size(2), odd[i].size(3)}));
+  }
+
+  const auto loc_ref = read_floats(dir, "loc.bin", {1, 3234, 4});
+  const auto logits_ref = read_floats(dir, "logits.bin", {1, 3234, 91});
+  const auto out = net->forward(input);
+  check_close(out.locations, loc_ref);
+  check_close(out.scores, logits_ref);
+  CHECK(max_diff(out.priors, read_floats(dir, "anchors.bin", {3234, 4})) <= 1e-4);
+
+  // Post-processing on torchvision's own head outputs: the same detections in the same order.
+  const auto boxes_ref = read_floats(dir, "boxes.bin", {-1, 4});
+  const auto scores_ref = read_floats(dir, "scores.bin", {-1});
+  const auto labels_ref = read_floats(dir, "labels.bin", {-1}, at::kLong);
+  REQUIRE(boxes_ref.size(0) == 300);
+  models::SSDOutput reference{loc_ref, logits_ref, out.priors, {{320, 320}}};
+  const auto dets = net->postprocess(reference, {{240, 330}});
+  REQUIRE(dets.size() == 1);
+  REQUIRE(dets[0].boxes.sizes() == boxes_ref.sizes());
+  CHECK(at::equal(dets[0].labels, labels_ref));
+  CHECK(max_diff(dets[0].boxes, boxes_ref) <= 1e-3);
+  CHECK(max_diff(dets[0].scores, scores_ref) <= 1e-6);
+}

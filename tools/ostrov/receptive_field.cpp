@@ -11,6 +11,7 @@
 #include "ostrov/core/error.h"
 #include "ostrov/io/json.h"
 #include "ostrov/models/build.h"
+#include "ostrov/models/detection/build.h"
 #include "ostrov/nn/receptive_field.h"
 
 namespace ostrov::cli {
@@ -21,7 +22,9 @@ Command add_receptive_field(CLI::App& app) {
   auto preset = std::make_shared<std::string>();
   auto config = std::make_shared<std::string>();
   auto as_json = std::make_shared<bool>(false);
-  sub->add_option("config", *config, "Run config (JSON): the table of its model's encoder");
+  sub->add_option("config", *config,
+                  "Run config (JSON): the table of its model's encoder (a detector's: up to its "
+                  "coarsest feature map)");
   sub->add_option("--preset", *preset, "A classic network instead: alexnet or vgg16")
       ->check(CLI::IsMember({"alexnet", "vgg16"}));
   sub->add_flag("--json", *as_json, "Print a JSON array instead of a table");
@@ -36,7 +39,9 @@ Command add_receptive_field(CLI::App& app) {
     } else {
       const auto json = io::read_json(*config);
       if (!json.contains("model")) throw ConfigError(*config + ": missing required object model");
-      layers = models::receptive_field_layers(json["model"], *config);
+      const bool detector = json.value("task", std::string()) == "detection";
+      layers = detector ? models::detector_receptive_field_layers(json["model"], *config)
+                        : models::receptive_field_layers(json["model"], *config);
     }
     const auto fields = nn::receptive_fields(layers);
     if (*as_json) {

@@ -44,13 +44,14 @@ class FeatureLayer {
 };
 
 /// torchvision's Conv2dNormActivation: children "0" Conv2d (no bias, padding
-/// (k - 1) / 2 * dilation), "1" BatchNorm2d(eps 0.001, momentum 0.01), then the activation.
+/// (k - 1) / 2 * dilation), "1" BatchNorm2d(eps 0.001, momentum `momentum`), then the
+/// activation.
 class ConvNormActImpl : public tnn::Cloneable<ConvNormActImpl>, public FeatureLayer {
  public:
   ConvNormActImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t groups,
-                  int64_t dilation, Act act)
+                  int64_t dilation, Act act, double momentum)
       : in_(in), out_(out), kernel_(kernel), stride_(stride), groups_(groups),
-        dilation_(dilation), act_(act) {
+        dilation_(dilation), act_(act), momentum_(momentum) {
     reset();
   }
 
@@ -62,7 +63,7 @@ class ConvNormActImpl : public tnn::Cloneable<ConvNormActImpl>, public FeatureLa
                                                 .groups(groups_)
                                                 .bias(false)));
     bn = register_module(
-        "1", tnn::BatchNorm2d(tnn::BatchNorm2dOptions(out_).eps(0.001).momentum(0.01)));
+        "1", tnn::BatchNorm2d(tnn::BatchNorm2dOptions(out_).eps(0.001).momentum(momentum_)));
   }
 
   at::Tensor forward(const at::Tensor& x) {
@@ -87,6 +88,7 @@ class ConvNormActImpl : public tnn::Cloneable<ConvNormActImpl>, public FeatureLa
  private:
   int64_t in_, out_, kernel_, stride_, groups_, dilation_;
   Act act_;
+  double momentum_;
 };
 TORCH_MODULE(ConvNormAct);
 
@@ -122,7 +124,10 @@ TORCH_MODULE(SqueezeExcitation);
 /// widths agree.
 class InvertedResidualImpl : public tnn::Cloneable<InvertedResidualImpl>, public FeatureLayer {
  public:
-  explicit InvertedResidualImpl(const InvertedResidualConfig& c) : config_(c) { reset(); }
+  InvertedResidualImpl(const InvertedResidualConfig& c, double momentum)
+      : config_(c), momentum_(momentum) {
+    reset();
+  }
 
   void reset() override {
     const auto& c = config_;
@@ -131,16 +136,18 @@ class InvertedResidualImpl : public tnn::Cloneable<InvertedResidualImpl>, public
     const Act act = c.use_hardswish ? Act::kHardswish : Act::kReLU;
     tnn::Sequential seq;
     if (c.expanded_channels != c.input_channels) {
-      seq->push_back(ConvNormAct(c.input_channels, c.expanded_channels, 1, 1, 1, 1, act));
+      seq->push_back(
+          ConvNormAct(c.input_channels, c.expanded_channels, 1, 1, 1, 1, act, momentum_));
     }
     const int64_t stride = c.dilation > 1 ? 1 : c.stride;
     seq->push_back(ConvNormAct(c.expanded_channels, c.expanded_channels, c.kernel, stride,
-                               c.expanded_channels, c.dilation, act));
+                               c.expanded_channels, c.dilation, act, momentum_));
     if (c.use_se) {
       seq->push_back(SqueezeExcitation(c.expanded_channels, make_divisible(
                                                                 static_cast<double>(c.expanded_channels / 4))));
     }
-    seq->push_back(ConvNormAct(c.expanded_channels, c.out_channels, 1, 1, 1, 1, Act::kNone));
+    seq->push_back(
+        ConvNormAct(c.expanded_channels, c.out_channels, 1, 1, 1, 1, Act::kNone, momentum_));
     block = register_module("block", seq);
     residual_ = c.stride == 1 && c.input_channels == c.out_channels;
   }
@@ -155,9 +162,31 @@ class InvertedResidualImpl : public tnn::Cloneable<InvertedResidualImpl>, public
 
  private:
   InvertedResidualConfig config_;
+  double momentum_;
   bool residual_ = false;
 };
 TORCH_MODULE(InvertedResidual);
+
+/// A Sequential that can sit inside another Sequential (a non-template forward, as AnyModule
+/// needs).
+class NestedSequentialImpl : public tnn::SequentialImpl {
+ public:
+  using tnn::SequentialImpl::SequentialImpl;
+  at::Tensor forward(const at::Tensor& x) { return tnn::SequentialImpl::forward(x); }
+};
+TORCH_MODULE(NestedSequential);
+
+/// Appends a layer of MobileNetV3Features (one of the two layer types) to `seq` as `name`.
+void push_layer(tnn::Sequential& seq, const std::string& name,
+                const std::shared_ptr<torch::nn::Module>& layer) {
+  if (auto conv = std::dynamic_pointer_cast<ConvNormActImpl>(layer)) {
+    seq->push_back(std::string(name), ConvNormAct(conv));
+  } else {
+    auto block = std::dynamic_pointer_cast<InvertedResidualImpl>(layer);
+    TORCH_INTERNAL_ASSERT(block, "MobileNetV3 layer ", name, " of an unknown type");
+    seq->push_back(std::string(name), InvertedResidual(block));
+  }
+}
 
 }  // namespace
 
@@ -230,14 +259,15 @@ void MobileNetV3FeaturesImpl::reset() {
     strides_.push_back(stride);
   };
   const int64_t first = blocks.front().input_channels;
-  add(ConvNormAct(3, first, 3, 2, 1, 1, Act::kHardswish).ptr(), first, 2);
+  const double momentum = options.bn_momentum();
+  add(ConvNormAct(3, first, 3, 2, 1, 1, Act::kHardswish, momentum).ptr(), first, 2);
   for (const auto& c : blocks) {
     const int64_t stride = strides_.back() * (c.dilation > 1 ? 1 : c.stride);
-    add(InvertedResidual(c).ptr(), c.out_channels, stride);
+    add(InvertedResidual(c, momentum).ptr(), c.out_channels, stride);
   }
   const int64_t last = 6 * blocks.back().out_channels;
-  add(ConvNormAct(blocks.back().out_channels, last, 1, 1, 1, 1, Act::kHardswish).ptr(), last,
-      strides_.back());
+  add(ConvNormAct(blocks.back().out_channels, last, 1, 1, 1, 1, Act::kHardswish, momentum).ptr(),
+      last, strides_.back());
 
   torch::NoGradGuard no_grad;
   for (const auto& module : modules(/*include_self=*/false)) {
@@ -390,6 +420,43 @@ void MobileNetV3Impl::pretty_print(std::ostream& stream) const {
   stream << "ostrov::models::MobileNetV3(arch=" << options.canonical_arch()
          << ", num_classes=" << options.num_classes() << ", width_mult=" << options.width_mult()
          << ", dilated=" << (options.dilated() ? "true" : "false") << ")";
+}
+
+MobileNetV3C4Split split_mobilenet_v3_at_c4(const MobileNetV3Options& options) {
+  const auto blocks = options.blocks();
+  MobileNetV3Features features(options);
+  MobileNetV3C4Split split;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    if (blocks[i].stride > 1) split.c4_position = static_cast<int64_t>(i) + 1;  // features[0] is the stem
+  }
+  const auto c4 = static_cast<size_t>(split.c4_position);
+  const auto& config = blocks[c4 - 1];
+  TORCH_CHECK(config.expanded_channels != config.input_channels,
+              "MobileNetV3 block ", c4, " has no expansion to split at");
+  split.first_channels = config.expanded_channels;
+  split.second_channels = features->stage_channels(std::to_string(features->layers.size() - 1));
+
+  split.first = tnn::Sequential();
+  for (size_t i = 0; i < c4; ++i) push_layer(split.first, std::to_string(i), features->layers[i]);
+  auto residual = std::dynamic_pointer_cast<InvertedResidualImpl>(features->layers[c4]);
+  TORCH_INTERNAL_ASSERT(residual, "MobileNetV3 layer ", c4, " is not an inverted residual");
+  const auto names = residual->block->named_children().keys();
+  NestedSequential rest;
+  size_t j = 0;
+  for (const auto& part : *residual->block) {
+    if (j == 0) {
+      split.first->push_back(std::to_string(c4), part);
+    } else {
+      rest->push_back(names[j], part);
+    }
+    ++j;
+  }
+  split.second = tnn::Sequential();
+  split.second->push_back("0", rest);
+  for (size_t i = c4 + 1; i < features->layers.size(); ++i) {
+    push_layer(split.second, std::to_string(i - c4), features->layers[i]);
+  }
+  return split;
 }
 
 }  // namespace ostrov::models

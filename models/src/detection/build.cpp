@@ -71,9 +71,21 @@ SSDOptions parse_ssd_light(io::ConfigReader& r, int64_t num_classes) {
   return options;
 }
 
+SSDOptions parse_ssdlite320(io::ConfigReader& r, int64_t num_classes) {
+  detail::read_backbone(r, "ssdlite320_mobilenet_v3_large", BackboneOptions("mobilenet_v3_large"),
+                        {{"mobilenet_v3_large"}, false, {}});
+  auto options = SSDOptions::ssdlite320_mobilenet_v3_large(num_classes);
+  // As torchvision: the half-width last stage unless ImageNet backbone weights are given.
+  const bool imagenet = !r.get<std::string>("backbone_weights", "").empty();
+  return options.image_size(detail::read_image_size(r, 320))
+      .reduced_tail(r.get<bool>("reduced_tail", !imagenet));
+}
+
 core::Registry<DetectionModelEntry>& registry() {
   static core::Registry<DetectionModelEntry> r(
-      "detection model", {{"ssd300_vgg16", parse_ssd300}, {"ssd_light", parse_ssd_light}});
+      "detection model", {{"ssd300_vgg16", parse_ssd300},
+                          {"ssdlite320_mobilenet_v3_large", parse_ssdlite320},
+                          {"ssd_light", parse_ssd_light}});
   return r;
 }
 
@@ -119,39 +131,22 @@ SSDOptions detector_options(const nlohmann::json& model_config, int64_t num_clas
 }
 
 void load_ssd_backbone_weights(SSDImpl& ssd, const io::StateDict& state, const std::string& source) {
-  const bool vgg = ssd.options.backbone() == "vgg16";
+  const SSDBackbone& kind = ssd.maps_backbone();
   io::StateDict renamed;
   for (const auto& item : state) {
-    const std::string& key = item.key();
-    if (vgg) {
-      if (key.rfind("features.", 0) != 0) continue;  // classifier.*
-      const auto dot = key.find('.', 9);
-      const int64_t index = std::stoll(key.substr(9, dot - 9));
-      const std::string rest = key.substr(dot);
-      if (index < 23) {
-        renamed.insert("features." + std::to_string(index) + rest, item.value());
-      } else {
-        renamed.insert("extra.0." + std::to_string(index - 23) + rest, item.value());
-      }
-    } else {
-      if (key.rfind("fc.", 0) == 0) continue;
-      renamed.insert(key, item.value());
-    }
+    const std::string key = kind.key_from_classifier(item.key());
+    if (!key.empty()) renamed.insert(key, item.value());
   }
   auto& backbone = *ssd.backbone;
   const auto diff = io::compare_state_dict(backbone, renamed);
-  // Only the layers the classifier never had may be missing: the L2Norm scale, fc6/fc7 and
-  // the extra stages (vgg16: extra.0.7, extra.1-4; resnet18: extra.*).
+  // Only the layers the classifier never had may be missing (kind.ssd_only).
   std::vector<std::string> missing;
   for (const auto& key : diff.missing) {
-    const bool ssd_only = key == "scale_weight" || key.rfind("extra.0.7.", 0) == 0 ||
-                          (key.rfind("extra.", 0) == 0 && key.rfind("extra.0.", 0) != 0) ||
-                          (!vgg && key.rfind("extra.", 0) == 0);
-    if (!ssd_only) missing.push_back(key);
+    if (!kind.ssd_only(key)) missing.push_back(key);
   }
   if (!missing.empty() || !diff.unexpected.empty() || !diff.mismatched.empty()) {
-    std::string message = source + ": not a torchvision " +
-                          std::string(vgg ? "vgg16" : "resnet18") + " checkpoint for the SSD backbone";
+    std::string message = source + ": not a torchvision " + kind.classifier_name() +
+                          " checkpoint for the SSD backbone";
     if (!missing.empty()) message += "; missing: " + join(missing);
     if (!diff.unexpected.empty()) message += "; unexpected: " + join(diff.unexpected);
     if (!diff.mismatched.empty()) message += "; wrong shape: " + join(diff.mismatched);
@@ -175,6 +170,16 @@ SSD build_detector(const nlohmann::json& model_config, int64_t num_classes,
   if (!p.backbone_weights.empty()) load_ssd_backbone_weights(*net, backbone_state, p.backbone_weights);
   if (!p.weights.empty()) io::load_weights(*net, p.weights, /*strict=*/true);
   return net;
+}
+
+std::vector<nn::LayerSpec> detector_receptive_field_layers(const nlohmann::json& model_config,
+                                                           const std::string& where) {
+  const ParsedDetector p = parse(model_config, /*num_classes=*/2, where);
+  try {
+    return ssd_receptive_field_layers(p.options);
+  } catch (const c10::Error& e) {
+    throw ConfigError(where + ": model: " + e.what_without_backtrace());
+  }
 }
 
 void register_detection_model(DetectionModelEntry entry) {

@@ -9,12 +9,15 @@
 #include <torch/utils.h>
 
 #include <algorithm>
+#include <functional>
 #include <utility>
 
+#include "ostrov/models/backbones/mobilenet_v3.h"
 #include "ostrov/models/backbones/resnet.h"
 #include "ostrov/ops/box_coder.h"
 #include "ostrov/ops/boxes.h"
 #include "ostrov/ops/nms.h"
+#include "../backbone_keys.h"
 
 namespace ostrov::models {
 
@@ -46,6 +49,38 @@ TORCH_MODULE(NestedSequential);
 
 nn::ReLU relu() { return nn::ReLU(nn::ReLUOptions(/*inplace=*/true)); }
 
+/// torchvision's _normal_init: normal(0, 0.03) weights and zero biases of every Conv2d
+/// (SSDLite's backbone without ImageNet weights, extra stages and heads).
+void normal_init(nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (const auto& m : module.modules(/*include_self=*/true)) {
+    if (auto* conv = m->as<nn::Conv2d>()) {
+      nn::init::normal_(conv->weight, 0.0, 0.03);
+      if (conv->bias.defined()) {
+        nn::init::constant_(conv->bias, 0.0);
+      }
+    }
+  }
+}
+
+/// SSDLite's BatchNorm2d: eps 0.001, momentum 0.03 (torchvision's ssdlite320 norm_layer).
+constexpr double kLiteBnEps = 0.001;
+constexpr double kLiteBnMomentum = 0.03;
+
+/// torchvision's Conv2dNormActivation with ReLU6 as SSDLite builds it: "0" Conv2d (no bias,
+/// padding (k - 1) / 2), "1" BatchNorm2d, "2" ReLU6.
+NestedSequential conv_bn_relu6(int64_t in, int64_t out, int64_t kernel, int64_t stride,
+                               int64_t groups) {
+  return NestedSequential(
+      nn::Conv2d(nn::Conv2dOptions(in, out, kernel)
+                     .stride(stride)
+                     .padding((kernel - 1) / 2)
+                     .groups(groups)
+                     .bias(false)),
+      nn::BatchNorm2d(nn::BatchNorm2dOptions(out).eps(kLiteBnEps).momentum(kLiteBnMomentum)),
+      nn::ReLU6(nn::ReLU6Options(/*inplace=*/true)));
+}
+
 /// Output side of a 3x3 stride-2 padding-1 conv or pool (also ResNet's 7x7/2/3 conv1).
 int64_t halve(int64_t side) { return (side - 1) / 2 + 1; }
 
@@ -59,6 +94,24 @@ void check_maps(const std::vector<at::Tensor>& maps, size_t expected, const char
 // ---------------------------------------------------------------------------------- options
 
 SSDOptions SSDOptions::ssd300_vgg16(int64_t num_classes) { return SSDOptions(num_classes); }
+
+SSDOptions SSDOptions::ssdlite320_mobilenet_v3_large(int64_t num_classes) {
+  SSDOptions o(num_classes);
+  o.backbone("mobilenet_v3_large")
+      .head("ssdlite")
+      .image_size(320)
+      .box_options(ops::DefaultBoxOptions(std::vector<std::vector<double>>(6, {2, 3}))
+                       .min_ratio(0.2)
+                       .max_ratio(0.95))
+      .image_mean({0.5, 0.5, 0.5})
+      .image_std({0.5, 0.5, 0.5})
+      .postprocess(SSDPostprocessOptions()
+                       .score_threshold(0.001)
+                       .nms_threshold(0.55)
+                       .topk_candidates(300)
+                       .detections_per_image(300));
+  return o;
+}
 
 SSDOptions SSDOptions::light(int64_t num_classes, int64_t image_size) {
   SSDOptions o(num_classes);
@@ -166,6 +219,29 @@ std::vector<int64_t> SSDVGGBackboneImpl::out_channels() const {
   return {512, 1024, 512, 256, 256, 256};
 }
 
+std::vector<ops::GridSize> SSDVGGBackboneImpl::grid_sizes(int64_t /*image_size*/) const {
+  return ops::ssd300_grid_sizes();  // SSD300 only takes 300x300 (SSDImpl checks)
+}
+
+std::string SSDVGGBackboneImpl::key_from_classifier(const std::string& key) const {
+  // vgg16's features.0-22 stay, features.23-29 (pool4, conv5_x) become extra.0.0-6, as
+  // torchvision's SSDFeatureExtractorVGG takes them; classifier.* has no place here.
+  const std::string prefix = "features.";
+  if (key.rfind(prefix, 0) != 0) return "";
+  const auto dot = key.find('.', prefix.size());
+  if (dot == std::string::npos) return "";
+  const int64_t index = std::stoll(key.substr(prefix.size(), dot - prefix.size()));
+  const std::string rest = key.substr(dot);
+  return index < 23 ? prefix + std::to_string(index) + rest
+                    : "extra.0." + std::to_string(index - 23) + rest;
+}
+
+bool SSDVGGBackboneImpl::ssd_only(const std::string& key) const {
+  // The L2Norm scale, fc6/fc7 (extra.0.7) and the extra stages extra.1-4.
+  return key == "scale_weight" || key.rfind("extra.0.7.", 0) == 0 ||
+         (key.rfind("extra.", 0) == 0 && key.rfind("extra.0.", 0) != 0);
+}
+
 // --------------------------------------------------------------------------- ResNet backbone
 
 SSDResNetBackboneImpl::SSDResNetBackboneImpl(int64_t num_extra, int64_t base_channels)
@@ -224,13 +300,120 @@ std::vector<int64_t> SSDResNetBackboneImpl::out_channels() const {
   return channels;
 }
 
+std::vector<ops::GridSize> SSDResNetBackboneImpl::grid_sizes(int64_t image_size) const {
+  int64_t side = halve(halve(image_size));  // conv1, maxpool
+  side = halve(halve(side));                // layer2, layer3
+  std::vector<ops::GridSize> grids{{side, side}};
+  for (int64_t i = 0; i <= num_extra; ++i) {  // layer4 and the extras
+    side = halve(side);
+    grids.push_back({side, side});
+  }
+  return grids;
+}
+
+std::string SSDResNetBackboneImpl::key_from_classifier(const std::string& key) const {
+  return key.rfind("fc.", 0) == 0 ? "" : key;
+}
+
+bool SSDResNetBackboneImpl::ssd_only(const std::string& key) const {
+  return key.rfind("extra.", 0) == 0;
+}
+
+// ------------------------------------------------------------------ MobileNetV3 (SSDLite)
+
+SSDLiteMobileNetBackboneImpl::SSDLiteMobileNetBackboneImpl(bool reduced_tail)
+    : reduced_tail(reduced_tail) {
+  reset();
+}
+
+void SSDLiteMobileNetBackboneImpl::reset() {
+  auto split = split_mobilenet_v3_at_c4(
+      MobileNetV3Options("large").num_classes(0).reduced_tail(reduced_tail).bn_momentum(
+          kLiteBnMomentum));
+  c4_position_ = split.c4_position;
+  features = nn::ModuleList(split.first, split.second);
+  features = register_module("features", features);
+
+  // torchvision's _extra_block: 1x1 to out/2, 3x3 stride-2 depthwise, 1x1 to out, all
+  // conv-BN-ReLU6 (width_mult 1, min_depth 16 leave 512, 256, 256, 128 as they are).
+  channels_ = {split.first_channels, split.second_channels};
+  extra = nn::ModuleList();
+  int64_t in = split.second_channels;
+  for (const int64_t out : {512L, 256L, 256L, 128L}) {
+    const int64_t mid = out / 2;
+    extra->push_back(nn::Sequential(conv_bn_relu6(in, mid, 1, 1, 1),
+                                    conv_bn_relu6(mid, mid, 3, 2, mid),
+                                    conv_bn_relu6(mid, out, 1, 1, 1)));
+    channels_.push_back(out);
+    in = out;
+  }
+  extra = register_module("extra", extra);
+  normal_init(*features);
+  normal_init(*extra);
+}
+
+std::vector<at::Tensor> SSDLiteMobileNetBackboneImpl::forward_maps(const at::Tensor& x) {
+  TORCH_CHECK(x.defined() && x.dim() == 4 && x.size(1) == 3,
+              "SSDLite MobileNetV3 backbone expects input [N,3,H,W], got ",
+              x.defined() ? x.sizes() : at::IntArrayRef{});
+  std::vector<at::Tensor> maps;
+  auto y = x;
+  for (const auto* list : {&features, &extra}) {
+    for (const auto& block : **list) {
+      y = block->as<nn::Sequential>()->forward(y);
+      maps.push_back(y);
+    }
+  }
+  return maps;
+}
+
+std::vector<int64_t> SSDLiteMobileNetBackboneImpl::out_channels() const { return channels_; }
+
+std::vector<ops::GridSize> SSDLiteMobileNetBackboneImpl::grid_sizes(int64_t image_size) const {
+  // Every strided layer is a k x k stride-2 conv padded (k - 1) / 2 (k = 3 or 5): four before
+  // the C4 expansion (stride 16), then block 13's depthwise conv and the four extra stages.
+  int64_t side = halve(halve(halve(halve(image_size))));
+  std::vector<ops::GridSize> grids{{side, side}};
+  for (int i = 0; i < 5; ++i) {
+    side = halve(side);
+    grids.push_back({side, side});
+  }
+  return grids;
+}
+
+std::string SSDLiteMobileNetBackboneImpl::key_from_classifier(const std::string& key) const {
+  // features.i (i < c4) -> features.0.i; features.c4.block.0 -> features.0.c4;
+  // features.c4.block.j -> features.1.0.j; features.i (i > c4) -> features.1.(i - c4).
+  const std::string prefix = "features.";
+  if (key.rfind(prefix, 0) != 0) return "";  // classifier.*
+  const auto dot = key.find('.', prefix.size());
+  if (dot == std::string::npos) return "";
+  const int64_t index = std::stoll(key.substr(prefix.size(), dot - prefix.size()));
+  const std::string rest = key.substr(dot);  // ".0.weight", ".block.1.0.weight", ...
+  if (index < c4_position_) return "features.0." + std::to_string(index) + rest;
+  if (index > c4_position_) return "features.1." + std::to_string(index - c4_position_) + rest;
+  const std::string block = ".block.";
+  if (rest.rfind(block, 0) != 0) return "";
+  const auto part_end = rest.find('.', block.size());
+  const std::string part = rest.substr(block.size(), part_end - block.size());
+  const std::string tail = rest.substr(part_end);
+  if (part == "0") return "features.0." + std::to_string(c4_position_) + tail;
+  return "features.1.0." + part + tail;
+}
+
+bool SSDLiteMobileNetBackboneImpl::ssd_only(const std::string& key) const {
+  return key.rfind("extra.", 0) == 0;
+}
+
 // ---------------------------------------------------------------------------------- heads
 
 SSDScoringHeadImpl::SSDScoringHeadImpl(std::vector<int64_t> in_channels,
-                                       std::vector<int64_t> num_anchors, int64_t num_columns)
+                                       std::vector<int64_t> num_anchors, int64_t num_columns,
+                                       bool separable)
     : in_channels(std::move(in_channels)),
       num_anchors(std::move(num_anchors)),
-      num_columns(num_columns) {
+      num_columns(num_columns),
+      separable(separable) {
   reset();
 }
 
@@ -240,10 +423,19 @@ void SSDScoringHeadImpl::reset() {
   TORCH_CHECK(num_columns > 0, "SSD head num_columns must be positive, got ", num_columns);
   module_list = nn::ModuleList();
   for (size_t i = 0; i < in_channels.size(); ++i) {
-    module_list->push_back(
-        nn::Conv2d(nn::Conv2dOptions(in_channels[i], num_anchors[i] * num_columns, 3).padding(1)));
+    const int64_t in = in_channels[i], out = num_anchors[i] * num_columns;
+    if (separable) {  // torchvision's ssdlite _prediction_block
+      module_list->push_back(nn::Sequential(conv_bn_relu6(in, in, 3, 1, in),
+                                            nn::Conv2d(nn::Conv2dOptions(in, out, 1))));
+    } else {
+      module_list->push_back(nn::Conv2d(nn::Conv2dOptions(in, out, 3).padding(1)));
+    }
   }
-  xavier_init(*module_list);
+  if (separable) {
+    normal_init(*module_list);
+  } else {
+    xavier_init(*module_list);
+  }
   module_list = register_module("module_list", module_list);
 }
 
@@ -252,7 +444,9 @@ at::Tensor SSDScoringHeadImpl::forward(const std::vector<at::Tensor>& maps) {
   std::vector<at::Tensor> results;
   results.reserve(maps.size());
   for (size_t i = 0; i < maps.size(); ++i) {
-    auto r = module_list->ptr(i)->as<nn::Conv2d>()->forward(maps[i]);
+    const auto& layer = module_list->ptr(i);
+    auto r = separable ? layer->as<nn::Sequential>()->forward(maps[i])
+                       : layer->as<nn::Conv2d>()->forward(maps[i]);
     const int64_t n = r.size(0), h = r.size(2), w = r.size(3);
     // (N, A*K, H, W) -> (N, A, K, H, W) -> (N, H, W, A, K) -> (N, HWA, K), as torchvision.
     r = r.view({n, -1, num_columns, h, w}).permute({0, 3, 4, 1, 2}).reshape({n, -1, num_columns});
@@ -262,18 +456,103 @@ at::Tensor SSDScoringHeadImpl::forward(const std::vector<at::Tensor>& maps) {
 }
 
 SSDHeadImpl::SSDHeadImpl(std::vector<int64_t> in_channels, std::vector<int64_t> num_anchors,
-                         int64_t num_classes)
+                         int64_t num_classes, bool separable)
     : in_channels(std::move(in_channels)),
       num_anchors(std::move(num_anchors)),
-      num_classes(num_classes) {
+      num_classes(num_classes),
+      separable(separable) {
   reset();
 }
 
 void SSDHeadImpl::reset() {
-  classification_head =
-      register_module("classification_head", SSDScoringHead(in_channels, num_anchors, num_classes));
-  regression_head = register_module("regression_head", SSDScoringHead(in_channels, num_anchors, 4));
+  classification_head = register_module(
+      "classification_head", SSDScoringHead(in_channels, num_anchors, num_classes, separable));
+  regression_head =
+      register_module("regression_head", SSDScoringHead(in_channels, num_anchors, 4, separable));
 }
+
+// ------------------------------------------------------------------------ backbone table
+
+namespace {
+
+/// A backbone of the table below: checks the options, builds the module, lists its layers
+/// for receptive-field tables.
+struct SSDBackboneKind {
+  const char* name;
+  std::function<void(const SSDOptions&)> check;
+  std::function<std::shared_ptr<nn::Module>(const SSDOptions&)> make;
+  std::function<std::vector<ostrov::nn::LayerSpec>(const SSDOptions&)> layers;
+};
+
+/// `count` extra stages, each ending in a 3x3 stride-2 (padding 1) conv.
+void add_strided_extras(std::vector<ostrov::nn::LayerSpec>& layers, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) {
+    layers.push_back(detail::conv("extra." + std::to_string(i), 3, 2, 1));
+  }
+}
+
+std::vector<ostrov::nn::LayerSpec> vgg_layers(const SSDOptions&) {
+  // VGG-16 to conv5_3 (its pool5 replaced), fc6 (dilation 6), conv8_2 and conv9_2 (stride 2),
+  // conv10_2 and conv11_2 (3x3 without padding).
+  auto layers = ostrov::nn::vgg16_layers();
+  layers.pop_back();
+  layers.push_back(detail::pool("pool5", 3, 1, 1));
+  layers.push_back(detail::conv("fc6", 3, 1, 6, 6));
+  layers.push_back(detail::conv("extra.1", 3, 2, 1));
+  layers.push_back(detail::conv("extra.2", 3, 2, 1));
+  layers.push_back(detail::conv("extra.3", 3, 1, 0));
+  layers.push_back(detail::conv("extra.4", 3, 1, 0));
+  return layers;
+}
+
+std::vector<ostrov::nn::LayerSpec> mobilenet_layers(const SSDOptions&) {
+  auto layers = detail::mobilenet_v3_layers(BackboneOptions("mobilenet_v3_large"));
+  add_strided_extras(layers, 4);  // each extra's 3x3 depthwise conv
+  return layers;
+}
+
+std::vector<ostrov::nn::LayerSpec> resnet_layers(const SSDOptions& o) {
+  auto layers = detail::resnet_layers(18, 32);
+  add_strided_extras(layers, o.num_extra());
+  return layers;
+}
+
+void check_default_width(const SSDOptions& o) {
+  TORCH_CHECK(o.backbone_channels() == 64, "SSD backbone_channels applies to the \"resnet18\" "
+              "backbone only (", o.backbone(), " is fixed), got ", o.backbone_channels());
+}
+
+const std::vector<SSDBackboneKind>& ssd_backbones() {
+  static const std::vector<SSDBackboneKind> kinds = {
+      {"vgg16",
+       [](const SSDOptions& o) {
+         TORCH_CHECK(o.image_size() == 300, "SSD backbone \"vgg16\" is SSD300 and needs "
+                     "image_size 300, got ", o.image_size());
+         check_default_width(o);
+       },
+       [](const SSDOptions&) { return SSDVGGBackbone().ptr(); }, vgg_layers},
+      {"mobilenet_v3_large", check_default_width,
+       [](const SSDOptions& o) { return SSDLiteMobileNetBackbone(o.reduced_tail()).ptr(); },
+       mobilenet_layers},
+      {"resnet18", [](const SSDOptions&) {},
+       [](const SSDOptions& o) {
+         return SSDResNetBackbone(o.num_extra(), o.backbone_channels()).ptr();
+       },
+       resnet_layers},
+  };
+  return kinds;
+}
+
+const SSDBackboneKind& ssd_backbone(const std::string& name) {
+  std::string known;
+  for (const auto& k : ssd_backbones()) {
+    if (name == k.name) return k;
+    known += (known.empty() ? "\"" : ", \"") + std::string(k.name) + "\"";
+  }
+  TORCH_CHECK(false, "SSD backbone must be one of ", known, ", got \"", name, "\"");
+}
+
+}  // namespace
 
 // ------------------------------------------------------------------------------------ SSD
 
@@ -288,33 +567,22 @@ void SSDImpl::reset() {
   TORCH_CHECK(options.image_mean().size() == 3 && options.image_std().size() == 3,
               "SSD image_mean and image_std need 3 values, got ", options.image_mean().size(),
               " and ", options.image_std().size());
-  if (options.backbone() == "vgg16") {
-    TORCH_CHECK(options.image_size() == 300,
-                "SSD backbone \"vgg16\" is SSD300 and needs "
-                "image_size 300, got ",
-                options.image_size());
-    TORCH_CHECK(options.backbone_channels() == 64,
-                "SSD backbone_channels applies to the \"resnet18\" backbone only (vgg16 is fixed), "
-                "got ", options.backbone_channels());
-    SSDVGGBackbone b;
-    backbone = register_module("backbone", b.ptr());
-    backbone_maps_ = b.get();
-  } else if (options.backbone() == "resnet18") {
-    SSDResNetBackbone b(options.num_extra(), options.backbone_channels());
-    backbone = register_module("backbone", b.ptr());
-    backbone_maps_ = b.get();
-  } else {
-    TORCH_CHECK(false, "SSD backbone must be \"vgg16\" or \"resnet18\", got \"", options.backbone(),
-                "\"");
-  }
+  TORCH_CHECK(options.head() == "ssd" || options.head() == "ssdlite",
+              "SSD head must be \"ssd\" or \"ssdlite\", got \"", options.head(), "\"");
+  const SSDBackboneKind& kind = ssd_backbone(options.backbone());
+  kind.check(options);
+  backbone = register_module("backbone", kind.make(options));
+  backbone_maps_ = dynamic_cast<SSDBackbone*>(backbone.get());
+  TORCH_INTERNAL_ASSERT(backbone_maps_ != nullptr, "SSD backbone ", kind.name,
+                        " is not an SSDBackbone");
   generator_ = std::make_shared<ops::DefaultBoxGenerator>(options.box_options());
   const auto channels = backbone_maps_->out_channels();
   TORCH_CHECK(channels.size() == options.box_options().aspect_ratios().size(), "SSD backbone \"",
               options.backbone(), "\" gives ", channels.size(),
               " feature maps but box_options has aspect ratios for ",
               options.box_options().aspect_ratios().size());
-  head = register_module(
-      "head", SSDHead(channels, generator_->num_anchors_per_location(), options.num_classes()));
+  head = register_module("head", SSDHead(channels, generator_->num_anchors_per_location(),
+                                         options.num_classes(), options.head() == "ssdlite"));
   cached_grids_.clear();
   cached_priors_ = at::Tensor();
 }
@@ -358,19 +626,7 @@ at::Tensor SSDImpl::priors_for(const std::vector<ops::GridSize>& grids, ops::Gri
 
 at::Tensor SSDImpl::priors() {
   const int64_t s = options.image_size();
-  std::vector<ops::GridSize> grids;
-  if (options.backbone() == "vgg16") {
-    grids = ops::ssd300_grid_sizes();
-  } else {
-    int64_t side = halve(halve(s));  // conv1, maxpool
-    side = halve(halve(side));       // layer2, layer3
-    grids.push_back({side, side});
-    for (int64_t i = 0; i <= options.num_extra(); ++i) {  // layer4 and the extras
-      side = halve(side);
-      grids.push_back({side, side});
-    }
-  }
-  return priors_for(grids, {s, s}, at::empty({0}));
+  return priors_for(backbone_maps_->grid_sizes(s), {s, s}, at::empty({0}));
 }
 
 std::vector<int64_t> SSDImpl::num_anchors_per_location() const {
@@ -388,9 +644,13 @@ std::vector<Detections> SSDImpl::postprocess(
 }
 
 void SSDImpl::pretty_print(std::ostream& stream) const {
-  stream << "ostrov::models::SSD(backbone=" << options.backbone()
+  stream << "ostrov::models::SSD(backbone=" << options.backbone() << ", head=" << options.head()
          << ", num_classes=" << options.num_classes() << ", image_size=" << options.image_size()
          << ")";
+}
+
+std::vector<ostrov::nn::LayerSpec> ssd_receptive_field_layers(const SSDOptions& options) {
+  return ssd_backbone(options.backbone()).layers(options);
 }
 
 // ---------------------------------------------------------------------- pre/post-processing

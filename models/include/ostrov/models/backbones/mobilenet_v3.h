@@ -61,6 +61,8 @@ struct MobileNetV3Options {
   TORCH_ARG(bool, dilated) = false;
   /// Dropout before the last Linear of the classifier.
   TORCH_ARG(double, dropout) = 0.2;
+  /// Momentum of every BatchNorm2d (torchvision's default 0.01; its SSDLite uses 0.03).
+  TORCH_ARG(double, bn_momentum) = 0.01;
 
  public:
   /// "large" or "small" (throws c10::Error for anything else).
@@ -164,5 +166,26 @@ class MobileNetV3Impl : public torch::nn::Cloneable<MobileNetV3Impl>, public Bac
 
 /// `ostrov::models::MobileNetV3("large")` is torchvision's `mobilenet_v3_large(weights=None)`.
 TORCH_MODULE(MobileNetV3);
+
+/// MobileNetV3's features cut where torchvision's SSDLite cuts them
+/// (SSDLiteFeatureExtractorMobileNet; the paper's section 6.3): the detector's first feature map
+/// is the C4 block's 1x1 expansion (stride 16), the second the end of the network (stride 32).
+/// The modules are those of a `MobileNetV3Features(options)`, initialised as it is:
+///   first   features[0 .. c4-1] as "0" ... "c4-1", then features[c4].block[0] (the expansion
+///           conv-BN-activation) as "c4"
+///   second  "0": features[c4].block[1:] (its children keep their names "1", "2", "3"), then
+///           features[c4+1 ...] as "1", "2", ...
+/// c4 is the last strided block (torchvision's stage_indices[-2]: 13 in large, 9 in small).
+struct MobileNetV3C4Split {
+  torch::nn::Sequential first{nullptr};
+  torch::nn::Sequential second{nullptr};
+  int64_t c4_position = 0;      ///< c4, the index in torchvision's `features`
+  int64_t first_channels = 0;   ///< width of the expansion (672 in large)
+  int64_t second_channels = 0;  ///< width of the last conv (960 in large; 480 reduced_tail)
+};
+
+/// The split above for `options` (c10::Error when the C4 block has no expansion, which no
+/// torchvision MobileNetV3 has).
+MobileNetV3C4Split split_mobilenet_v3_at_c4(const MobileNetV3Options& options);
 
 }  // namespace ostrov::models

@@ -3,18 +3,25 @@
 // for the CLI and users' own programs; the detection counterpart of models/build.h.
 //
 // Config keys (unknown keys are ostrov::ConfigError naming the key path, e.g. model.imgae_size):
-//   name                  "ssd300_vgg16" (torchvision's ssd300_vgg16) | "ssd_light"
-//                         (SSDOptions::light: ResNet-18, 1524 default boxes at 256x256)
-//   backbone              "vgg16" (ssd300_vgg16) | "resnet18" (ssd_light): optional, each
-//                         detector has one; backbone_channels: ssd_light's ResNet-18 width
-//   image_size            side of the square network input (ssd300_vgg16: must stay 300)
+//   name                  "ssd300_vgg16" (torchvision's ssd300_vgg16) |
+//                         "ssdlite320_mobilenet_v3_large" (torchvision's, 3234 default boxes
+//                         at 320x320) | "ssd_light" (SSDOptions::light: ResNet-18, 1524
+//                         default boxes at 256x256)
+//   backbone              "vgg16" | "mobilenet_v3_large" | "resnet18": optional, each detector
+//                         has one; backbone_channels: ssd_light's ResNet-18 width
+//   image_size            side of the square network input (ssd300_vgg16: must stay 300;
+//                         ssdlite320_mobilenet_v3_large: 320; ssd_light: 256)
 //   num_extra             ssd_light: extra stride-2 stages after layer4 (default 3)
+//   reduced_tail          ssdlite320_mobilenet_v3_large: the half-width last stage (default:
+//                         true without backbone_weights, false with them, as torchvision)
 //   score_threshold, nms_threshold, topk_candidates, detections_per_image
 //                         post-processing (SSDPostprocessOptions; torchvision's defaults)
 //   weights               optional path: a whole-model state_dict (an ostrov checkpoint's
-//                         weights or torchvision's ssd300_vgg16 state_dict), loaded strictly
+//                         weights or torchvision's ssd300_vgg16 / ssdlite320 state_dict),
+//                         loaded strictly
 //   backbone_weights      optional path: a torchvision ImageNet classifier for the backbone
-//                         (ssd300_vgg16: vgg16, its features.0-29; ssd_light: resnet18,
+//                         (ssd300_vgg16: vgg16, its features.0-29; ssdlite320:
+//                         mobilenet_v3_large, its features; ssd_light: resnet18,
 //                         conv1/bn1/layer1-4); every backbone key must match by name and shape
 //                         and the classifier/fc keys are ignored
 
@@ -58,12 +65,18 @@ SSDOptions detector_options(const nlohmann::json& model_config, int64_t num_clas
 SSD build_detector(const nlohmann::json& model_config, int64_t num_classes,
                    const std::string& where);
 
-/// Copies a torchvision ImageNet classifier's state (vgg16 for the "vgg16" backbone, resnet18
-/// for "resnet18") into `ssd`'s backbone, renaming vgg16's features.23-29 into extra.0 as
-/// torchvision's SSD does. IoError naming `source` and the keys when a backbone key is
-/// missing from `state` or has another shape.
+/// Copies a torchvision ImageNet classifier's state (vgg16 for the "vgg16" backbone,
+/// mobilenet_v3_large for "mobilenet_v3_large", resnet18 for "resnet18") into `ssd`'s backbone,
+/// renamed as torchvision's SSD feature extractors take the layers
+/// (SSDBackbone::key_from_classifier). IoError naming `source` and the keys when a backbone
+/// key is missing from `state` or has another shape.
 void load_ssd_backbone_weights(SSDImpl& ssd, const io::StateDict& state,
                                const std::string& source);
+
+/// The layer table of `ostrov receptive-field` for a detector's `model` section
+/// (ssd_receptive_field_layers of its options; ConfigError naming the key for bad ones).
+std::vector<nn::LayerSpec> detector_receptive_field_layers(const nlohmann::json& model_config,
+                                                           const std::string& where);
 
 /// The names `build_detector` accepts (the registry's, in registration order).
 std::vector<std::string> detection_model_names();

@@ -1,10 +1,13 @@
 #pragma once
 // SSD: Single Shot MultiBox Detector (W. Liu et al., ECCV 2016, arXiv:1512.02325).
 //
-// Two configurations built from the same parts:
+// Three configurations built from the same parts:
 //  - SSD300-VGG16 exactly as torchvision 0.14's `ssd300_vgg16` (models/detection/ssd.py): the
 //    same layers, initialisation, parameter names (its state_dict loads with
 //    ostrov::io::load_weights), head layout, default boxes and post-processing;
+//  - SSDLite320-MobileNetV3-Large exactly as torchvision's `ssdlite320_mobilenet_v3_large`
+//    (models/detection/ssdlite.py; Sandler et al. 2018 section 6.2, Howard et al. 2019 section
+//    6.3): depthwise-separable heads and extra stages, 6 default boxes per cell;
 //  - a light variant for CPU training (SSDOptions::light): ResNet-18 (torchvision layout) tapped
 //    at layer3 and layer4, three extra Conv-BN-ReLU stages, 256x256 input, 1524 default boxes.
 //
@@ -36,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "ostrov/nn/receptive_field.h"
 #include "ostrov/ops/priors.h"
 
 namespace ostrov::models {
@@ -60,8 +64,16 @@ struct SSDOptions {
   /// C, classes including background (class 0). torchvision's COCO model: 91.
   TORCH_ARG(int64_t, num_classes);
   /// "vgg16" (SSD300: torchvision's SSDFeatureExtractorVGG, 6 feature maps, needs a 300x300
-  /// input) or "resnet18" (light: layer3, layer4 and `num_extra` extra stages).
+  /// input), "mobilenet_v3_large" (SSDLite: torchvision's SSDLiteFeatureExtractorMobileNet, 6
+  /// feature maps) or "resnet18" (light: layer3, layer4 and `num_extra` extra stages).
   TORCH_ARG(std::string, backbone) = "vgg16";
+  /// "ssd" (torchvision's SSDHead: one 3x3 conv per feature map) or "ssdlite" (SSDLiteHead:
+  /// depthwise 3x3 conv-BN-ReLU6, then a 1x1 conv).
+  TORCH_ARG(std::string, head) = "ssd";
+  /// mobilenet_v3_large only: torchvision's `reduced_tail` (the last stage at half width), which
+  /// its ssdlite320 builder sets when no ImageNet backbone weights are used; ImageNet
+  /// MobileNetV3 weights need false.
+  TORCH_ARG(bool, reduced_tail) = true;
   /// Side of the square network input, pixels (ssd_preprocess resizes to it).
   TORCH_ARG(int64_t, image_size) = 300;
   /// Default boxes; its aspect_ratios must have one entry per feature map of the backbone.
@@ -85,6 +97,11 @@ struct SSDOptions {
  public:
   /// torchvision's ssd300_vgg16 with `num_classes` classes.
   static SSDOptions ssd300_vgg16(int64_t num_classes = 91);
+  /// torchvision's ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None) with
+  /// `num_classes` classes: 320x320 input, mean and std 0.5, aspect ratios [2, 3] on all 6
+  /// maps with linear scales 0.2..0.95 (3234 default boxes), score threshold 0.001, NMS 0.55,
+  /// 300 candidates and 300 detections; reduced_tail(false) for ImageNet backbone weights.
+  static SSDOptions ssdlite320_mobilenet_v3_large(int64_t num_classes = 91);
   /// The light CPU variant: resnet18, `image_size` input (default 256), ImageNet mean/std,
   /// 5 feature maps (strides 16, 32, 64, 128, 256: 16, 8, 4, 2, 1 cells at 256) with aspect
   /// ratios [[2],[2,3],[2,3],[2],[2]] and linear scales 0.1..0.9 (DefaultBoxOptions
@@ -108,7 +125,8 @@ struct Detections {
   at::Tensor labels;  ///< [K] int64 classes in 1..C-1
 };
 
-/// The common interface of SSD backbones: the feature maps the heads read.
+/// The common interface of SSD backbones: the feature maps the heads read, and how an ImageNet
+/// classifier's weights map onto the backbone.
 class SSDBackbone {
  public:
   virtual ~SSDBackbone() = default;
@@ -116,6 +134,16 @@ class SSDBackbone {
   virtual std::vector<at::Tensor> forward_maps(const at::Tensor& x) = 0;
   /// Channels of each feature map.
   virtual std::vector<int64_t> out_channels() const = 0;
+  /// {H, W} of each feature map for a square input of side `image_size`.
+  virtual std::vector<ops::GridSize> grid_sizes(int64_t image_size) const = 0;
+  /// The torchvision ImageNet classifier whose weights the backbone takes ("vgg16", ...).
+  virtual std::string classifier_name() const = 0;
+  /// The backbone key of the classifier's key `key`, or "" when the backbone has no such layer
+  /// (the classifier's own head).
+  virtual std::string key_from_classifier(const std::string& key) const = 0;
+  /// Whether the backbone key `key` belongs to a layer the classifier does not have (extra
+  /// stages, SSD300's L2Norm scale and fc6/fc7).
+  virtual bool ssd_only(const std::string& key) const = 0;
 };
 
 /// torchvision's SSDFeatureExtractorVGG (highres = false) over VGG-16. Children and keys:
@@ -132,6 +160,10 @@ class SSDVGGBackboneImpl : public torch::nn::Cloneable<SSDVGGBackboneImpl>, publ
   void reset() override;
   std::vector<at::Tensor> forward_maps(const at::Tensor& x) override;
   std::vector<int64_t> out_channels() const override;
+  std::vector<ops::GridSize> grid_sizes(int64_t image_size) const override;
+  std::string classifier_name() const override { return "vgg16"; }
+  std::string key_from_classifier(const std::string& key) const override;
+  bool ssd_only(const std::string& key) const override;
 
   at::Tensor scale_weight;
   torch::nn::Sequential features{nullptr};
@@ -155,6 +187,10 @@ class SSDResNetBackboneImpl : public torch::nn::Cloneable<SSDResNetBackboneImpl>
   void reset() override;
   std::vector<at::Tensor> forward_maps(const at::Tensor& x) override;
   std::vector<int64_t> out_channels() const override;
+  std::vector<ops::GridSize> grid_sizes(int64_t image_size) const override;
+  std::string classifier_name() const override { return "resnet18"; }
+  std::string key_from_classifier(const std::string& key) const override;
+  bool ssd_only(const std::string& key) const override;
 
   int64_t num_extra;
   int64_t base_channels;
@@ -168,14 +204,50 @@ class SSDResNetBackboneImpl : public torch::nn::Cloneable<SSDResNetBackboneImpl>
 };
 TORCH_MODULE(SSDResNetBackbone);
 
+/// torchvision's SSDLiteFeatureExtractorMobileNet over MobileNetV3-Large
+/// (split_mobilenet_v3_at_c4, mobilenet_v3.h). Children and keys:
+///   features.0   MobileNetV3 features[0..12], then features[13].block[0] as "13"
+///   features.1   "0": features[13].block[1:] ("0.1", "0.2", "0.3"), "1".."3": features[14..16]
+///   extra.0..3   Sequential("0" 1x1 conv-BN-ReLU6 to out/2, "1" 3x3 stride-2 depthwise
+///                conv-BN-ReLU6, "2" 1x1 conv-BN-ReLU6 to out), out = 512, 256, 256, 128
+/// (each conv-BN-ReLU6 is Sequential "0" conv without bias, "1" BatchNorm2d). BatchNorm eps
+/// 0.001, momentum 0.03; every conv weight normal(0, 0.03), biases zero (torchvision's
+/// _normal_init without backbone weights). Feature maps at 320x320: 672x20x20, 480x10x10
+/// (960 without reduced_tail), 512x5x5, 256x3x3, 256x2x2, 128x1x1.
+class SSDLiteMobileNetBackboneImpl : public torch::nn::Cloneable<SSDLiteMobileNetBackboneImpl>,
+                                     public SSDBackbone {
+ public:
+  explicit SSDLiteMobileNetBackboneImpl(bool reduced_tail = true);
+  void reset() override;
+  std::vector<at::Tensor> forward_maps(const at::Tensor& x) override;
+  std::vector<int64_t> out_channels() const override;
+  std::vector<ops::GridSize> grid_sizes(int64_t image_size) const override;
+  std::string classifier_name() const override { return "mobilenet_v3_large"; }
+  std::string key_from_classifier(const std::string& key) const override;
+  bool ssd_only(const std::string& key) const override;
+
+  bool reduced_tail;
+  torch::nn::ModuleList features{nullptr};
+  torch::nn::ModuleList extra{nullptr};
+
+ private:
+  int64_t c4_position_ = 0;
+  std::vector<int64_t> channels_;
+};
+TORCH_MODULE(SSDLiteMobileNetBackbone);
+
 /// torchvision's SSDScoringHead: one 3x3 conv (padding 1) per feature map, in_channels[i] ->
 /// num_anchors[i] * num_columns, outputs reshaped (N, A*K, H, W) -> view (N, A, K, H, W) ->
 /// permute (N, H, W, A, K) -> (N, HWA, K) and concatenated over the maps. Key:
 /// `module_list.i.{weight,bias}`; xavier_uniform weights, zero biases.
+/// `separable` is SSDLite's form (torchvision's SSDLiteClassificationHead/RegressionHead):
+/// `module_list.i` = Sequential("0" Sequential(3x3 depthwise conv "0" without bias,
+/// BatchNorm2d "1" eps 0.001 momentum 0.03, ReLU6), "1" 1x1 conv with bias), every conv weight
+/// normal(0, 0.03), biases zero.
 class SSDScoringHeadImpl : public torch::nn::Cloneable<SSDScoringHeadImpl> {
  public:
   SSDScoringHeadImpl(std::vector<int64_t> in_channels, std::vector<int64_t> num_anchors,
-                     int64_t num_columns);
+                     int64_t num_columns, bool separable = false);
   void reset() override;
   /// maps[i]: [N, in_channels[i], H_i, W_i] -> [N, sum_i H_i W_i A_i, num_columns].
   at::Tensor forward(const std::vector<at::Tensor>& maps);
@@ -183,28 +255,32 @@ class SSDScoringHeadImpl : public torch::nn::Cloneable<SSDScoringHeadImpl> {
   std::vector<int64_t> in_channels;
   std::vector<int64_t> num_anchors;
   int64_t num_columns;
+  bool separable;
   torch::nn::ModuleList module_list{nullptr};
 };
 TORCH_MODULE(SSDScoringHead);
 
-/// torchvision's SSDHead: `classification_head` (K = num_classes) and `regression_head` (K = 4).
+/// torchvision's SSDHead (or SSDLiteHead when `separable`): `classification_head`
+/// (K = num_classes) and `regression_head` (K = 4).
 class SSDHeadImpl : public torch::nn::Cloneable<SSDHeadImpl> {
  public:
   SSDHeadImpl(std::vector<int64_t> in_channels, std::vector<int64_t> num_anchors,
-              int64_t num_classes);
+              int64_t num_classes, bool separable = false);
   void reset() override;
 
   std::vector<int64_t> in_channels;
   std::vector<int64_t> num_anchors;
   int64_t num_classes;
+  bool separable;
   SSDScoringHead classification_head{nullptr};
   SSDScoringHead regression_head{nullptr};
 };
 TORCH_MODULE(SSDHead);
 
-/// The SSD network. Children: `backbone` (SSDVGGBackbone or SSDResNetBackbone) and `head`
-/// (SSDHead), so for "vgg16" the state_dict keys are torchvision's ssd300_vgg16 keys
-/// (backbone.scale_weight, backbone.features.*, backbone.extra.*, head.*).
+/// The SSD network. Children: `backbone` (SSDVGGBackbone, SSDLiteMobileNetBackbone or
+/// SSDResNetBackbone) and `head` (SSDHead), so for "vgg16" and "mobilenet_v3_large" the
+/// state_dict keys are torchvision's ssd300_vgg16 / ssdlite320_mobilenet_v3_large keys
+/// (backbone.features.*, backbone.extra.*, head.*, and SSD300's backbone.scale_weight).
 class SSDImpl : public torch::nn::Cloneable<SSDImpl> {
  public:
   explicit SSDImpl(SSDOptions options);
@@ -228,6 +304,9 @@ class SSDImpl : public torch::nn::Cloneable<SSDImpl> {
   /// The feature maps of the backbone (what the head reads), finest first.
   std::vector<at::Tensor> forward_maps(const at::Tensor& x);
 
+  /// The backbone through its common interface.
+  SSDBackbone& maps_backbone() const { return *backbone_maps_; }
+
   /// The default boxes [P,4] (x1,y1,x2,y2 pixels) of a square input of options.image_size().
   at::Tensor priors();
 
@@ -250,6 +329,11 @@ class SSDImpl : public torch::nn::Cloneable<SSDImpl> {
                         const at::Tensor& like);
 };
 TORCH_MODULE(SSD);
+
+/// The layers with a spatial window from the input to the coarsest feature map of the SSD
+/// `options` describes (backbone convolutions and pools, then the extra stages), for
+/// nn::receptive_fields and `ostrov receptive-field`. c10::Error for an unknown backbone.
+std::vector<nn::LayerSpec> ssd_receptive_field_layers(const SSDOptions& options);
 
 /// torchvision's GeneralizedRCNNTransform for SSD (eval): images [3,H,W] or [N,3,H,W] float
 /// in [0,1] -> (x - mean) / std per channel, then bilinear resize (align_corners = false) to
