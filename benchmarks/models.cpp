@@ -150,13 +150,14 @@ void ssd_light_infer(benchmark::State& state) {
   model_counters(state, *net, kSSDBatch);
 }
 
-// SSD300-VGG16 inference on one 480x640 image: preprocess (resize to 300, normalise), network,
-// post-processing (decode, per-class NMS), as torchvision's model(images) in eval mode does.
-// OSTROV_BENCH_SSD300_WEIGHTS names a torchvision state_dict so both sides post-process the
-// same scores (run.py writes one from torch.manual_seed(0)).
-void ssd300_infer(benchmark::State& state) {
-  models::SSD net(models::SSDOptions::ssd300_vgg16(91));
-  if (const char* weights = std::getenv("OSTROV_BENCH_SSD300_WEIGHTS")) io::load_weights(*net, weights);
+// SSD inference on one 480x640 image: preprocess (resize to the model's size, normalise),
+// network, post-processing (decode, per-class NMS), as torchvision's model(images) in eval mode
+// does. The environment variable `weights_env` names a torchvision state_dict so both sides
+// post-process the same scores (run.py writes one from torch.manual_seed(0)).
+void ssd_infer(benchmark::State& state, const models::SSDOptions& options,
+               const char* weights_env) {
+  models::SSD net(options);
+  if (const char* weights = std::getenv(weights_env)) io::load_weights(*net, weights);
   net->eval();
   auto image = pattern_image(480, 640);
   c10::InferenceMode guard;
@@ -276,7 +277,13 @@ const bool registered = [] {
       [](benchmark::State& s) { mobile_segmentation_infer(s, "lraspp_mnv3_scenes"); });
   add("ssd_light_train", ssd_light_train);
   add("ssd_light_infer", ssd_light_infer);
-  add("ssd300_infer", ssd300_infer);
+  add("ssd300_infer", [](benchmark::State& s) {
+    ssd_infer(s, models::SSDOptions::ssd300_vgg16(91), "OSTROV_BENCH_SSD300_WEIGHTS");
+  });
+  add("ssdlite320_infer", [](benchmark::State& s) {
+    ssd_infer(s, models::SSDOptions::ssdlite320_mobilenet_v3_large(91),
+              "OSTROV_BENCH_SSDLITE320_WEIGHTS");
+  });
   add("gatys_vgg19_256", gatys_step);
   add("gemm_2048", gemm_2048);
   add("conv1x1_peak", conv1x1_peak);

@@ -47,6 +47,7 @@ ROWS = {
     "ssd_light_train": ("SSD R18 light, 8x3x256², multibox, SGD", 0.9, 3),
     "ssd_light_infer": ("SSD R18 light, 8x3x256²", 0.9, 1),
     "ssd300_infer": ("SSD300-VGG16, 1 image 480x640, pre+net+post", 1.0, 1),
+    "ssdlite320_infer": ("SSDLite320-MobileNetV3-L, 1 image 480x640, pre+net+post", 1.0, 1),
     "gatys_vgg19_256": ("VGG19 to conv5_1 fwd+bwd to image, 256²", 1.0, 2),
     "nms_10k": ("nms, 10000 boxes, IoU 0.5", 1.0, None),
     "box_iou_1000x8732": ("box_iou 1000 x 8732", 1.0, None),
@@ -91,13 +92,15 @@ def forward_flops(name):
     """FLOPs (2 x multiply-adds) of the convolutions and linear layers in one forward pass of
     the reference model, counted with forward hooks (the ostrov model is the same network)."""
     import torchvision
+    run = None
     if name.startswith("gatys"):
         model = torchvision.models.vgg19(weights=None).features[:29]
         x = torch.zeros(1, 3, 256, 256)
-    elif name.startswith("ssd300"):
-        model = torchvision.models.detection.ssd300_vgg16(weights=None, weights_backbone=None)
-        model = torch.nn.Sequential(model.backbone)
-        x = torch.zeros(1, 3, 300, 300)
+    elif name.startswith("ssd300") or name.startswith("ssdlite320"):
+        model = workloads.DETECTORS[name.split("_")[0]]()
+        size = 300 if name.startswith("ssd300") else 320
+        x = torch.zeros(1, 3, size, size)
+        run = lambda: model.head(list(model.backbone(x).values()))  # noqa: E731 (backbone + heads)
     elif name.startswith("deeplabv3_mnv3") or name.startswith("lraspp_mnv3"):
         builder = (torchvision.models.segmentation.deeplabv3_mobilenet_v3_large
                    if name.startswith("deeplabv3") else
@@ -112,6 +115,8 @@ def forward_flops(name):
         batch, size = workloads.SEGMENTATION[base]
         model = ref_models.build(base)
         x = torch.zeros(batch, 3, size, size)
+    if run is None:
+        run = lambda: model(x)  # noqa: E731
     total = [0]
 
     def hook(module, inputs, output):
@@ -128,7 +133,7 @@ def forward_flops(name):
                if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))]
     model.eval()
     with torch.no_grad():
-        model(x)
+        run()
     for h in handles:
         h.remove()
     return total[0]
@@ -154,8 +159,9 @@ def main():
     selected = [n for n in list(ROWS) + [LOADER] if re.search(args.filter, n)]
     if not selected:
         sys.exit(f"run.py: no workload matches {args.filter!r}; workloads: {', '.join(list(ROWS) + [LOADER])}")
-    if "ssd300_infer" in selected:
-        env["OSTROV_BENCH_SSD300_WEIGHTS"] = workloads.ssd300_weights_path()
+    for detector in workloads.DETECTORS:
+        if detector + "_infer" in selected:
+            env[f"OSTROV_BENCH_{detector.upper()}_WEIGHTS"] = workloads.detector_weights_path(detector)
 
     print(f"# {len(selected)} workloads, {args.rounds} rounds x {args.reps} repetitions per side, "
           f"{args.threads} intra-op threads on both sides, torch {torch.__version__}", flush=True)

@@ -137,23 +137,31 @@ def ssd_light_infer():
     return step
 
 
-def ssd300_weights_path():
-    """torchvision's ssd300_vgg16 initialised from torch.manual_seed(0), saved once (both sides
-    load it so that post-processing sees the same scores)."""
-    path = os.path.join(SOURCE_DIR, "benchmarks", "results", "ssd300_seed0.pth")
+DETECTORS = {
+    "ssd300": lambda: torchvision.models.detection.ssd300_vgg16(weights=None, weights_backbone=None),
+    "ssdlite320": lambda: torchvision.models.detection.ssdlite320_mobilenet_v3_large(
+        weights=None, weights_backbone=None),
+}
+
+
+def detector_weights_path(name):
+    """torchvision's detector `name` ("ssd300", "ssdlite320") initialised from
+    torch.manual_seed(0), saved once (both sides load it so that post-processing sees the same
+    scores)."""
+    path = os.path.join(SOURCE_DIR, "benchmarks", "results", name + "_seed0.pth")
     if not os.path.exists(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         torch.manual_seed(0)
-        model = torchvision.models.detection.ssd300_vgg16(weights=None, weights_backbone=None)
+        model = DETECTORS[name]()
         tmp = path + ".tmp"
         torch.save(model.state_dict(), tmp)
         os.replace(tmp, path)
     return path
 
 
-def ssd300_infer():
-    model = torchvision.models.detection.ssd300_vgg16(weights=None, weights_backbone=None)
-    model.load_state_dict(torch.load(ssd300_weights_path()))
+def _detector_infer(name):
+    model = DETECTORS[name]()
+    model.load_state_dict(torch.load(detector_weights_path(name)))
     model.eval()
     image = pattern_image(480, 640)
 
@@ -161,6 +169,14 @@ def ssd300_infer():
         with torch.inference_mode():
             return model([image])
     return step
+
+
+def ssd300_infer():
+    return _detector_infer("ssd300")
+
+
+def ssdlite320_infer():
+    return _detector_infer("ssdlite320")
 
 
 def gatys_vgg19_256():
@@ -319,7 +335,8 @@ def _register():
     for name in SEGMENTATION:
         table[name + "_train"] = (lambda n=name: _segmentation_train(n))
         table[name + "_infer"] = (lambda n=name: _segmentation_infer(n))
-    for fn in (deeplabv3_mnv3_infer, lraspp_mnv3_infer, ssd_light_train, ssd_light_infer, ssd300_infer, gatys_vgg19_256, gemm_2048, conv1x1_peak, nms_10k,
+    for fn in (deeplabv3_mnv3_infer, lraspp_mnv3_infer, ssd_light_train, ssd_light_infer, ssd300_infer, ssdlite320_infer,
+               gatys_vgg19_256, gemm_2048, conv1x1_peak, nms_10k,
                box_iou_1000x8732, roi_align_fwd_bwd, lsa_50x8732, ssd_targets_b32,
                confusion_matrix_100x512):
         table[fn.__name__] = fn

@@ -37,7 +37,7 @@ double read_label_smoothing(const RunConfig& config) {
 }  // namespace
 
 TaskEntry detail::classification_entry() {
-  return {"classification", "one class per image (ResNet)", "accuracy", {"image_folder"},
+  return {"classification", "one class per image (ResNet, MobileNetV2/V3)", "accuracy", {"image_folder"},
           [](const RunConfig& c, const c10::Device& d) {
             return std::make_unique<ClassificationTask>(c, d);
           },
@@ -67,7 +67,7 @@ ClassificationTask::ClassificationTask(const RunConfig& config, const c10::Devic
       }
     }
   }
-  model_->to(device);
+  model_.module->to(device);
 }
 
 at::Tensor ClassificationTask::targets(const data::Batch& batch) {
@@ -77,7 +77,7 @@ at::Tensor ClassificationTask::targets(const data::Batch& batch) {
 }
 
 at::Tensor ClassificationTask::loss(const data::Batch& batch) {
-  return at::cross_entropy_loss(model_->forward(batch.images), targets(batch), {},
+  return at::cross_entropy_loss(model_.forward(batch.images), targets(batch), {},
                                 at::Reduction::Mean, -100, label_smoothing_);
 }
 
@@ -88,7 +88,7 @@ void ClassificationTask::begin_evaluation() {
 }
 
 void ClassificationTask::evaluate(const data::Batch& batch) {
-  const auto logits = model_->forward(batch.images);
+  const auto logits = model_.forward(batch.images);
   const auto target = targets(batch);
   loss_sum_ += at::cross_entropy_loss(logits, target, {}, at::Reduction::Sum, -100,
                                       label_smoothing_)
@@ -142,7 +142,7 @@ nlohmann::json ClassificationTask::end_evaluation() {
 
 std::vector<Prediction> ClassificationTask::predict(const at::Tensor& images,
                                                    const std::vector<ops::GridSize>& sizes) const {
-  const auto probs = model_.ptr()->forward(images).softmax(1).to(at::kCPU);  // forward is not const
+  const auto probs = model_.forward(images).softmax(1).to(at::kCPU);
   const int64_t k = std::min<int64_t>(5, probs.size(1));
   const auto [values, indices] = probs.topk(k, 1);
   std::vector<Prediction> out(static_cast<size_t>(probs.size(0)));

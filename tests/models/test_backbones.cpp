@@ -552,7 +552,27 @@ TEST_CASE("Backbone: ResNet, VGG and AlexNet behind one interface, without their
   const auto x = at::randn({1, 3, 64, 64});
   CHECK(models::backbone_names() ==
         std::vector<std::string>{"resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-                                 "vgg16", "alexnet", "mobilenet_v3_large", "mobilenet_v3_small"});
+                                 "vgg16", "alexnet", "mobilenet_v3_large", "mobilenet_v3_small",
+                                 "mobilenet_v2"});
+  // Each family's own output strides and widths (the table of make_backbone).
+  CHECK_THROWS_WITH(models::make_backbone(models::BackboneOptions("mobilenet_v2").output_stride(16)),
+                    Catch::Contains("mobilenet_v2") && Catch::Contains("32 only") &&
+                        Catch::Contains("got 16"));
+  CHECK_THROWS_WITH(models::make_backbone(models::BackboneOptions("mobilenet_v3_small").output_stride(8)),
+                    Catch::Contains("must be 32 or 16"));
+  CHECK_THROWS_WITH(models::make_backbone(models::BackboneOptions("mobilenet_v2").channels(32)),
+                    Catch::Contains("backbone_channels must be 64"));
+  {
+    auto v2 = models::as_backbone(models::make_backbone(models::BackboneOptions("mobilenet_v2")));
+    CHECK(v2->stage_names().size() == 19);
+    CHECK(v2->stage_channels("13") == 96);
+    CHECK(v2->stage_stride("13") == 16);
+    CHECK(v2->stage_stride("14") == 32);
+    CHECK(v2->out_channels() == 1280);
+    const auto f = v2->forward_features(x, {"3", "18"});
+    CHECK(f["3"].sizes() == at::IntArrayRef({1, 24, 16, 16}));
+    CHECK(f["18"].sizes() == at::IntArrayRef({1, 1280, 2, 2}));
+  }
   struct Expect {
     std::string name;
     std::string last;

@@ -471,6 +471,46 @@ TEST_CASE("SSDLite320-MobileNetV3: feature maps, default boxes, separable heads,
   CHECK(without_grad == 0);
 }
 
+TEST_CASE("SSDLite learns one image with either matcher in 25 Adam steps", "[models][detection]") {
+  // 128x128: maps 8, 4, 2, 1, 1, 1 (522 default boxes); two copies because the last maps are
+  // 1x1 and BatchNorm trains on more than one value per channel.
+  const auto gt = boxes({10, 15, 60, 70, 70, 40, 120, 110});
+  const auto labels = at::tensor({1, 2}, at::kLong);
+  for (const std::string matcher : {"threshold", "hungarian"}) {
+    INFO("matcher " << matcher);
+    torch::manual_seed(3);
+    models::SSD net(models::SSDOptions::ssdlite320_mobilenet_v3_large(3).image_size(128));
+    net->train();
+    const auto priors = net->priors();
+    REQUIRE(priors.size(0) == 522);
+    const auto target =
+        models::ssd_targets(std::vector<at::Tensor>{gt, gt}, std::vector<at::Tensor>{labels, labels},
+                            priors, models::SSDTargetOptions().matcher(matcher));
+    const int64_t positives = (target.labels > 0).sum().item<int64_t>();
+    if (matcher == "hungarian") {
+      CHECK(positives == 4);  // one default box per object
+    } else {
+      CHECK(positives >= 4);
+    }
+    const auto image = at::rand({1, 3, 128, 128}).expand({2, 3, 128, 128}).contiguous();
+    torch::optim::Adam optimizer(net->parameters(), torch::optim::AdamOptions(1e-3));
+    std::vector<float> history;
+    for (int step = 0; step < 25; ++step) {
+      optimizer.zero_grad();
+      const auto out = net->forward(image);
+      const auto loss = losses::functional::multibox_loss(out.locations, out.scores,
+                                                          target.locations, target.labels)
+                            .loss;
+      REQUIRE(std::isfinite(loss.item<float>()));
+      history.push_back(loss.item<float>());
+      loss.backward();
+      optimizer.step();
+    }
+    INFO("loss " << history.front() << " -> " << history.back());
+    CHECK(history.back() < 0.5f * history.front());
+  }
+}
+
 TEST_CASE("SSDLite backbone weights: a torchvision mobilenet_v3_large classifier loads by name",
           "[models][detection]") {
   torch::manual_seed(2);
@@ -549,11 +589,16 @@ TEST_CASE("Receptive fields of the SSD backbones up to their coarsest feature ma
 TEST_CASE("build_classifier: a narrow ResNet-18 whose weights are a light SSD's backbone",
           "[models][detection][classifier]") {
   test::TempDir dir;
-  auto net = models::build_classifier({{"name", "resnet18"}, {"backbone_channels", 16}}, 10, "cls.json");
+  const auto built = models::build_classifier({{"name", "resnet18"}, {"backbone_channels", 16}}, 10, "cls.json");
+  CHECK(built.name == "resnet18");
+  auto* net = built.module->as<models::ResNetImpl>();
+  REQUIRE(net != nullptr);
   CHECK(net->options.base_channels() == 16);
-  CHECK(net->forward(at::rand({2, 3, 48, 48})).sizes() == at::IntArrayRef({2, 10}));
+  CHECK(built.forward(at::rand({2, 3, 48, 48})).sizes() == at::IntArrayRef({2, 10}));
   CHECK(net->fc->weight.sizes() == at::IntArrayRef({10, 128}));
-  CHECK(models::build_classifier({{"name", "resnet50"}}, 7, "cls.json")->fc->weight.size(1) == 2048);
+  CHECK(models::build_classifier({{"name", "resnet50"}}, 7, "cls.json")
+            .module->as<models::ResNetImpl>()
+            ->fc->weight.size(1) == 2048);
   CHECK_THROWS_WITH(models::build_classifier({{"name", "resnet19"}}, 10, "cls.json"),
                     Contains("cls.json") && Contains("model.name") && Contains("resnet34"));
   CHECK_THROWS_WITH(models::build_classifier({{"name", "resnet18"}, {"backbone_channels", 0}}, 10, "cls.json"),
@@ -569,9 +614,9 @@ TEST_CASE("build_classifier: a narrow ResNet-18 whose weights are a light SSD's 
   io::save_state_dict(io::module_state_dict(*net), file);
   auto again = models::build_classifier({{"name", "resnet18"}, {"backbone_channels", 16}, {"weights", file}},
                                         10, "cls.json");
-  CHECK(at::equal(io::module_state_dict(*again)["layer3.1.conv2.weight"],
+  CHECK(at::equal(io::module_state_dict(*again.module)["layer3.1.conv2.weight"],
                   io::module_state_dict(*net)["layer3.1.conv2.weight"]));
-  CHECK(at::equal(io::module_state_dict(*again)["layer1.0.bn1.running_var"],
+  CHECK(at::equal(io::module_state_dict(*again.module)["layer1.0.bn1.running_var"],
                   io::module_state_dict(*net)["layer1.0.bn1.running_var"]));
   CHECK_THROWS_WITH(models::build_classifier({{"name", "resnet18"}, {"weights", file}}, 10, "cls.json"),
                     Contains("resnet18_w16.pt") && Contains("conv1.weight"));

@@ -1,4 +1,4 @@
-// torchvision 0.14's MobileNetV3 classifiers and segmentation models (/usr/bin/python3) against
+// torchvision 0.14's MobileNetV2/V3 classifiers and segmentation models (/usr/bin/python3) against
 // ostrov's: each built in Python with random weights and random batch-norm statistics (so a
 // folded or skipped batch norm cannot hide), saved with torch.save(model.state_dict()), loaded
 // here by name with no renaming (models::build's model.weights, io::load_weights), and run in
@@ -16,8 +16,11 @@
 #include "ostrov/core/error.h"
 #include "ostrov/io/state_dict.h"
 #include "ostrov/io/weights.h"
+#include "ostrov/models/backbones/backbone.h"
+#include "ostrov/models/backbones/mobilenet_v2.h"
 #include "ostrov/models/backbones/mobilenet_v3.h"
 #include "ostrov/models/build.h"
+#include "ostrov/models/classifier.h"
 #include "support.h"
 
 using namespace ostrov;
@@ -96,6 +99,37 @@ TEST_CASE("MobileNetV3-Large and -Small equal torchvision's classifiers", "[pari
                         Contains("features.2.block.0.0.weight: file [72, 16, 1, 1] vs model [64, 16, 1, 1]"));
 }
 
+TEST_CASE("MobileNetV2 equals torchvision's classifier; MobileNets load through build_classifier",
+          "[parity][models][backbones]") {
+  TempDir dir;
+  for (const std::string name : {"mobilenet_v2", "mobilenet_v3_small"}) {
+    INFO(name);
+    run_reference(dir, name, "torchvision.models." + name + "(weights=None, num_classes=7)");
+    const auto net = models::build_classifier(
+        {{"name", name}, {"weights", dir / (name + ".pth")}}, 7, "cls.json");
+    CHECK(net.name == name);
+    net.module->eval();
+    torch::NoGradGuard no_grad;
+    check_equal(dir, name + ".out.bin", net.forward(input()));
+  }
+  // The classification file is a backbone's weights: its features load, the classifier is not
+  // needed.
+  auto backbone = models::make_backbone(models::BackboneOptions("mobilenet_v2"));
+  auto* features = backbone->as<models::MobileNetV2FeaturesImpl>();
+  REQUIRE(features != nullptr);
+  features->load_torchvision(io::load_state_dict(dir / "mobilenet_v2.pth"), "mobilenet_v2.pth");
+  models::MobileNetV2 full(models::MobileNetV2Options().num_classes(7));
+  io::load_weights(*full, dir / "mobilenet_v2.pth");
+  full->eval();
+  features->eval();
+  torch::NoGradGuard no_grad;
+  CHECK(at::equal(features->forward(input()), full->features->forward(input())));
+  CHECK_THROWS_WITH(models::build_classifier({{"name", "mobilenet_v2"},
+                                              {"weights", dir / "mobilenet_v3_small.pth"}},
+                                             7, "cls.json"),
+                    Contains("mobilenet_v3_small.pth") && Contains("features.1.conv.0.0.weight"));
+}
+
 TEST_CASE("DeepLabV3, LR-ASPP and FCN equal torchvision's segmentation models", "[parity][models][segmentation]") {
   struct Case {
     std::string name;
@@ -120,6 +154,14 @@ TEST_CASE("DeepLabV3, LR-ASPP and FCN equal torchvision's segmentation models", 
        "segmentation.fcn_resnet50(weights=None, weights_backbone=None, num_classes=5, "
        "aux_loss=True)",
        {{"name", "fcn"}, {"backbone", "resnet50"}}, true},
+      {"deeplabv3_resnet101",
+       "segmentation.deeplabv3_resnet101(weights=None, weights_backbone=None, num_classes=5, "
+       "aux_loss=True)",
+       {{"name", "deeplabv3"}, {"backbone", "resnet101"}}, true},
+      {"fcn_resnet101",
+       "segmentation.fcn_resnet101(weights=None, weights_backbone=None, num_classes=5, "
+       "aux_loss=True)",
+       {{"name", "fcn"}, {"backbone", "resnet101"}}, true},
   };
   TempDir dir;
   for (const auto& c : cases) {

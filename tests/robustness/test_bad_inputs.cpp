@@ -532,7 +532,7 @@ TEST_CASE("bad configs: ostrov train and eval exit 2 naming the file and the key
     std::string raw;                  // used instead when edit is empty
     std::string key;                  // the key path the message must name
     int code = 2;
-    std::string extra_args;
+    std::string extra_args = {};  // default member initializer: no -Wmissing-field-initializers
   };
   const std::vector<Case> cases = {
       {"unknown_top_key", [](Json& j) { j["trian"] = {{"epochs", 1}}; }, "", "trian"},

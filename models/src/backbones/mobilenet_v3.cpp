@@ -17,6 +17,7 @@
 
 #include "ostrov/io/weights.h"
 #include "ostrov/nn/conv_bn_act.h"
+#include "mobilenet_parts.h"
 #include "without_head.h"
 
 namespace ostrov::models {
@@ -25,72 +26,18 @@ namespace {
 
 namespace tnn = torch::nn;
 
-/// torchvision's _make_divisible: the nearest multiple of `divisor` (at least `divisor`) that
-/// is not more than 10% below `v`.
-int64_t make_divisible(double v, int64_t divisor = 8) {
-  int64_t rounded = std::max<int64_t>(
-      divisor, static_cast<int64_t>(v + static_cast<double>(divisor) / 2.0) / divisor * divisor);
-  if (static_cast<double>(rounded) < 0.9 * v) rounded += divisor;
-  return rounded;
+using detail::Act;
+using detail::ConvNormAct;
+using detail::ConvNormActImpl;
+using detail::FeatureLayer;
+using detail::make_divisible;
+
+/// torchvision's Conv2dNormActivation with MobileNetV3's BatchNorm (eps 0.001).
+ConvNormAct conv_norm_act(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t groups,
+                          int64_t dilation, Act act, double momentum) {
+  return ConvNormAct(ConvNormActImpl::Spec{in, out, kernel, stride, groups, dilation, act, 0.001,
+                                           momentum});
 }
-
-enum class Act { kNone, kReLU, kHardswish };
-
-/// A layer of `features` (a conv block or an inverted residual), run through one interface.
-class FeatureLayer {
- public:
-  virtual ~FeatureLayer() = default;
-  virtual at::Tensor run(const at::Tensor& x) = 0;
-};
-
-/// torchvision's Conv2dNormActivation: children "0" Conv2d (no bias, padding
-/// (k - 1) / 2 * dilation), "1" BatchNorm2d(eps 0.001, momentum `momentum`), then the
-/// activation.
-class ConvNormActImpl : public tnn::Cloneable<ConvNormActImpl>, public FeatureLayer {
- public:
-  ConvNormActImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t groups,
-                  int64_t dilation, Act act, double momentum)
-      : in_(in), out_(out), kernel_(kernel), stride_(stride), groups_(groups),
-        dilation_(dilation), act_(act), momentum_(momentum) {
-    reset();
-  }
-
-  void reset() override {
-    conv = register_module("0", tnn::Conv2d(tnn::Conv2dOptions(in_, out_, kernel_)
-                                                .stride(stride_)
-                                                .padding((kernel_ - 1) / 2 * dilation_)
-                                                .dilation(dilation_)
-                                                .groups(groups_)
-                                                .bias(false)));
-    bn = register_module(
-        "1", tnn::BatchNorm2d(tnn::BatchNorm2dOptions(out_).eps(0.001).momentum(momentum_)));
-  }
-
-  at::Tensor forward(const at::Tensor& x) {
-    auto y = ostrov::nn::conv_bn(conv, bn, x);
-    switch (act_) {
-      case Act::kNone:
-        return y;
-      case Act::kReLU:
-        return at::relu_(y);  // y is this block's own output
-      case Act::kHardswish:
-        return at::hardswish(y);
-    }
-    return y;
-  }
-  at::Tensor run(const at::Tensor& x) override { return forward(x); }
-
-  int64_t out_channels() const { return out_; }
-
-  tnn::Conv2d conv{nullptr};
-  tnn::BatchNorm2d bn{nullptr};
-
- private:
-  int64_t in_, out_, kernel_, stride_, groups_, dilation_;
-  Act act_;
-  double momentum_;
-};
-TORCH_MODULE(ConvNormAct);
 
 /// torchvision's SqueezeExcitation with a hard sigmoid: x * hardsigmoid(fc2(relu(fc1(mean(x))))).
 /// Children "fc1", "fc2": 1x1 convs with bias.
@@ -137,17 +84,17 @@ class InvertedResidualImpl : public tnn::Cloneable<InvertedResidualImpl>, public
     tnn::Sequential seq;
     if (c.expanded_channels != c.input_channels) {
       seq->push_back(
-          ConvNormAct(c.input_channels, c.expanded_channels, 1, 1, 1, 1, act, momentum_));
+          conv_norm_act(c.input_channels, c.expanded_channels, 1, 1, 1, 1, act, momentum_));
     }
     const int64_t stride = c.dilation > 1 ? 1 : c.stride;
-    seq->push_back(ConvNormAct(c.expanded_channels, c.expanded_channels, c.kernel, stride,
-                               c.expanded_channels, c.dilation, act, momentum_));
+    seq->push_back(conv_norm_act(c.expanded_channels, c.expanded_channels, c.kernel, stride,
+                                 c.expanded_channels, c.dilation, act, momentum_));
     if (c.use_se) {
       seq->push_back(SqueezeExcitation(c.expanded_channels, make_divisible(
                                                                 static_cast<double>(c.expanded_channels / 4))));
     }
     seq->push_back(
-        ConvNormAct(c.expanded_channels, c.out_channels, 1, 1, 1, 1, Act::kNone, momentum_));
+        conv_norm_act(c.expanded_channels, c.out_channels, 1, 1, 1, 1, Act::kNone, momentum_));
     block = register_module("block", seq);
     residual_ = c.stride == 1 && c.input_channels == c.out_channels;
   }
@@ -260,13 +207,13 @@ void MobileNetV3FeaturesImpl::reset() {
   };
   const int64_t first = blocks.front().input_channels;
   const double momentum = options.bn_momentum();
-  add(ConvNormAct(3, first, 3, 2, 1, 1, Act::kHardswish, momentum).ptr(), first, 2);
+  add(conv_norm_act(3, first, 3, 2, 1, 1, Act::kHardswish, momentum).ptr(), first, 2);
   for (const auto& c : blocks) {
     const int64_t stride = strides_.back() * (c.dilation > 1 ? 1 : c.stride);
     add(InvertedResidual(c, momentum).ptr(), c.out_channels, stride);
   }
   const int64_t last = 6 * blocks.back().out_channels;
-  add(ConvNormAct(blocks.back().out_channels, last, 1, 1, 1, 1, Act::kHardswish, momentum).ptr(),
+  add(conv_norm_act(blocks.back().out_channels, last, 1, 1, 1, 1, Act::kHardswish, momentum).ptr(),
       last, strides_.back());
 
   torch::NoGradGuard no_grad;
@@ -288,11 +235,7 @@ std::vector<std::string> MobileNetV3FeaturesImpl::stage_names() const {
 }
 
 size_t MobileNetV3FeaturesImpl::stage_position(const std::string& name) const {
-  for (size_t i = 0; i < layers.size(); ++i) {
-    if (name == std::to_string(i)) return i;
-  }
-  TORCH_CHECK(false, "MobileNetV3 has no stage \"", name, "\" (stages: \"0\" ... \"",
-              layers.size() - 1, "\", torchvision's feature indices)");
+  return detail::numbered_stage(name, layers.size(), "MobileNetV3");
 }
 
 int64_t MobileNetV3FeaturesImpl::stage_channels(const std::string& name) const {
@@ -325,45 +268,13 @@ at::Tensor MobileNetV3FeaturesImpl::forward(const at::Tensor& x) {
 
 torch::OrderedDict<std::string, at::Tensor> MobileNetV3FeaturesImpl::forward_features(
     const at::Tensor& x, const std::vector<std::string>& names) {
-  TORCH_CHECK(x.defined() && x.dim() == 4 && x.size(1) == 3,
-              "MobileNetV3 expects input [N,3,H,W], got ",
-              x.defined() ? x.sizes() : at::IntArrayRef{});
-  std::vector<bool> wanted(layers.size(), false);
-  size_t last = 0;
-  for (const auto& name : names) {
-    const size_t k = stage_position(name);
-    wanted[k] = true;
-    last = std::max(last, k);
-  }
-  torch::OrderedDict<std::string, at::Tensor> out;
-  auto y = x;
-  for (size_t i = 0; i <= last && !names.empty(); ++i) {
-    y = run_layer(i, y);
-    if (wanted[i]) out.insert(std::to_string(i), y);
-  }
-  return out;
+  return detail::forward_numbered(x, names, layers.size(), "MobileNetV3",
+                                  [this](size_t i, const at::Tensor& y) { return run_layer(i, y); });
 }
 
 void MobileNetV3FeaturesImpl::load_torchvision(const io::StateDict& state,
                                                const std::string& source) {
-  const std::string prefix = "features.";
-  bool classification = false;
-  for (const auto& item : state) {
-    if (item.key().rfind(prefix, 0) == 0) classification = true;
-  }
-  if (!classification) {
-    io::load_state_dict_into(*this, state, /*strict=*/true, source);
-    return;
-  }
-  io::StateDict body;
-  for (const auto& item : state) {
-    if (item.key().rfind(prefix, 0) == 0) {
-      body.insert(item.key().substr(prefix.size()), item.value());
-    } else if (item.key().rfind("classifier.", 0) != 0) {
-      body.insert(item.key(), item.value());  // reported as unexpected
-    }
-  }
-  io::load_state_dict_into(*this, body, /*strict=*/true, source);
+  detail::load_features(*this, state, source);
 }
 
 void MobileNetV3FeaturesImpl::pretty_print(std::ostream& stream) const {

@@ -84,8 +84,8 @@ SSDOptions parse_ssdlite320(io::ConfigReader& r, int64_t num_classes) {
 core::Registry<DetectionModelEntry>& registry() {
   static core::Registry<DetectionModelEntry> r(
       "detection model", {{"ssd300_vgg16", parse_ssd300},
-                          {"ssdlite320_mobilenet_v3_large", parse_ssdlite320},
-                          {"ssd_light", parse_ssd_light}});
+                          {"ssd_light", parse_ssd_light},
+                          {"ssdlite320_mobilenet_v3_large", parse_ssdlite320}});
   return r;
 }
 

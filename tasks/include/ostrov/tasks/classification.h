@@ -1,6 +1,7 @@
 #pragma once
-// Task "classification": a models::build_classifier ResNet on ImageFolder data
-// (root/<class>/<image>), cross-entropy (optionally label-smoothed), accuracy metrics.
+// Task "classification": a models::build_classifier network (ResNet, MobileNetV2/V3) on
+// ImageFolder data (root/<class>/<image>), cross-entropy (optionally label-smoothed), accuracy
+// metrics.
 
 #include <cstdint>
 #include <memory>
@@ -16,7 +17,7 @@ class ClassificationTask : public Task {
  public:
   ClassificationTask(const RunConfig& config, const c10::Device& device);
 
-  torch::nn::Module& model() override { return *model_; }
+  torch::nn::Module& model() override { return *model_.module; }
   at::Tensor loss(const data::Batch& batch) override;
   void begin_evaluation() override;
   void evaluate(const data::Batch& batch) override;
@@ -36,7 +37,7 @@ class ClassificationTask : public Task {
  private:
   static at::Tensor targets(const data::Batch& batch);
 
-  models::ResNet model_{nullptr};
+  models::Classifier model_;
   double label_smoothing_ = 0.0;
   // Evaluation accumulators: per class [seen, correct], top-5 correct, loss sum.
   at::Tensor per_class_;

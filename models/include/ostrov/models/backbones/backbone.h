@@ -53,7 +53,8 @@ class Backbone {
 
 /// The backbone a model config names, in the spelling every model config shares:
 ///   "backbone"           "resnet18" | "resnet34" | "resnet50" | "resnet101" | "resnet152" |
-///                        "vgg16" | "alexnet" (each model accepts its own subset)
+///                        "vgg16" | "alexnet" | "mobilenet_v3_large" | "mobilenet_v3_small" |
+///                        "mobilenet_v2" (each model accepts its own subset)
 ///   "backbone_channels"  a ResNet's stem and layer1 width (64 = torchvision's; 32 gives a
 ///                        half-width network for training from scratch on a CPU)
 ///   "output_stride"      32, or 16 / 8 with the last stages dilated instead of strided
@@ -71,8 +72,9 @@ struct BackboneOptions {
 };
 
 /// Builds the backbone without a classifier head (ResNet with num_classes 0, VGG/AlexNet
-/// features): a torch::nn::Module that is a Backbone. c10::Error for an unknown name, a width
-/// other than 64 for VGG/AlexNet, or an output stride the backbone cannot give.
+/// features, MobileNet `features`): a torch::nn::Module that is a Backbone. c10::Error for an
+/// unknown name, a width other than 64 for anything but a ResNet, or an output stride the
+/// backbone cannot give.
 std::shared_ptr<torch::nn::Module> make_backbone(const BackboneOptions& options);
 
 /// The Backbone interface of a module built by make_backbone (or a ResNet/VGG/AlexNet);
