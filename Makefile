@@ -19,7 +19,7 @@ deps:
 # Configured every time (a few seconds): packages installed since are then found.
 configure: deps
 	@mkdir -p $(BUILD)
-	@cmake --preset $(PRESET) > $(BUILD)/configure.log 2>&1 || (cat $(BUILD)/configure.log; exit 1)
+	@cmake --preset $(PRESET) -B $(BUILD) > $(BUILD)/configure.log 2>&1 || (cat $(BUILD)/configure.log; exit 1)
 	@grep "^-- ostrov:" $(BUILD)/configure.log || true
 
 build: configure

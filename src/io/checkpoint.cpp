@@ -11,11 +11,17 @@
 #include <iterator>
 #include <random>
 #include <sstream>
+#include <type_traits>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/Dict.h>
 #include <caffe2/serialize/inline_container.h>
+#include <torch/optim/adagrad.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
 #include <torch/optim/optimizer.h>
+#include <torch/optim/rmsprop.h>
+#include <torch/optim/sgd.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 #include <torch/types.h>
@@ -35,6 +41,93 @@ constexpr const char* kMeta = "meta.json";
 constexpr const char* kChecksum = "checksum";
 
 std::string errno_text() { return std::strerror(errno); }
+
+// ------------------------------------------------------------------------ optimizer state
+//
+// torch::optim's archive ("pytorch_version" 1.5.0): `state` holds one archive per parameter,
+// keyed by its TensorImpl address as text, and `param_groups/i` lists those keys in parameter
+// order with the group's options. LibTorch 1.13 writes the address in hex and uses the keys as
+// strings; 2.x writes it in decimal and parses it back with std::stoull, so 2.x's own
+// Optimizer::load reads every key of a 1.x file as 0 and leaves null states that crash in
+// step(). This reader takes the keys as opaque strings, as 1.x did, and so reads the files of
+// either version on either (docs/architecture.md, "Platforms"). Like 2.x and PyTorch's
+// load_state_dict, it restores the groups' options too.
+
+/// The optimizer's state-map key of `param`: its TensorImpl address, as text in 1.13 (the map
+/// is keyed by std::string) or as the pointer in 2.x.
+template <typename StateMap>
+typename StateMap::key_type state_key(const at::Tensor& param) {
+  using Key = typename StateMap::key_type;
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream text;  // what c10::guts::to_string(TensorImpl*) gave
+    text << param.unsafeGetTensorImpl();
+    return text.str();
+  } else {
+    return static_cast<Key>(param.unsafeGetTensorImpl());
+  }
+}
+
+template <typename Optim, typename ParamState, typename Options>
+bool load_optimizer_as(torch::serialize::InputArchive& archive,
+                       torch::optim::Optimizer& optimizer) {
+  if (dynamic_cast<Optim*>(&optimizer) == nullptr) return false;
+  torch::serialize::InputArchive states;
+  torch::serialize::InputArchive groups;
+  archive.read("state", states);
+  archive.read("param_groups", groups);
+  at::Tensor group_count;
+  groups.read("param_groups/size", group_count);
+  TORCH_CHECK(group_count.item<int64_t>() == static_cast<int64_t>(optimizer.param_groups().size()),
+              "the checkpoint has ", group_count.item<int64_t>(),
+              " parameter groups, the optimizer ", optimizer.param_groups().size());
+  auto& state = optimizer.state();
+  state.clear();
+  for (size_t i = 0; i < optimizer.param_groups().size(); ++i) {
+    auto& group = optimizer.param_groups()[i];
+    torch::serialize::InputArchive saved_group;
+    groups.read("param_groups/" + std::to_string(i), saved_group);
+    at::Tensor param_count;
+    saved_group.read("params/size", param_count);
+    TORCH_CHECK(param_count.item<int64_t>() == static_cast<int64_t>(group.params().size()),
+                "parameter group ", i, " has ", param_count.item<int64_t>(),
+                " parameters in the checkpoint, ", group.params().size(), " in the optimizer");
+    for (size_t j = 0; j < group.params().size(); ++j) {
+      c10::IValue key;
+      saved_group.read("params/" + std::to_string(j), key);
+      torch::serialize::InputArchive saved_state;
+      if (!states.try_read(key.toStringRef(), saved_state)) continue;  // no step taken yet
+      auto param_state = std::make_unique<ParamState>();
+      param_state->serialize(saved_state);
+      state[state_key<std::decay_t<decltype(state)>>(group.params()[j])] = std::move(param_state);
+    }
+    torch::serialize::InputArchive saved_options;
+    saved_group.read("options", saved_options);
+    Options options(0);
+    options.serialize(saved_options);
+    static_cast<Options&>(group.options()) = options;
+  }
+  return true;
+}
+
+/// Loads `archive` (Optimizer::save of any LibTorch version) into `optimizer`.
+void load_optimizer(torch::serialize::InputArchive& archive, torch::optim::Optimizer& optimizer) {
+  namespace optim = torch::optim;
+  c10::IValue version;
+  // Archives older than torch::optim's 1.5.0 format are read the same way by every version.
+  const bool current = archive.try_read("pytorch_version", version);
+  if (current &&
+      (load_optimizer_as<optim::SGD, optim::SGDParamState, optim::SGDOptions>(archive, optimizer) ||
+       load_optimizer_as<optim::Adam, optim::AdamParamState, optim::AdamOptions>(archive, optimizer) ||
+       load_optimizer_as<optim::AdamW, optim::AdamWParamState, optim::AdamWOptions>(archive,
+                                                                                  optimizer) ||
+       load_optimizer_as<optim::RMSprop, optim::RMSpropParamState, optim::RMSpropOptions>(
+           archive, optimizer) ||
+       load_optimizer_as<optim::Adagrad, optim::AdagradParamState, optim::AdagradOptions>(
+           archive, optimizer))) {
+    return;
+  }
+  optimizer.load(archive);  // other optimizers: LibTorch's own reader
+}
 
 void fsync_path(const std::string& path, bool directory) {
   const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
@@ -261,7 +354,7 @@ CheckpointMeta load_checkpoint(const std::string& path, torch::nn::Module& model
       if (!archive.try_read("optimizer", optim_archive)) {
         throw IoError(path + ": checkpoint has no optimizer state");
       }
-      optimizer->load(optim_archive);
+      load_optimizer(optim_archive, *optimizer);
     } catch (const c10::Error& e) {
       throw IoError(path + ": optimizer state does not match the optimizer: " +
                     e.what_without_backtrace());

@@ -145,7 +145,7 @@ TEST_CASE("sample_order: shuffles per epoch and shards like DistributedSampler",
   CHECK(sample_order(2, false, 0, 0, 2, 4) == std::vector<int64_t>{0});
 }
 
-TEST_CASE("same seed gives the same batches; workers do not change them", "[data][loader]") {
+TEST_CASE("same seed gives the same batches, workers do not change them", "[data][loader]") {
   auto dataset = std::make_shared<RectDataset>(23);
   auto options = LoaderOptions(4).shuffle(true).seed(11).transform(augment());
   DataLoader serial(dataset, LoaderOptions(options).workers(0));
@@ -170,7 +170,7 @@ TEST_CASE("same seed gives the same batches; workers do not change them", "[data
   CHECK(seen == all);
 }
 
-TEST_CASE("epochs reshuffle; set_epoch and reset repeat an epoch", "[data][loader]") {
+TEST_CASE("epochs reshuffle, set_epoch and reset repeat an epoch", "[data][loader]") {
   auto dataset = std::make_shared<RectDataset>(16);
   DataLoader loader(dataset, LoaderOptions(4).shuffle(true).seed(5).workers(2).transform(augment()));
   const auto first = epoch_batches(loader);

@@ -1,6 +1,9 @@
 #include "catch.h"
 
+#include <cstdlib>
 #include <filesystem>
+#include <memory>
+#include <string>
 
 #include <ATen/ATen.h>
 #include <torch/nn/modules/batchnorm.h>
@@ -8,6 +11,7 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/optim/sgd.h>
+#include <torch/version.h>
 
 #include "ostrov/core/error.h"
 #include "ostrov/io/checkpoint.h"
@@ -142,4 +146,78 @@ TEST_CASE("write_file_atomic replaces the whole file", "[io][checkpoint]") {
   io::write_file_atomic(path, "first version, longer");
   io::write_file_atomic(path, "second");
   CHECK(test::read_bytes(path) == "second");
+}
+
+// Checkpoints across LibTorch versions: tests/fixtures/checkpoint_libtorch-<major.minor>.pt
+// were written by the hidden test case below, one on each leg (LibTorch 1.13.1 on Debian 12,
+// 2.6.0 on Debian 13): OSTROV_CHECKPOINT_FIXTURE=<path> ostrov_tests
+// "[.write_checkpoint_fixture]". Each leg reads both; the optimizer state is the part whose
+// format changed between the two (see load_optimizer in src/io/checkpoint.cpp).
+namespace {
+
+/// small_net with values that depend on no RNG, after one SGD step (lr 0.1, momentum 0.9) with
+/// gradients of one (momentum buffers of one), and BatchNorm statistics set by hand.
+torch::nn::Sequential fixture_net(std::unique_ptr<torch::optim::SGD>& optimizer) {
+  auto net = small_net();
+  {
+    torch::NoGradGuard no_grad;
+    int64_t i = 0;
+    for (auto& p : net->parameters()) {
+      p.copy_(at::arange(p.numel(), at::kFloat).view(p.sizes()) * 0.01 + static_cast<double>(++i));
+    }
+    auto* bn = net[1]->as<torch::nn::BatchNorm2d>();
+    bn->running_mean.copy_(at::tensor({0.1f, 0.2f, 0.3f, 0.4f}));
+    bn->running_var.copy_(at::tensor({1.5f, 2.5f, 3.5f, 4.5f}));
+    bn->num_batches_tracked.fill_(11);
+  }
+  optimizer = std::make_unique<torch::optim::SGD>(net->parameters(),
+                                                  torch::optim::SGDOptions(0.1).momentum(0.9));
+  for (auto& p : net->parameters()) p.mutable_grad() = at::ones_like(p);
+  optimizer->step();
+  return net;
+}
+
+}  // namespace
+
+TEST_CASE("writes this LibTorch's checkpoint fixture", "[.write_checkpoint_fixture]") {
+  const char* out = std::getenv("OSTROV_CHECKPOINT_FIXTURE");
+  REQUIRE(out != nullptr);
+  std::unique_ptr<torch::optim::SGD> optimizer;
+  auto net = fixture_net(optimizer);
+  at::manual_seed(2024);
+  io::CheckpointMeta meta;
+  meta.step = 17;
+  meta.epoch = 2;
+  meta.config = {{"model", {{"name", "fixture"}}}};
+  meta.extra = {{"torch", TORCH_VERSION}};
+  io::save_checkpoint(out, *net, optimizer.get(), meta);
+}
+
+TEST_CASE("checkpoints written by LibTorch 1.13 and 2.6 load on this one", "[io][checkpoint]") {
+  for (const std::string version : {"1.13", "2.6"}) {
+    INFO("written by LibTorch " << version);
+    const std::string path =
+        std::string(OSTROV_SOURCE_DIR) + "/tests/fixtures/checkpoint_libtorch-" + version + ".pt";
+    std::unique_ptr<torch::optim::SGD> expected_optimizer;
+    auto expected = fixture_net(expected_optimizer);
+
+    auto net = small_net();
+    torch::optim::SGD optimizer(net->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+    const auto meta = io::load_checkpoint(path, *net, &optimizer, /*restore_rng=*/true);
+    CHECK(meta.step == 17);
+    CHECK(meta.epoch == 2);
+    CHECK(meta.config["model"]["name"] == "fixture");
+    CHECK(meta.extra["torch"].get<std::string>().rfind(version + ".", 0) == 0);
+    CHECK(same_weights(*net, *expected));
+    // The RNG state is the one manual_seed(2024) gave on the writing side.
+    const auto next = at::rand({3});
+    at::manual_seed(2024);
+    CHECK(at::equal(next, at::rand({3})));
+    // The momentum buffers came back: one more step with gradients of one moves both alike.
+    for (auto* o : {&optimizer, expected_optimizer.get()}) {
+      for (auto& p : o->param_groups()[0].params()) p.mutable_grad() = at::ones_like(p);
+      o->step();
+    }
+    CHECK(same_weights(*net, *expected));
+  }
 }

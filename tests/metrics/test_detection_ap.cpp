@@ -85,7 +85,7 @@ TEST_CASE("DetectionAP: a missed object and a class without detections", "[metri
   CHECK(r.voc_map50 == Approx(0.25));
 }
 
-TEST_CASE("DetectionAP: duplicates are false positives; COCO and VOC differ on the second match",
+TEST_CASE("DetectionAP: duplicates are false positives, COCO and VOC differ on the second match",
           "[metrics]") {
   // Two objects A, B; detections A (.9), A again (.8), B (.7): the duplicate is an FP for both
   // conventions, so the numbers equal the one-false-positive case: 253/303, 28/33, 5/6.

@@ -221,7 +221,7 @@ TEST_CASE("DeepLabV3 heads: torchvision's keys, stages and the batch-of-one erro
   CHECK_THROWS_WITH(net->forward(at::zeros({1, 1, 8, 8})), Contains("[N,3,H,W]"));
 }
 
-TEST_CASE("build() makes deeplabv3, fcn, deeplabv3plus and lraspp from configs; bad keys are named", "[models][segmentation][build]") {
+TEST_CASE("build() makes deeplabv3, fcn, deeplabv3plus and lraspp from configs, bad keys are named", "[models][segmentation][build]") {
   TempDir dir;
   const std::vector<json> configs = {
       {{"name", "deeplabv3"}, {"backbone", "mobilenet_v3_small"}, {"atrous_rates", {2, 4}}},

@@ -710,7 +710,7 @@ TEST_CASE("Deep Watershed: masks -> targets -> extraction recovers non-touching 
             .masks.size(0) == 2);
 }
 
-TEST_CASE("Deep Watershed: touching objects stay apart; bad arguments are named",
+TEST_CASE("Deep Watershed: touching objects stay apart, bad arguments are named",
           "[models][instance]") {
   // Two squares sharing an edge: one foreground region, two basins.
   auto instances = at::zeros({20, 30}, at::kLong);
@@ -775,7 +775,7 @@ TEST_CASE("DeepWatershed: shapes, both losses reach every head, save and load", 
 
 // ------------------------------------------------------------------------- Mask R-CNN-style
 
-TEST_CASE("mask_targets crop each mask to its box like torchvision; jitter_boxes stays inside",
+TEST_CASE("mask_targets crop each mask to its box like torchvision, jitter_boxes stays inside",
           "[models][instance]") {
   // A 10x10 square mask at columns 4..13, rows 6..15 of a 20x24 image. Legacy roi_align samples
   // at pixel indices, so with the box (4,6,14,16) the last samples fall between the last row or

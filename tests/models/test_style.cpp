@@ -264,7 +264,7 @@ TEST_CASE("stylize with Adam lowers the style loss over 5 steps at size 48", "[m
         Approx(result.losses.content + 1e6 * result.losses.style).epsilon(1e-4));
 }
 
-TEST_CASE("stylize's style term is the mean squared Gram difference; zero for the style itself",
+TEST_CASE("stylize's style term is the mean squared Gram difference, zero for the style itself",
           "[models][style]") {
   core::seed_everything(2);
   models::VGGFeatures vgg;

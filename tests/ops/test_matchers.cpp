@@ -155,7 +155,7 @@ TEST_CASE("Matchers: more ground truths than priors, empty inputs, errors", "[op
   CHECK_THROWS_WITH(ops::hungarian_match(gt, priors, {}, at::rand({5})), Catch::Contains("[P]"));
 }
 
-TEST_CASE("threshold matching equals torchvision's SSDMatcher and Matcher; Hungarian is optimal",
+TEST_CASE("threshold matching equals torchvision's SSDMatcher and Matcher, Hungarian is optimal",
           "[ops][matchers][parity]") {
   TempDir dir;
   // 12 images against torchvision's SSD300 priors (x1,y1,x2,y2 normalised): random ground

@@ -99,7 +99,7 @@ TEST_CASE("MobileNetV3-Large and -Small equal torchvision's classifiers", "[pari
                         Contains("features.2.block.0.0.weight: file [72, 16, 1, 1] vs model [64, 16, 1, 1]"));
 }
 
-TEST_CASE("MobileNetV2 equals torchvision's classifier; MobileNets load through build_classifier",
+TEST_CASE("MobileNetV2 equals torchvision's classifier, MobileNets load through build_classifier",
           "[parity][models][backbones]") {
   TempDir dir;
   for (const std::string name : {"mobilenet_v2", "mobilenet_v3_small"}) {
