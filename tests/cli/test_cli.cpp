@@ -64,6 +64,40 @@ TEST_CASE("ostrov receptive-field CONFIG prints the model's encoder table", "[cl
   CHECK_THAT(neither.output, Catch::Contains("--preset"));
 }
 
+TEST_CASE("ostrov config --check validates keys and data paths without training", "[cli]") {
+  ostrov::test::TempDir dir;
+  std::filesystem::create_directories(dir.path() / "train");
+  std::filesystem::create_directories(dir.path() / "val");
+  nlohmann::json config = {
+      {"task", "segmentation"},
+      {"data",
+       {{"format", "folder"},
+        {"train", {{"root", dir / "train"}}},
+        {"val", {{"root", dir / "val"}}},
+        {"num_classes", 3}}},
+      {"model", {{"name", "unet"}, {"depth", 2}, {"base_width", 4}}},
+      {"train", {{"epochs", 1}}}};
+  const std::string path = dir / "run.json";
+  std::ofstream(path) << config.dump(2);
+  const std::string check = std::string(OSTROV_CLI) + " config --check '" + path + "'";
+
+  const auto ok = run(check);
+  INFO(ok.output);
+  CHECK(ok.exit_code == 0);
+  CHECK_THAT(ok.output, Catch::Contains("ok (task segmentation, model unet, 3 classes)"));
+  // A folder that is not there, through --set as well: exit 2 naming the key; nothing trained.
+  const auto missing = run(check + " --set data.val.root=/no/such/folder", true);
+  CHECK(missing.exit_code == 2);
+  CHECK_THAT(missing.output, Catch::Contains("data.val.root") && Catch::Contains("/no/such/folder"));
+  // A model key the model does not read.
+  config["model"]["depht"] = 3;
+  std::ofstream(path) << config.dump(2);
+  const auto typo = run(check, true);
+  CHECK(typo.exit_code == 2);
+  CHECK_THAT(typo.output, Catch::Contains("model.depht"));
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "runs"));
+}
+
 TEST_CASE("every examples/configs/*.json trains a step on tiny data at its own paths", "[cli]") {
   // Shipped configs drift when options change: each one must still parse, build its model and
   // train one step, run from a folder holding tiny data where the config looks for it

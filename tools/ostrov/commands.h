@@ -25,5 +25,6 @@ Command add_eval(CLI::App& app);
 Command add_predict(CLI::App& app);
 Command add_export(CLI::App& app);
 Command add_stylize(CLI::App& app);
+Command add_config(CLI::App& app);
 
 }  // namespace ostrov::cli

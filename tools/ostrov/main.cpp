@@ -25,7 +25,8 @@ int main(int argc, char** argv) {
   std::vector<Command> commands = {add_train(app, argc, argv), add_eval(app),
                                    add_predict(app),          add_export(app),
                                    add_info(app),             add_receptive_field(app),
-                                   add_make_scenes(app),      add_stylize(app)};
+                                   add_make_scenes(app),      add_stylize(app),
+                                   add_config(app)};
   // A first word that is no option and no command gets named, rather than CLI11's generic
   // "A subcommand is required".
   if (argc > 1 && argv[1][0] != '-') {
