@@ -30,6 +30,19 @@ namespace {
 
 at::Tensor boxes(std::vector<float> values) { return at::tensor(values, at::kFloat).view({-1, 4}); }
 
+/// Parameters whose gradient is missing or all zero (each named in the test's output).
+int64_t parameters_without_gradient(const torch::nn::Module& net) {
+  int64_t count = 0;
+  for (const auto& param : net.named_parameters()) {
+    const auto& g = param.value().grad();
+    if (!g.defined() || g.abs().sum().item<double>() == 0.0) {
+      ++count;
+      UNSCOPED_INFO("no gradient: " << param.key());
+    }
+  }
+  return count;
+}
+
 /// Random BatchNorm statistics and affine values, so that a misplaced BN layer cannot hide
 /// behind the identical defaults of every other one.
 void randomise_batch_norms(torch::nn::Module& module) {
@@ -127,15 +140,7 @@ TEST_CASE("Light SSD: shapes, default boxes and gradient flow", "[models][detect
   CHECK(centres.max().item<float>() < 256);
 
   (out.locations.square().mean() + out.scores.square().mean()).backward();
-  int64_t without_grad = 0;
-  for (const auto& param : net->named_parameters()) {
-    const auto& g = param.value().grad();
-    if (!g.defined() || g.abs().sum().item<double>() == 0.0) {
-      ++without_grad;
-      UNSCOPED_INFO("no gradient: " << param.key());
-    }
-  }
-  CHECK(without_grad == 0);
+  CHECK(parameters_without_gradient(*net) == 0);
   CHECK(net->named_parameters().contains("backbone.layer4.1.conv2.weight"));
   CHECK(net->named_parameters().contains("backbone.extra.2.3.weight"));
 }
@@ -460,15 +465,7 @@ TEST_CASE("SSDLite320-MobileNetV3: feature maps, default boxes, separable heads,
   }
 
   (out.locations.square().mean() + out.scores.square().mean()).backward();
-  int64_t without_grad = 0;
-  for (const auto& param : net->named_parameters()) {
-    const auto& g = param.value().grad();
-    if (!g.defined() || g.abs().sum().item<double>() == 0.0) {
-      ++without_grad;
-      UNSCOPED_INFO("no gradient: " << param.key());
-    }
-  }
-  CHECK(without_grad == 0);
+  CHECK(parameters_without_gradient(*net) == 0);
 }
 
 TEST_CASE("SSDLite learns one image with either matcher in 25 Adam steps", "[models][detection]") {

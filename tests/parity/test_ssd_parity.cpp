@@ -36,6 +36,28 @@ double max_diff(const at::Tensor& a, const at::Tensor& b) {
   return (a - b).abs().max().item<double>();
 }
 
+/// The lines of a text file.
+std::vector<std::string> read_lines(const std::string& path) {
+  std::vector<std::string> lines;
+  std::ifstream file(path);
+  for (std::string line; std::getline(file, line);) lines.push_back(line);
+  return lines;
+}
+
+/// "key d0,d1,..." for each state_dict entry, in order (the Python side writes keys.txt so).
+std::vector<std::string> key_shape_lines(const torch::nn::Module& module) {
+  std::vector<std::string> lines;
+  for (const auto& item : io::module_state_dict(module)) {
+    std::ostringstream line;
+    line << item.key() << ' ';
+    for (size_t i = 0; i < item.value().sizes().size(); ++i) {
+      line << (i ? "," : "") << item.value().size(static_cast<int64_t>(i));
+    }
+    lines.push_back(line.str());
+  }
+  return lines;
+}
+
 void check_close(const at::Tensor& ours, const at::Tensor& reference, double tolerance = 1e-4) {
   REQUIRE(ours.sizes() == reference.sizes());
   const double scale = reference.abs().max().item<double>();
@@ -88,20 +110,8 @@ with torch.no_grad():
   net->eval();
 
   // Same keys, same order, same shapes as torchvision's state_dict.
-  std::vector<std::string> theirs;
-  {
-    std::ifstream keys(dir / "keys.txt");
-    for (std::string line; std::getline(keys, line);) theirs.push_back(line);
-  }
-  std::vector<std::string> ours;
-  for (const auto& item : io::module_state_dict(*net)) {
-    std::ostringstream line;
-    line << item.key() << ' ';
-    for (size_t i = 0; i < item.value().sizes().size(); ++i) {
-      line << (i ? "," : "") << item.value().size(static_cast<int64_t>(i));
-    }
-    ours.push_back(line.str());
-  }
+  const auto theirs = read_lines(dir / "keys.txt");
+  const auto ours = key_shape_lines(*net);
   REQUIRE(theirs.size() == 71);
   CHECK(ours == theirs);
 
@@ -188,20 +198,8 @@ with torch.no_grad():
   models::SSD net(models::SSDOptions::ssdlite320_mobilenet_v3_large(91));
   net->eval();
 
-  std::vector<std::string> theirs;
-  {
-    std::ifstream keys(dir / "keys.txt");
-    for (std::string line; std::getline(keys, line);) theirs.push_back(line);
-  }
-  std::vector<std::string> ours;
-  for (const auto& item : io::module_state_dict(*net)) {
-    std::ostringstream line;
-    line << item.key() << ' ';
-    for (size_t i = 0; i < item.value().sizes().size(); ++i) {
-      line << (i ? "," : "") << item.value().size(static_cast<int64_t>(i));
-    }
-    ours.push_back(line.str());
-  }
+  const auto theirs = read_lines(dir / "keys.txt");
+  const auto ours = key_shape_lines(*net);
   REQUIRE(theirs.size() > 300);
   CHECK(ours == theirs);
 

@@ -4,6 +4,8 @@
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
+#include <torch/nn/init.h>
+#include <torch/utils.h>
 
 #include "ostrov/io/weights.h"
 #include "ostrov/nn/conv_bn_act.h"
@@ -46,6 +48,25 @@ at::Tensor ConvNormActImpl::forward(const at::Tensor& x) {
       return at::hardswish(y);
   }
   return y;
+}
+
+void init_mobilenet(torch::nn::Module& features) {
+  torch::NoGradGuard no_grad;
+  for (const auto& module : features.modules(/*include_self=*/false)) {
+    if (auto* conv = module->as<tnn::Conv2d>()) {
+      tnn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut);
+      if (conv->bias.defined()) tnn::init::zeros_(conv->bias);
+    } else if (auto* bn = module->as<tnn::BatchNorm2d>()) {
+      tnn::init::ones_(bn->weight);
+      tnn::init::zeros_(bn->bias);
+    }
+  }
+}
+
+std::vector<std::string> numbered_stage_names(size_t count) {
+  std::vector<std::string> names;
+  for (size_t i = 0; i < count; ++i) names.push_back(std::to_string(i));
+  return names;
 }
 
 size_t numbered_stage(const std::string& name, size_t count, const char* who) {

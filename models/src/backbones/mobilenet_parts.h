@@ -58,6 +58,13 @@ class ConvNormActImpl : public torch::nn::Cloneable<ConvNormActImpl>, public Fea
 };
 TORCH_MODULE(ConvNormAct);
 
+/// torchvision's MobileNet initialisation of every module below `features`: convs
+/// kaiming_normal_(fan_out) with zero biases, BatchNorm weights 1 and biases 0.
+void init_mobilenet(torch::nn::Module& features);
+
+/// "0" ... "count-1".
+std::vector<std::string> numbered_stage_names(size_t count);
+
 /// Position of stage `name` among "0" ... "count-1"; c10::Error naming `who` and the range.
 size_t numbered_stage(const std::string& name, size_t count, const char* who);
 

@@ -109,23 +109,11 @@ void MobileNetV2FeaturesImpl::reset() {
   }
   const int64_t last = options.last_channel();
   add(conv_bn_relu6(in, last, 1).ptr(), last, strides_.back());
-
-  torch::NoGradGuard no_grad;
-  for (const auto& module : modules(/*include_self=*/false)) {
-    if (auto* conv = module->as<tnn::Conv2d>()) {
-      tnn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut);
-      if (conv->bias.defined()) tnn::init::zeros_(conv->bias);
-    } else if (auto* bn = module->as<tnn::BatchNorm2d>()) {
-      tnn::init::ones_(bn->weight);
-      tnn::init::zeros_(bn->bias);
-    }
-  }
+  detail::init_mobilenet(*this);
 }
 
 std::vector<std::string> MobileNetV2FeaturesImpl::stage_names() const {
-  std::vector<std::string> names;
-  for (size_t i = 0; i < layers.size(); ++i) names.push_back(std::to_string(i));
-  return names;
+  return detail::numbered_stage_names(layers.size());
 }
 
 int64_t MobileNetV2FeaturesImpl::stage_channels(const std::string& name) const {

@@ -215,23 +215,11 @@ void MobileNetV3FeaturesImpl::reset() {
   const int64_t last = 6 * blocks.back().out_channels;
   add(conv_norm_act(blocks.back().out_channels, last, 1, 1, 1, 1, Act::kHardswish, momentum).ptr(),
       last, strides_.back());
-
-  torch::NoGradGuard no_grad;
-  for (const auto& module : modules(/*include_self=*/false)) {
-    if (auto* conv = module->as<tnn::Conv2d>()) {
-      tnn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut);
-      if (conv->bias.defined()) tnn::init::zeros_(conv->bias);
-    } else if (auto* bn = module->as<tnn::BatchNorm2d>()) {
-      tnn::init::ones_(bn->weight);
-      tnn::init::zeros_(bn->bias);
-    }
-  }
+  detail::init_mobilenet(*this);
 }
 
 std::vector<std::string> MobileNetV3FeaturesImpl::stage_names() const {
-  std::vector<std::string> names;
-  for (size_t i = 0; i < layers.size(); ++i) names.push_back(std::to_string(i));
-  return names;
+  return detail::numbered_stage_names(layers.size());
 }
 
 size_t MobileNetV3FeaturesImpl::stage_position(const std::string& name) const {

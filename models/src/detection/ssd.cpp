@@ -25,17 +25,23 @@ namespace {
 
 namespace nn = torch::nn;
 
-/// torchvision's _xavier_init: xavier_uniform_ weights and zero biases of every Conv2d.
-void xavier_init(nn::Module& module) {
+/// `init_weight` on the weight and zero on the bias of every Conv2d in `module`.
+template <typename InitWeight>
+void init_convs(nn::Module& module, InitWeight init_weight) {
   torch::NoGradGuard no_grad;
   for (const auto& m : module.modules(/*include_self=*/true)) {
     if (auto* conv = m->as<nn::Conv2d>()) {
-      nn::init::xavier_uniform_(conv->weight);
+      init_weight(conv->weight);
       if (conv->bias.defined()) {
         nn::init::constant_(conv->bias, 0.0);
       }
     }
   }
+}
+
+/// torchvision's _xavier_init: xavier_uniform_ weights and zero biases of every Conv2d.
+void xavier_init(nn::Module& module) {
+  init_convs(module, [](at::Tensor& w) { nn::init::xavier_uniform_(w); });
 }
 
 /// A Sequential that can sit inside another Sequential (a non-template forward, as AnyModule
@@ -52,15 +58,7 @@ nn::ReLU relu() { return nn::ReLU(nn::ReLUOptions(/*inplace=*/true)); }
 /// torchvision's _normal_init: normal(0, 0.03) weights and zero biases of every Conv2d
 /// (SSDLite's backbone without ImageNet weights, extra stages and heads).
 void normal_init(nn::Module& module) {
-  torch::NoGradGuard no_grad;
-  for (const auto& m : module.modules(/*include_self=*/true)) {
-    if (auto* conv = m->as<nn::Conv2d>()) {
-      nn::init::normal_(conv->weight, 0.0, 0.03);
-      if (conv->bias.defined()) {
-        nn::init::constant_(conv->bias, 0.0);
-      }
-    }
-  }
+  init_convs(module, [](at::Tensor& w) { nn::init::normal_(w, 0.0, 0.03); });
 }
 
 /// SSDLite's BatchNorm2d: eps 0.001, momentum 0.03 (torchvision's ssdlite320 norm_layer).
