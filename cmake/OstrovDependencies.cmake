@@ -5,6 +5,7 @@ find_package(fmt REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(nlohmann_json 3 REQUIRED)
 find_package(ZLIB REQUIRED)
+find_package(PNG REQUIRED)  # palette (indexed-colour) class masks: core::read_mask
 find_package(Threads REQUIRED)
 # The OpenMP runtime of Debian's LibTorch, for core::use_one_thread_here (linked, not used to
 # compile): without it helper threads keep LibTorch's full intra-op team.

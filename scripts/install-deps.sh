@@ -24,7 +24,7 @@ done
 packages=(
   build-essential cmake make ccache pkg-config
   libtorch-dev libgloo-dev libopenblas0-openmp libopenblas-dev
-  libopencv-dev libfmt-dev libspdlog-dev nlohmann-json3-dev libcli11-dev zlib1g-dev
+  libopencv-dev libfmt-dev libspdlog-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libpng-dev
   # make demo: its data, and the torchvision ResNet-18 file it loads from C++ at the end
   dataset-fashion-mnist python3-torch python3-torchvision
 )

@@ -20,8 +20,8 @@ What it mirrors (ostrov file in brackets):
             50 steps from 0.001 x lr (src/train/optim.cpp)
   eval      post-processing: score > 0.01, 400 candidates per class, class-wise NMS at 0.45,
             200 kept (ssd.cpp ssd_postprocess); DetectionAP (metrics/src/detection_ap.cpp):
-            `map50` is the VOC all-point AP at IoU 0.5 and `map` COCO's AP@[.5:.95], as
-            `ostrov eval` reports them; `val_loss` is the multibox loss in batches of `--batch`
+            `map50` is COCO's AP at IoU 0.5, `voc_map50` VOC's all-point AP at IoU 0.5 and `map`
+            COCO's AP@[.5:.95], as `ostrov eval` reports them; `val_loss` is the multibox loss in batches of `--batch`
 
 Not bit-exact: the random draws (initialisation, order, augmentation) come from other
 generators, the HSV step of PhotometricDistort reimplements OpenCV's float RGB<->HSV formulas in
@@ -40,7 +40,7 @@ torch, and the kernels are PyTorch's (on a GPU in fp32, TF32 off), so float roun
     # self-checks against torchvision and hand-computed AP (CPU, seconds)
     /usr/bin/python3 benchmarks/reference/ssd_recipe.py check
 
-Each evaluation appends one JSON line (step, map50, map, coco_map50, map75, voc07_map50,
+Each evaluation appends one JSON line (step, map50, map, map75, voc_map50, voc07_map50,
 val_loss, the mean training loss since the previous evaluation, seconds; AP@0.5 per class at the
 end) to --log.
 """
@@ -504,10 +504,10 @@ def detection_ap(dets, gts):
         voc11.append(eleven_point)
         coco.append(coco_ap(dets, gts, ious, c, num_gt))
     coco = np.array(coco).reshape(-1, len(COCO_IOUS))
-    return dict(map50=float(np.mean(voc)), voc07_map50=float(np.mean(voc11)),
-                map=float(coco.mean(1).mean()), coco_map50=float(coco[:, 0].mean()),
+    return dict(voc_map50=float(np.mean(voc)), voc07_map50=float(np.mean(voc11)),
+                map=float(coco.mean(1).mean()), map50=float(coco[:, 0].mean()),
                 map75=float(coco[:, 5].mean()),
-                ap50_per_class={str(c): round(v, 4) for c, v in zip(classes, voc)})
+                ap50_per_class={str(c): round(float(v), 4) for c, v in zip(classes, coco[:, 0])})
 
 
 # ------------------------------------------------------------------------------------ train
@@ -565,7 +565,7 @@ def train(args):
         nonlocal train_loss, train_steps
         r = evaluate()
         rec = dict(step=step, **{k: round(r[k], 4) for k in
-                                 ("map50", "map", "coco_map50", "map75", "voc07_map50",
+                                 ("map50", "map", "map75", "voc_map50", "voc07_map50",
                                   "val_loss")},
                    train_loss=round(train_loss.item() / max(train_steps, 1), 4),
                    seconds=round(time.time() - t0, 1), final=final, args=vars(args))
@@ -671,27 +671,27 @@ def check(_args):
 
     gts = random_scenes(rng, 50)
     r = detection_ap([(b, np.ones(len(b)), l) for b, l in gts], gts)
-    expect(r["map50"] == 1.0 and r["map"] == 1.0,
-           f"ground truth as detections: map50 {r['map50']:.6f}, map {r['map']:.6f} (1)")
+    expect(r["voc_map50"] == 1.0 and r["map"] == 1.0,
+           f"ground truth as detections: voc_map50 {r['voc_map50']:.6f}, map {r['map']:.6f} (1)")
     shifted = []
     for b, l in gts:  # by 40% of the width: IoU 0.6 / 1.4 < 0.5
         s = b.copy()
         s[:, [0, 2]] += 0.4 * (b[:, 2] - b[:, 0])[:, None]
         shifted.append((s, np.ones(len(s)), l))
     r = detection_ap(shifted, gts)
-    expect(r["map50"] == 0.0,
-           f"ground truth shifted by 40% of the width: map50 {r['map50']:.4f} (0)")
+    expect(r["voc_map50"] == 0.0,
+           f"ground truth shifted by 40% of the width: voc_map50 {r['voc_map50']:.4f} (0)")
     gt = [(np.array([[0, 0, 10, 10], [20, 20, 30, 30.]]), np.array([1, 1]))]
     fp_tp_tp = [(np.array([[50, 50, 60, 60], [0, 0, 10, 10], [20, 20, 30, 30.]]),
                  np.array([.9, .8, .7]), np.array([1, 1, 1]))]
     r = detection_ap(fp_tp_tp, gt)
-    expect(abs(r["map50"] - 2 / 3) < 1e-9 and abs(r["map"] - 2 / 3) < 1e-9,
-           f"false, true, true positive: map50 {r['map50']:.4f}, map {r['map']:.4f} (2/3)")
+    expect(abs(r["voc_map50"] - 2 / 3) < 1e-9 and abs(r["map"] - 2 / 3) < 1e-9,
+           f"false, true, true positive: voc_map50 {r['voc_map50']:.4f}, map {r['map']:.4f} (2/3)")
     tp_dup_tp = [(np.array([[0, 0, 10, 10], [0, 0, 10, 10], [20, 20, 30, 30.]]),
                   np.array([.9, .8, .7]), np.array([1, 1, 1]))]
     r = detection_ap(tp_dup_tp, gt)  # recall .5, .5, 1 at precision 1, .5, 2/3
-    expect(abs(r["map50"] - (0.5 + 0.5 * 2 / 3)) < 1e-9,
-           f"true positive, duplicate, true positive: map50 {r['map50']:.4f} (0.8333)")
+    expect(abs(r["voc_map50"] - (0.5 + 0.5 * 2 / 3)) < 1e-9,
+           f"true positive, duplicate, true positive: voc_map50 {r['voc_map50']:.4f} (0.8333)")
 
     x = torch.rand(2, 3, 8, 8)
     h, s, v = rgb_to_hsv(x)

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <csetjmp>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -11,6 +14,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <png.h>
 
 #include "ostrov/core/error.h"
 #include "ostrov/io/checkpoint.h"
@@ -122,6 +126,85 @@ cv::Mat decode(const std::string& path, const std::string& bytes, int flags) {
   }
   if (image.empty()) throw IoError(path + ": not a readable image (unknown format or corrupt)");
   return image;
+}
+
+// The palette indices of a palette PNG, decoded with libpng: OpenCV expands a palette to its
+// colours, and colours cannot be mapped back when a palette repeats one (palettes padded with
+// black are common). Bit depths 1, 2, 4 and 8 and interlaced files are read. libpng reports
+// errors by longjmp, so the two functions that call it hold only plain data between setjmp and
+// the calls (no destructor is skipped); their errors become an IoError naming the file.
+struct PngInput {
+  const std::string* bytes;
+  size_t offset;
+  char error[200];
+};
+
+void png_on_error(png_structp png, png_const_charp message) {
+  auto* in = static_cast<PngInput*>(png_get_error_ptr(png));
+  std::snprintf(in->error, sizeof(in->error), "%s", message);
+  png_longjmp(png, 1);
+}
+
+void png_on_warning(png_structp, png_const_charp) {}
+
+void png_read_bytes(png_structp png, png_bytep out, png_size_t n) {
+  auto* in = static_cast<PngInput*>(png_get_io_ptr(png));
+  if (in->offset + n > in->bytes->size()) png_error(png, "unexpected end of file");
+  std::memcpy(out, in->bytes->data() + in->offset, n);
+  in->offset += n;
+}
+
+// Reads the header; false on a libpng error.
+bool png_read_header(png_structp png, png_infop info, png_uint_32* width, png_uint_32* height,
+                     png_size_t* row_bytes) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_set_sig_bytes(png, 8);
+  png_read_info(png, info);
+  png_set_packing(png);  // 1, 2 and 4-bit indices become one byte each
+  png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  *width = png_get_image_width(png, info);
+  *height = png_get_image_height(png, info);
+  *row_bytes = png_get_rowbytes(png, info);
+  return true;
+}
+
+bool png_read_rows(png_structp png, png_bytepp rows) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_read_image(png, rows);
+  return true;
+}
+
+cv::Mat decode_palette_indices(const std::string& path, const std::string& bytes) {
+  PngInput in{&bytes, 8, ""};  // after the signature, which is_palette_png checked
+  png_structp png =
+      png_create_read_struct(PNG_LIBPNG_VER_STRING, &in, png_on_error, png_on_warning);
+  png_infop info = png != nullptr ? png_create_info_struct(png) : nullptr;
+  struct Release {
+    png_structp* png;
+    png_infop* info;
+    ~Release() { png_destroy_read_struct(png, info, nullptr); }
+  } release{&png, &info};
+  if (png == nullptr || info == nullptr) throw IoError(path + ": cannot start the PNG decoder");
+  png_set_read_fn(png, &in, png_read_bytes);
+  png_uint_32 width = 0, height = 0;
+  png_size_t row_bytes = 0;
+  if (!png_read_header(png, info, &width, &height, &row_bytes)) {
+    throw IoError(path + ": cannot decode the palette PNG: " + in.error);
+  }
+  // OpenCV's own limit on decoded pixels (CV_IO_MAX_IMAGE_PIXELS) guards against size bombs.
+  if (row_bytes != width || width == 0 || height == 0 ||
+      static_cast<uint64_t>(width) * height > (uint64_t{1} << 30)) {
+    throw IoError(path + ": cannot decode the palette PNG: unexpected size " +
+                  std::to_string(width) + "x" + std::to_string(height));
+  }
+  cv::Mat indices(static_cast<int>(height), static_cast<int>(width), CV_8UC1);
+  std::vector<png_bytep> rows(height);
+  for (png_uint_32 y = 0; y < height; ++y) rows[y] = indices.ptr<png_byte>(static_cast<int>(y));
+  if (!png_read_rows(png, rows.data())) {
+    throw IoError(path + ": cannot decode the palette PNG: " + in.error);
+  }
+  return indices;
 }
 
 }  // namespace
@@ -238,11 +321,10 @@ void write_image(const std::string& path, const cv::Mat& image) {
 
 at::Tensor read_mask(const std::string& path) {
   const std::string bytes = read_bytes(path);
-  // OpenCV expands a palette to colours, which would lose the class indices.
+  // A palette PNG (PASCAL VOC's masks) holds the class index of each pixel as its palette index.
   if (is_palette_png(bytes)) {
-    throw IoError(path + ": a palette (indexed-colour) PNG; a class mask must be an 8-bit "
-                         "greyscale PNG holding the class index per pixel (in Python: "
-                         "Image.fromarray(numpy.array(Image.open(p)), mode='L').save(p))");
+    check_complete(path, bytes);
+    return mat_to_mask(decode_palette_indices(path, bytes));
   }
   cv::Mat mask = decode(path, bytes, cv::IMREAD_UNCHANGED);
   if (mask.depth() != CV_8U) {

@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
 #include <ATen/core/Dict.h>
 #include <caffe2/serialize/inline_container.h>
 #include <torch/optim/adagrad.h>
@@ -24,6 +25,7 @@
 #include <torch/optim/sgd.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
+#include <torch/cuda.h>
 #include <torch/types.h>
 
 #include "ostrov/core/error.h"
@@ -284,6 +286,14 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
       std::lock_guard<std::mutex> lock(gen.mutex());
       archive.write("rng_cpu", gen.get_state());
     }
+    // Every CUDA device's generator too (dropout, random augmentation on the GPU), so a resume
+    // on the GPU continues the same random stream. None on a machine without CUDA.
+    for (size_t i = 0; i < torch::cuda::device_count(); ++i) {
+      auto gen = at::globalContext().defaultGenerator(
+          c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(i)));
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      archive.write("rng_cuda_" + std::to_string(i), gen.get_state());
+    }
     archive.save_to([&payload](const void* data, size_t size) {
       payload.append(static_cast<const char*>(data), size);
       return size;
@@ -324,6 +334,7 @@ CheckpointMeta load_checkpoint(const std::string& path, torch::nn::Module& model
   torch::serialize::InputArchive archive;
   StateDict state;
   at::Tensor rng;
+  std::vector<at::Tensor> cuda_rng;  // devices 0, 1, ... while present
   try {
     archive.load_from(raw.payload.data(), raw.payload.size());
     c10::IValue model_value;
@@ -333,6 +344,13 @@ CheckpointMeta load_checkpoint(const std::string& path, torch::nn::Module& model
     }
     if (restore_rng) {
       archive.read("rng_cpu", rng);
+      // CUDA generators of the devices this machine has; states of devices it lacks (a GPU
+      // checkpoint resumed elsewhere) are skipped: that resume cannot be exact anyway.
+      for (size_t i = 0; i < torch::cuda::device_count(); ++i) {
+        at::Tensor state;
+        if (!archive.try_read("rng_cuda_" + std::to_string(i), state)) break;
+        cuda_rng.push_back(state);
+      }
     }
   } catch (const c10::Error& e) {
     throw IoError(path + ": corrupt checkpoint payload: " + e.what_without_backtrace());
@@ -364,6 +382,12 @@ CheckpointMeta load_checkpoint(const std::string& path, torch::nn::Module& model
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
     gen.set_state(rng);
+    for (size_t i = 0; i < cuda_rng.size(); ++i) {
+      auto cuda = at::globalContext().defaultGenerator(
+          c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(i)));
+      std::lock_guard<std::mutex> cuda_lock(cuda.mutex());
+      cuda.set_state(cuda_rng[i]);
+    }
   }
   return raw.meta;
 }

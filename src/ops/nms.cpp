@@ -7,6 +7,8 @@
 
 #include <ATen/ATen.h>
 
+#include "ostrov/ops/generic.h"
+
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -22,8 +24,9 @@ void check_inputs(const at::Tensor& boxes, const at::Tensor& scores, const char*
   TORCH_CHECK(scores.dim() == 1, name, ": scores should be [N], got ", scores.sizes());
   TORCH_CHECK(boxes.size(0) == scores.size(0), name, ": boxes and scores should have the same N, got ",
               boxes.sizes(), " and ", scores.sizes());
-  TORCH_CHECK(boxes.is_cpu() && scores.is_cpu(), name, ": CPU tensors only, got boxes on ",
-              boxes.device(), " and scores on ", scores.device());
+  TORCH_CHECK(boxes.device() == scores.device(), name,
+              ": boxes and scores should be on the same device, got ", boxes.device(), " and ",
+              scores.device());
   TORCH_CHECK(boxes.scalar_type() == scores.scalar_type(), name,
               ": boxes and scores should have the same dtype, got ", boxes.scalar_type(), " and ",
               scores.scalar_type());
@@ -286,6 +289,8 @@ at::Tensor batched_nms_per_category(const at::Tensor& boxes, const at::Tensor& s
 
 at::Tensor nms(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold) {
   check_inputs(boxes, scores, "nms");
+  // Other devices take the ATen-operations path (IoU on the device, greedy pass on the host).
+  if (!boxes.is_cpu()) return generic::nms(boxes, scores, iou_threshold);
   if (boxes.size(0) == 0) return at::empty({0}, boxes.options().dtype(at::kLong));
   at::Tensor result;
   AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "nms", [&] {
@@ -300,7 +305,10 @@ at::Tensor batched_nms(const at::Tensor& boxes, const at::Tensor& scores, const 
   TORCH_CHECK(idxs.defined() && idxs.dim() == 1 && idxs.size(0) == boxes.size(0),
               "batched_nms: idxs should be [N] with N = ", boxes.size(0), ", got ",
               idxs.defined() ? idxs.sizes() : at::IntArrayRef{});
-  TORCH_CHECK(idxs.is_cpu(), "batched_nms: CPU tensors only, got idxs on ", idxs.device());
+  TORCH_CHECK(idxs.device() == boxes.device(), "batched_nms: idxs should be on boxes' device ",
+              boxes.device(), ", got ", idxs.device());
+  // Other devices: the coordinate-offset strategy for every N, on the device.
+  if (!boxes.is_cpu()) return generic::batched_nms(boxes, scores, idxs, iou_threshold);
   if (boxes.size(0) == 0) return at::empty({0}, boxes.options().dtype(at::kLong));
   // torchvision switches strategy at this size on the CPU (vision#1311 benchmarks).
   if (boxes.numel() > 4000) return batched_nms_per_category(boxes, scores, idxs, iou_threshold);

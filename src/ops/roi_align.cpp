@@ -7,6 +7,8 @@
 #include <ATen/Parallel.h>
 #include <torch/autograd.h>
 
+#include "ostrov/ops/generic.h"
+
 namespace ostrov::ops {
 
 namespace {
@@ -202,8 +204,9 @@ void check_inputs(const at::Tensor& input, const at::Tensor& rois, const Pooling
   TORCH_CHECK(input.dim() == 4, "roi_align: input should be [N,C,H,W], got ", input.sizes());
   TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5,
               "roi_align: rois should be [K,5] (batch_index, x1, y1, x2, y2), got ", rois.sizes());
-  TORCH_CHECK(input.is_cpu() && rois.is_cpu(), "roi_align: CPU tensors only, got input on ",
-              input.device(), " and rois on ", rois.device());
+  TORCH_CHECK(input.device() == rois.device(),
+              "roi_align: input and rois should be on the same device, got ", input.device(),
+              " and ", rois.device());
   TORCH_CHECK(input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble,
               "roi_align: input should be float or double, got ", input.scalar_type());
   TORCH_CHECK(rois.scalar_type() == input.scalar_type(),
@@ -292,6 +295,10 @@ at::Tensor roi_align(const at::Tensor& input, const at::Tensor& rois,
                      int64_t sampling_ratio, bool aligned) {
   const Pooling p{output_size[0], output_size[1], spatial_scale, sampling_ratio, aligned};
   check_inputs(input, rois, p);
+  // Other devices take the ATen-operations path, differentiated by autograd.
+  if (!input.is_cpu()) {
+    return generic::roi_align(input, rois, output_size, spatial_scale, sampling_ratio, aligned);
+  }
   if (at::GradMode::is_enabled() && input.requires_grad()) {
     return RoIAlignFunction::apply(input, rois, p.pooled_h, p.pooled_w, spatial_scale,
                                    sampling_ratio, aligned);

@@ -157,8 +157,32 @@ RunConfig parse_run_config(nlohmann::json json, const std::string& where) {
   return rc;
 }
 
+void resolve_config_paths(nlohmann::json& json, const std::string& config_path) {
+  // Every key that names a file or folder (docs/configs.md, "Paths").
+  static const std::vector<std::vector<const char*>> kPathKeys = {
+      {"data", "train", "root"},   {"data", "train", "annotations"}, {"data", "train", "images"},
+      {"data", "val", "root"},     {"data", "val", "annotations"},   {"data", "val", "images"},
+      {"model", "weights"},        {"model", "backbone_weights"}};
+  const fs::path base = fs::absolute(config_path).parent_path();
+  for (const auto& keys : kPathKeys) {
+    nlohmann::json* value = &json;
+    for (const char* key : keys) {
+      if (!value->is_object() || !value->contains(key)) {
+        value = nullptr;
+        break;
+      }
+      value = &(*value)[key];
+    }
+    if (value == nullptr || !value->is_string()) continue;  // wrong types: the reader says so
+    const fs::path p = value->get<std::string>();
+    if (!p.empty() && p.is_relative()) *value = (base / p).lexically_normal().string();
+  }
+}
+
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
   auto json = io::read_json(path);
+  // Paths in the file are relative to the file; --set values to the current directory.
+  resolve_config_paths(json, path);
   for (const auto& o : overrides) io::apply_override(json, o);
   return parse_run_config(std::move(json), path);
 }

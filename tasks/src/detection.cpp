@@ -108,13 +108,13 @@ nlohmann::json DetectionTask::end_evaluation() {
   const auto r = ap.compute();
   nlohmann::json per_class = nlohmann::json::object();
   for (size_t c = 0; c < r.classes.size(); ++c) {
-    per_class[std::to_string(r.classes[c])] = nan_to_null(r.voc_ap50_per_class[c]);
+    per_class[std::to_string(r.classes[c])] = nan_to_null(r.ap50_per_class[c]);
   }
   return {{"loss", loss_count_ > 0 ? loss_sum_ / static_cast<double>(loss_count_) : 0.0},
-          {"map50", nan_to_null(r.voc_map50)},
+          {"map50", nan_to_null(r.map50)},
           {"map", nan_to_null(r.map)},
-          {"coco_map50", nan_to_null(r.map50)},
           {"map75", nan_to_null(r.map75)},
+          {"voc_map50", nan_to_null(r.voc_map50)},
           {"voc07_map50", nan_to_null(r.voc07_map50)},
           {"ap50_per_class", per_class},
           {"images", eval_images_}};

@@ -134,9 +134,15 @@ std::shared_ptr<data::Dataset> Task::dataset(const std::string& split) {
         s.annotations, s.images,
         data::CocoOptions().skip_invalid(config_.data.skip_invalid).masks(needs_masks()));
     if (coco->num_classes() != n) {
-      throw ConfigError(config_.path + ": data.num_classes is " + std::to_string(n) + " but " +
-                        s.annotations + " has " + std::to_string(coco->num_classes() - 1) +
-                        " categories + background");
+      // ostrov counts the background as label 0 (torchvision's convention); mmdetection,
+      // detectron2 and ultralytics count the categories only: name the convention either way.
+      const int64_t categories = coco->num_classes() - 1;
+      throw ConfigError(
+          config_.path + ": data.num_classes is " + std::to_string(n) + " but " + s.annotations +
+          " has " + std::to_string(categories) + " categories; data.num_classes counts the "
+          "background too (label 0, as torchvision), so it must be " +
+          std::to_string(categories + 1) +
+          (n == categories ? " (the value given counts the categories only)" : ""));
     }
     result = coco;
   }

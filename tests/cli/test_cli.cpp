@@ -100,8 +100,10 @@ TEST_CASE("ostrov config --check validates keys and data paths without training"
 
 TEST_CASE("every examples/configs/*.json trains a step on tiny data at its own paths", "[cli]") {
   // Shipped configs drift when options change: each one must still parse, build its model and
-  // train one step, run from a folder holding tiny data where the config looks for it
-  // (scenes/{train,val}: COCO + masks; items/{train,val}: class folders).
+  // train one step on tiny data where the config looks for it. Their paths are relative to the
+  // config file (../../scenes/{train,val}: COCO + masks; ../../items/{train,val}: class
+  // folders), so each config is copied to examples/configs/ of a scratch checkout root and run
+  // from another folder.
   using ostrov::test::quote;
   ostrov::test::TempDir dir;
   const std::string cli = std::string(OSTROV_CLI);
@@ -119,24 +121,30 @@ TEST_CASE("every examples/configs/*.json trains a step on tiny data at its own p
   }
   const std::filesystem::path configs =
       std::filesystem::path(OSTROV_SOURCE_DIR) / "examples/configs";
+  const std::filesystem::path copies = dir.path() / "examples/configs";
+  std::filesystem::create_directories(copies);
+  std::filesystem::create_directories(dir.path() / "elsewhere");
+  const std::string elsewhere = "cd " + quote((dir.path() / "elsewhere").string()) + " && ";
   int count = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(configs)) {
-    if (entry.path().extension() != ".json") continue;
+  for (const auto& source : std::filesystem::directory_iterator(configs)) {
+    if (source.path().extension() != ".json") continue;
     ++count;
-    INFO(entry.path().string());
-    std::ifstream in(entry.path());
-    const auto config = nlohmann::json::parse(in);
+    const std::filesystem::path config_path = copies / source.path().filename();
+    std::filesystem::copy_file(source.path(), config_path);
+    INFO(config_path.string());
+    std::ifstream in(config_path);
+    const auto config = nlohmann::json::parse(in, nullptr, true, /*ignore_comments=*/true);
     // A starting-weights file is the user's (`ostrov export` of an earlier run): none here.
     const std::string no_weights =
         config["model"].contains("backbone_weights") ? " --set model.backbone_weights=" : "";
-    const std::string out = "run_" + entry.path().stem().string();
-    auto r = run(here + cli + " train " + quote(entry.path().string()) + " --out " + out +
+    const std::string out = "run_" + config_path.stem().string();
+    auto r = run(elsewhere + cli + " train " + quote(config_path.string()) + " --out " + out +
                      " --set train.max_steps=1 --set train.batch_size=2 --set train.workers=0" +
                      no_weights,
                  /*merge_stderr=*/true);
     INFO(r.output);
     CHECK(r.exit_code == 0);
-    CHECK(std::filesystem::exists(dir.path() / out / "last.pt"));
+    CHECK(std::filesystem::exists(dir.path() / "elsewhere" / out / "last.pt"));
   }
   CHECK(count >= 10);
 }

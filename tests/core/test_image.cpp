@@ -134,3 +134,57 @@ TEST_CASE("masks: 8-bit PNG <-> int64 tensor, nearest resize keeps labels", "[co
   cv::imwrite(dir / "rgb.png", gradient_image(4, 4));
   CHECK_THROWS_WITH(core::read_mask(dir / "rgb.png"), Catch::Contains("1 channel"));
 }
+
+TEST_CASE("masks: palette PNGs give their palette indices (PASCAL VOC's format)",
+          "[core][image]") {
+  // PIL writes the masks: 8-bit with PASCAL VOC's colour map (every colour distinct), 4-bit
+  // with a palette padded by repeated black (colours alone could not give the indices back),
+  // 1-bit, and interlaced.
+  TempDir dir;
+  const auto py = test::run_python(dir, R"(
+import numpy as np
+from PIL import Image
+def voc():
+    cmap = []
+    for i in range(256):
+        r = g = b = 0; c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j); g |= ((c >> 1) & 1) << (7 - j); b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        cmap += [r, g, b]
+    return cmap
+m = (np.arange(7 * 13).reshape(7, 13) * 5) % 21
+m[0, 0] = 255
+m.astype(np.uint8).tofile(")" + (dir / "m8.raw") + R"(")
+p = Image.fromarray(m.astype(np.uint8), mode="P"); p.putpalette(voc())
+p.save(")" + (dir / "voc.png") + R"(")
+p.save(")" + (dir / "interlaced.png") + R"(", interlace=1)
+q = Image.fromarray((m % 16).astype(np.uint8), mode="P")
+q.putpalette([0, 0, 0] * 3 + [255, 0, 0, 0, 255, 0] + [0, 0, 0] * 11)
+q.save(")" + (dir / "m4.png") + R"(", bits=4)
+b = Image.fromarray((m % 2).astype(np.uint8), mode="P"); b.putpalette([0, 0, 0, 255, 255, 255])
+b.save(")" + (dir / "m1.png") + R"(", bits=1)
+)");
+  INFO(py.output);
+  REQUIRE(py.exit_code == 0);
+  for (const char* name : {"voc.png", "interlaced.png", "m4.png", "m1.png"}) {
+    REQUIRE(test::read_bytes(dir / name)[25] == 3);  // PNG colour type 3: palette
+  }
+  const std::string raw = test::read_bytes(dir / "m8.raw");
+  REQUIRE(raw.size() == 7 * 13);
+  const at::Tensor expected =
+      at::from_blob(const_cast<char*>(raw.data()), {7, 13}, at::kByte).to(at::kLong);
+  CHECK(at::equal(core::read_mask(dir / "voc.png"), expected));
+  CHECK(at::equal(core::read_mask(dir / "interlaced.png"), expected));
+  CHECK(at::equal(core::read_mask(dir / "m4.png"), expected.remainder(16)));
+  CHECK(at::equal(core::read_mask(dir / "m1.png"), expected.remainder(2)));
+
+  // Damaged pixel data (the file still ends with IEND): an error naming the file, no crash.
+  std::string bytes = test::read_bytes(dir / "voc.png");
+  const size_t idat = bytes.find("IDAT");
+  REQUIRE(idat != std::string::npos);
+  for (size_t i = idat + 6; i < idat + 16; ++i) bytes[i] = '\x55';
+  test::write_bytes(dir / "bad.png", bytes);
+  CHECK_THROWS_WITH(core::read_mask(dir / "bad.png"),
+                    Catch::Contains(dir / "bad.png") && Catch::Contains("palette PNG"));
+}

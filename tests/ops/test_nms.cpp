@@ -5,8 +5,10 @@
 #include <sstream>
 
 #include <ATen/ATen.h>
+#include <torch/cuda.h>
 
 #include "ostrov/io/state_dict.h"
+#include "ostrov/ops/generic.h"
 #include "ostrov/ops/nms.h"
 #include "support.h"
 
@@ -214,4 +216,148 @@ TEST_CASE("nms and batched_nms on empty inputs give empty int64 results", "[ops]
     CHECK(batched.numel() == 0);
     CHECK(batched.scalar_type() == at::kLong);
   }
+}
+
+// The ATen-operations implementations (ops::generic), which the public functions run for tensors
+// on other devices (CUDA), against the CPU kernels: on the CPU here, so that machines without a
+// GPU check the arithmetic of the GPU path.
+
+TEST_CASE("generic nms and batched_nms equal the CPU kernels on the 200 random cases",
+          "[ops][nms][generic]") {
+  int large = 0;
+  for (int i = 0; i < 200; ++i) {
+    const auto c = make_case(i);
+    INFO("case " << i << ": " << c.boxes.size(0) << " boxes, " << c.boxes.scalar_type()
+                 << ", threshold " << c.threshold);
+    const auto cpu = ops::nms(c.boxes, c.scores, c.threshold);
+    const auto via_aten = ops::generic::nms(c.boxes, c.scores, c.threshold);
+    INFO("nms cpu " << head(cpu) << " generic " << head(via_aten));
+    CHECK(via_aten.scalar_type() == at::kLong);
+    CHECK(at::equal(via_aten, cpu));
+    const auto cpu_batched = ops::batched_nms(c.boxes, c.scores, c.idxs, c.threshold);
+    const auto aten_batched = ops::generic::batched_nms(c.boxes, c.scores, c.idxs, c.threshold);
+    INFO("batched cpu " << head(cpu_batched) << " generic " << head(aten_batched));
+    if (c.boxes.size(0) <= 1000) {
+      CHECK(at::equal(aten_batched, cpu_batched));
+    } else {
+      // The CPU kernel runs one nms per category here and sorts the kept scores unstably: the
+      // same kept boxes and the same score sequence, equal scores possibly in another order.
+      ++large;
+      CHECK(at::equal(std::get<0>(aten_batched.sort()), std::get<0>(cpu_batched.sort())));
+      CHECK(at::equal(c.scores.index_select(0, aten_batched),
+                      c.scores.index_select(0, cpu_batched)));
+    }
+  }
+  CHECK(large == 10);  // cases 190 to 199
+}
+
+TEST_CASE("generic nms over several row blocks of the IoU matrix equals the CPU kernel",
+          "[ops][nms][generic]") {
+  // 2100 boxes: the IoU rows come in two blocks (4M elements each), the bitmask rows are 263
+  // bytes, and a hundred score levels make many ties.
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(77);
+  const int64_t n = 2100;
+  const auto xy = at::rand({n, 2}, gen, at::kDouble) * 300;
+  const auto wh = 1 + at::rand({n, 2}, gen, at::kDouble) * 50;
+  const auto boxes = at::cat({xy, xy + wh}, 1);
+  const auto scores = (at::rand({n}, gen, at::kDouble) * 100).floor();
+  for (const auto type : {at::kFloat, at::kDouble}) {
+    for (const double threshold : {0.0, 0.5}) {
+      INFO(type << ", threshold " << threshold);
+      const auto b = boxes.to(type);
+      const auto s = scores.to(type);
+      const auto cpu = ops::nms(b, s, threshold);
+      const auto via_aten = ops::generic::nms(b, s, threshold);
+      INFO("cpu " << head(cpu) << " generic " << head(via_aten));
+      CHECK(at::equal(via_aten, cpu));
+      CHECK(cpu.numel() > 1);
+      CHECK(cpu.numel() < n);
+    }
+  }
+}
+
+TEST_CASE("generic nms keeps the CPU kernel's threshold, ties, degenerate boxes and checks",
+          "[ops][nms][generic]") {
+  // Box 0 contains eight disjoint boxes, each with IoU 2 / 16 = 0.125 exactly (see above).
+  std::vector<double> v = {0, 0, 16, 1};
+  for (int k = 0; k < 8; ++k) v.insert(v.end(), {2.0 * k, 0, 2.0 * k + 2, 1});
+  const double inf = std::numeric_limits<double>::infinity();
+  for (const auto type : {at::kFloat, at::kDouble}) {
+    INFO(type);
+    const auto boxes = at::tensor(v, at::kDouble).view({9, 4}).to(type);
+    const auto scores = at::linspace(1, 0.1, 9, at::kDouble).to(type);
+    for (const double threshold : {0.125, 0.125 + 1e-12, 0.125 - 1e-12, 0.0, inf, -inf}) {
+      INFO("threshold " << threshold);
+      CHECK(at::equal(ops::generic::nms(boxes, scores, threshold),
+                      ops::nms(boxes, scores, threshold)));
+    }
+    CHECK(at::equal(ops::generic::nms(boxes, scores, 0.125 - 1e-12), longs({0})));
+    CHECK(ops::generic::nms(boxes, scores, 0.125).numel() == 9);
+    CHECK(ops::generic::nms(boxes, scores, std::nan("")).numel() == 9);
+    // Equal scores: the lower index is visited first and wins.
+    const auto same = at::tensor({1., 1., 4., 4., 1., 1., 4., 4., 1., 1., 4., 4.}, at::kDouble)
+                          .view({3, 4})
+                          .to(type);
+    const auto tied = at::full({3}, 0.5, at::kDouble).to(type);
+    CHECK(at::equal(ops::generic::nms(same, tied, 0.5), longs({0})));
+    CHECK(at::equal(ops::generic::nms(same, tied, 1.0), longs({0, 1, 2})));
+    // Two zero-area boxes: IoU 0/0 is NaN, which never suppresses.
+    const auto points = at::ones({2, 4}, type);
+    CHECK(at::equal(ops::generic::nms(points, tied.narrow(0, 0, 2), 0.0), longs({0, 1})));
+    // One box, no boxes.
+    CHECK(at::equal(ops::generic::nms(same.narrow(0, 0, 1), tied.narrow(0, 0, 1), 0.5),
+                    longs({0})));
+    const auto kept = ops::generic::nms(at::zeros({0, 4}, type), at::zeros({0}, type), 0.5);
+    CHECK(kept.numel() == 0);
+    CHECK(kept.scalar_type() == at::kLong);
+    const auto batched = ops::generic::batched_nms(at::zeros({0, 4}, type), at::zeros({0}, type),
+                                                   at::zeros({0}, at::kLong), 0.5);
+    CHECK(batched.numel() == 0);
+    CHECK(batched.scalar_type() == at::kLong);
+  }
+  const auto boxes = at::rand({5, 4});
+  auto nan_scores = at::rand({5});
+  nan_scores[3] = std::nanf("");
+  CHECK_THROWS_WITH(ops::generic::nms(boxes, nan_scores, 0.5), Catch::Contains("NaN at index 3"));
+  CHECK_THROWS_WITH(ops::generic::batched_nms(boxes, nan_scores, at::zeros({5}, at::kLong), 0.5),
+                    Catch::Contains("NaN"));
+  CHECK_THROWS_WITH(ops::generic::nms(at::rand({5, 3}), at::rand({5}), 0.5),
+                    Catch::Contains("[5, 3]"));
+  CHECK_THROWS_WITH(ops::generic::nms(boxes, at::rand({5}, at::kDouble), 0.5),
+                    Catch::Contains("Double"));
+  CHECK_THROWS_WITH(ops::generic::batched_nms(boxes, at::rand({5}), at::zeros({4}, at::kLong), 0.5),
+                    Catch::Contains("[4]"));
+}
+
+TEST_CASE("nms and batched_nms on CUDA tensors equal the CPU results", "[ops][nms][cuda]") {
+  if (!torch::cuda::is_available()) return;  // the generic tests above cover this path's arithmetic
+  for (int i = 0; i < 200; ++i) {
+    const auto c = make_case(i);
+    INFO("case " << i << ": " << c.boxes.size(0) << " boxes, " << c.boxes.scalar_type()
+                 << ", threshold " << c.threshold);
+    const auto boxes = c.boxes.cuda();
+    const auto scores = c.scores.cuda();
+    const auto kept = ops::nms(boxes, scores, c.threshold);
+    CHECK(kept.is_cuda());
+    CHECK(kept.scalar_type() == at::kLong);
+    const auto cpu = ops::nms(c.boxes, c.scores, c.threshold);
+    INFO("nms cpu " << head(cpu) << " cuda " << head(kept.cpu()));
+    CHECK(at::equal(kept.cpu(), cpu));
+    const auto batched = ops::batched_nms(boxes, scores, c.idxs.cuda(), c.threshold);
+    CHECK(batched.is_cuda());
+    const auto on_host = batched.cpu();
+    const auto cpu_batched = ops::batched_nms(c.boxes, c.scores, c.idxs, c.threshold);
+    INFO("batched cpu " << head(cpu_batched) << " cuda " << head(on_host));
+    if (c.boxes.size(0) <= 1000) {
+      CHECK(at::equal(on_host, cpu_batched));
+    } else {  // per-category NMS and an unstable sort on the CPU, as the generic test
+      CHECK(at::equal(std::get<0>(on_host.sort()), std::get<0>(cpu_batched.sort())));
+      CHECK(at::equal(c.scores.index_select(0, on_host), c.scores.index_select(0, cpu_batched)));
+    }
+  }
+  const auto boxes = at::rand({5, 4});
+  const auto scores = at::rand({5});
+  CHECK_THROWS_WITH(ops::nms(boxes.cuda(), scores, 0.5), Catch::Contains("same device"));
+  CHECK_THROWS_WITH(ops::batched_nms(boxes.cuda(), scores.cuda(), at::zeros({5}, at::kLong), 0.5),
+                    Catch::Contains("device"));
 }

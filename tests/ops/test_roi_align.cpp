@@ -1,9 +1,14 @@
 #include "catch.h"
 
+#include <algorithm>
+#include <limits>
+
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
+#include <torch/cuda.h>
 
 #include "ostrov/io/state_dict.h"
+#include "ostrov/ops/generic.h"
 #include "ostrov/ops/roi_align.h"
 #include "support.h"
 
@@ -195,4 +200,167 @@ TEST_CASE("roi_align with no regions gives an empty output and a zero gradient",
   CHECK(x.grad().abs().sum().item<float>() == 0.0f);
   CHECK(ops::roi_align(x.detach(), std::vector<at::Tensor>{at::zeros({0, 4}), at::zeros({0, 4})}, {2, 2})
             .sizes() == at::IntArrayRef({0, 3, 2, 2}));
+}
+
+// The ATen-operations implementation (ops::generic::roi_align), which the public function runs
+// for tensors on other devices (CUDA), against the CPU kernel: on the CPU here, so that machines
+// without a GPU check the arithmetic of the GPU path.
+
+namespace {
+
+// The largest difference relative to the reference's largest magnitude (at least 1).
+double relative_diff(const at::Tensor& a, const at::Tensor& ref) {
+  if (ref.numel() == 0) return 0.0;
+  return max_abs_diff(a, ref) / std::max(1.0, ref.abs().max().item<double>());
+}
+
+// Random regions in image coordinates across the borders of the 20x24 image that the [10,12]
+// maps come from at scale 0.5 (so partly outside, more so at scale 0.25), of sizes 0 to 30.
+at::Tensor random_rois(at::Generator gen, int64_t count, at::ScalarType type) {
+  const auto batch = at::randint(2, {count, 1}, gen, at::kDouble);
+  const auto corner = at::rand({count, 2}, gen, at::kDouble) * 50 - 10;
+  const auto size = at::rand({count, 2}, gen, at::kDouble) * 30;
+  return at::cat({batch, corner, corner + size}, 1).to(type);
+}
+
+}  // namespace
+
+TEST_CASE("generic roi_align equals the CPU kernel forward and backward",
+          "[ops][roi_align][generic]") {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(21);
+  double worst_forward = 0.0;
+  int runs = 0;
+  for (const auto type : {at::kFloat, at::kDouble}) {
+    const double tolerance = type == at::kFloat ? 1e-5 : 1e-12;
+    const auto rois = at::cat({test_rois(type), random_rois(gen, 14, type)}, 0);
+    for (const double scale : {0.5, 0.25}) {
+      for (const bool aligned : {false, true}) {
+        for (const int64_t ratio : {2, -1, 0}) {
+          INFO(type << ", scale " << scale << ", aligned " << aligned << ", sampling_ratio "
+                    << ratio);
+          const auto x = at::randn({2, 3, 10, 12}, gen, at::kDouble).to(type);
+          const auto grad = at::randn({rois.size(0), 3, 3, 4}, gen, at::kDouble).to(type);
+          auto x_cpu = x.clone().requires_grad_(true);
+          auto x_aten = x.clone().requires_grad_(true);
+          const auto y_cpu = ops::roi_align(x_cpu, rois, {3, 4}, scale, ratio, aligned);
+          const auto y_aten =
+              ops::generic::roi_align(x_aten, rois, {3, 4}, scale, ratio, aligned);
+          REQUIRE(y_aten.sizes() == y_cpu.sizes());
+          REQUIRE(y_aten.scalar_type() == type);
+          const double forward = relative_diff(y_aten.detach(), y_cpu.detach());
+          CHECK(forward <= tolerance);
+          y_cpu.backward(grad);
+          y_aten.backward(grad);
+          REQUIRE(x_aten.grad().defined());
+          const double backward = relative_diff(x_aten.grad(), x_cpu.grad());
+          CHECK(backward <= tolerance);
+          CHECK(x_cpu.grad().abs().sum().item<double>() > 0.0);
+          worst_forward = std::max(worst_forward, forward);
+          ++runs;
+        }
+      }
+    }
+  }
+  CHECK(runs == 24);
+  // The same operations per sample in the same order as the CPU kernel: in fact equal.
+  CHECK(worst_forward == 0.0);
+}
+
+TEST_CASE("generic roi_align reads pixel 0 for samples outside the map as the CPU kernel",
+          "[ops][roi_align][generic]") {
+  // An outside sample adds 0 * input[b, c, 0, 0] (torchvision's pre-calculation), so an
+  // infinite pixel 0 makes NaN bins in a region off the map, on both paths alike.
+  auto x = at::rand({1, 2, 6, 6}, at::kDouble);
+  x[0][0][0][0] = std::numeric_limits<double>::infinity();
+  const auto rois = at::tensor({0., 20., 20., 30., 30., 0., 1., 1., 4., 4., 0., -3., -3., 2., 2.},
+                               at::kDouble)
+                        .view({3, 5});
+  for (const int64_t ratio : {2, -1}) {
+    INFO("sampling_ratio " << ratio);
+    const auto cpu = ops::roi_align(x, rois, {2, 2}, 1.0, ratio, false);
+    const auto via_aten = ops::generic::roi_align(x, rois, {2, 2}, 1.0, ratio, false);
+    CHECK(at::isnan(cpu).any().item<bool>());
+    CHECK(at::equal(at::isnan(via_aten), at::isnan(cpu)));
+    CHECK(at::equal(at::isinf(via_aten), at::isinf(cpu)));
+    const auto finite = at::isfinite(cpu);
+    CHECK(at::equal(via_aten.masked_select(finite), cpu.masked_select(finite)));
+  }
+}
+
+TEST_CASE("generic roi_align gives gradients to input only, also with nothing to sample",
+          "[ops][roi_align][generic]") {
+  auto x = at::rand({1, 2, 6, 6}).requires_grad_(true);
+  auto rois = at::tensor({0.f, 1.f, 1.f, 4.f, 5.f}).view({1, 5}).requires_grad_(true);
+  auto y = ops::generic::roi_align(x, rois, {2, 2}, 1.0, 2, false);
+  CHECK(y.requires_grad());
+  y.sum().backward();
+  CHECK(x.grad().defined());
+  CHECK_FALSE(rois.grad().defined());
+  // No regions: an empty output, and a zero gradient.
+  auto x2 = at::rand({2, 3, 8, 8}).requires_grad_(true);
+  auto empty = ops::generic::roi_align(x2, at::zeros({0, 5}), {7, 7}, 0.25, 0, true);
+  CHECK(empty.sizes() == at::IntArrayRef({0, 3, 7, 7}));
+  empty.sum().backward();
+  REQUIRE(x2.grad().defined());
+  CHECK(x2.grad().abs().sum().item<float>() == 0.0f);
+  // An empty aligned region with the adaptive ratio has no sample point (a 0x0 grid): zeros.
+  auto x3 = at::rand({1, 2, 6, 6}).requires_grad_(true);
+  const auto point = at::tensor({0.f, 3.f, 3.f, 3.f, 3.f}).view({1, 5});
+  auto none = ops::generic::roi_align(x3, point, {2, 2}, 1.0, 0, true);
+  CHECK(at::equal(none.detach(), ops::roi_align(x3.detach(), point, {2, 2}, 1.0, 0, true)));
+  CHECK(none.abs().sum().item<float>() == 0.0f);
+  none.sum().backward();
+  REQUIRE(x3.grad().defined());
+  CHECK(x3.grad().abs().sum().item<float>() == 0.0f);
+  // Without autograd: the same values, no graph.
+  {
+    torch::NoGradGuard guard;
+    CHECK_FALSE(ops::generic::roi_align(x, rois, {2, 2}, 1.0, 2, false).requires_grad());
+  }
+}
+
+TEST_CASE("generic roi_align rejects wrong inputs as the CPU kernel", "[ops][roi_align][generic]") {
+  const auto x = at::rand({2, 3, 8, 8});
+  const auto rois = at::tensor({0.f, 1.f, 1.f, 4.f, 4.f}).view({1, 5});
+  CHECK_THROWS_WITH(ops::generic::roi_align(at::rand({3, 8, 8}), rois, {2, 2}),
+                    Catch::Contains("[3, 8, 8]"));
+  CHECK_THROWS_WITH(ops::generic::roi_align(x, rois.to(at::kDouble), {2, 2}),
+                    Catch::Contains("Double"));
+  CHECK_THROWS_WITH(ops::generic::roi_align(x, rois, {0, 2}), Catch::Contains("[0, 2]"));
+  auto far = rois.clone();
+  far[0][0] = 2;
+  CHECK_THROWS_WITH(ops::generic::roi_align(x, far, {2, 2}), Catch::Contains("batch index 2"));
+  far[0][0] = -1;
+  CHECK_THROWS_WITH(ops::generic::roi_align(x, far, {2, 2}), Catch::Contains("batch index -1"));
+}
+
+TEST_CASE("roi_align on CUDA tensors equals the CPU results forward and backward",
+          "[ops][roi_align][cuda]") {
+  if (!torch::cuda::is_available()) return;  // the generic tests above cover this path's arithmetic
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(23);
+  for (const auto type : {at::kFloat, at::kDouble}) {
+    const double tolerance = type == at::kFloat ? 1e-5 : 1e-12;
+    const auto rois = at::cat({test_rois(type), random_rois(gen, 14, type)}, 0);
+    for (const bool aligned : {false, true}) {
+      for (const int64_t ratio : {2, -1}) {
+        INFO(type << ", aligned " << aligned << ", sampling_ratio " << ratio);
+        const auto x = at::randn({2, 3, 10, 12}, gen, at::kDouble).to(type);
+        const auto grad = at::randn({rois.size(0), 3, 3, 4}, gen, at::kDouble).to(type);
+        auto x_cpu = x.clone().requires_grad_(true);
+        auto x_cuda = x.cuda().requires_grad_(true);
+        const auto y_cpu = ops::roi_align(x_cpu, rois, {3, 4}, 0.5, ratio, aligned);
+        const auto y_cuda = ops::roi_align(x_cuda, rois.cuda(), {3, 4}, 0.5, ratio, aligned);
+        CHECK(y_cuda.is_cuda());
+        CHECK(relative_diff(y_cuda.detach().cpu(), y_cpu.detach()) <= tolerance);
+        y_cpu.backward(grad);
+        y_cuda.backward(grad.cuda());
+        REQUIRE(x_cuda.grad().defined());
+        CHECK(x_cuda.grad().is_cuda());
+        CHECK(relative_diff(x_cuda.grad().cpu(), x_cpu.grad()) <= tolerance);
+      }
+    }
+  }
+  const auto x = at::rand({2, 3, 8, 8});
+  const auto rois = at::tensor({0.f, 1.f, 1.f, 4.f, 4.f}).view({1, 5});
+  CHECK_THROWS_WITH(ops::roi_align(x.cuda(), rois, {2, 2}), Catch::Contains("same device"));
 }

@@ -255,6 +255,54 @@ TEST_CASE("tasks::set_validation_data points data.val at a folder, a COCO file o
   CHECK(det.data.val.images == dir / "images");
 }
 
+TEST_CASE("tasks::load_run_config: a file's paths are relative to it, --set paths to the cwd",
+          "[tasks]") {
+  TempDir dir;
+  fs::create_directories(dir.path() / "project" / "configs");
+  const fs::path config = dir.path() / "project" / "configs" / "det.json";
+  auto json = minimal("detection", "coco");
+  json["model"] = {{"name", "ssd_light"}, {"backbone_weights", "../weights/r18.pt"}};
+  json["data"]["train"] = {{"annotations", "../data/train.json"}, {"images", "/abs/images"}};
+  json["data"]["val"] = {{"annotations", "val.json"}, {"images", "../data/val/./images"}};
+  std::ofstream(config) << "// comments are allowed\n" << json.dump(2);
+
+  const auto rc = tasks::load_run_config(config.string(), {"data.val.annotations=mine.json"});
+  const fs::path project = fs::absolute(dir.path() / "project");
+  CHECK(rc.data.train.annotations == (project / "data/train.json").string());
+  CHECK(rc.data.train.images == "/abs/images");
+  CHECK(rc.data.val.images == (project / "data/val/images").string());
+  CHECK(rc.data.val.annotations == "mine.json");  // --set: as given, i.e. the current folder
+  CHECK(rc.model["backbone_weights"] == (project / "weights/r18.pt").string());
+  CHECK(rc.json["data"]["train"]["annotations"] == (project / "data/train.json").string());
+
+  // A wrong type is left for the reader to name.
+  nlohmann::json bad = {{"data", {{"train", {{"root", 3}}}}}, {"model", {{"weights", ""}}}};
+  tasks::resolve_config_paths(bad, config.string());
+  CHECK(bad["data"]["train"]["root"] == 3);
+  CHECK(bad["model"]["weights"] == "");
+}
+
+TEST_CASE("COCO data: num_classes counts the background, and the error says so", "[tasks]") {
+  TempDir dir;
+  ostrov::test::write_tiny_scenes(dir, 2);  // Fashion-MNIST: 10 categories
+  for (int64_t given : {10, 12}) {
+    auto json = ostrov::test::tiny_config(dir, "detection", {{"name", "ssd_light"}});
+    json["data"]["num_classes"] = given;
+    auto task = tasks::make_task(tasks::parse_run_config(json, "det.json"), torch::kCPU);
+    const std::string expected = "det.json: data.num_classes is " + std::to_string(given) +
+                                 " but " + (dir / "train/instances.json") +
+                                 " has 10 categories; data.num_classes counts the background "
+                                 "too (label 0, as torchvision), so it must be 11";
+    CHECK_THROWS_WITH(task->dataset("train"), Catch::Contains(expected));
+    if (given == 10) {
+      CHECK_THROWS_WITH(task->dataset("train"), Catch::Contains("counts the categories only"));
+    } else {
+      CHECK_THROWS_WITH(task->dataset("train"),
+                        !Catch::Contains("counts the categories only"));
+    }
+  }
+}
+
 TEST_CASE("SSDObjective: its keys from the loss section, equal to ssd_targets + multibox_loss",
           "[tasks]") {
   at::manual_seed(0);

@@ -59,9 +59,10 @@ cv::Mat read_image(const std::string& path);
 /// folder and renamed, so a failure leaves no partial file. Throws ostrov::IoError.
 void write_image(const std::string& path, const cv::Mat& image);
 
-/// Reads an 8-bit single-channel class mask as [H,W] int64. Throws ostrov::IoError for
-/// missing, unreadable, multi-channel, palette (indexed-colour PNG, as PASCAL VOC's) or 16-bit
-/// files.
+/// Reads a class mask as [H,W] int64: an 8-bit single-channel image holding the class index
+/// per pixel, or a palette (indexed-colour) PNG, as PASCAL VOC's masks, whose palette indices
+/// are the class indices (the colours are ignored). Throws ostrov::IoError for missing,
+/// unreadable, multi-channel or 16-bit files.
 at::Tensor read_mask(const std::string& path);
 
 /// [H,W] integer class mask -> CV_8UC1 (values must be in [0,255]).

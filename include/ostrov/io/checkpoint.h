@@ -28,7 +28,8 @@ struct CheckpointMeta {
   nlohmann::json extra = nlohmann::json::object();   ///< anything else (best metric, ...)
 };
 
-/// Writes model (+ optimizer, + torch's CPU RNG state) atomically to `path`.
+/// Writes model (+ optimizer, + torch's CPU RNG state and each CUDA device's) atomically to
+/// `path`.
 /// Throws ostrov::IoError naming the path; on failure the previous file is untouched.
 void save_checkpoint(const std::string& path, const torch::nn::Module& model,
                      const torch::optim::Optimizer* optimizer, const CheckpointMeta& meta);

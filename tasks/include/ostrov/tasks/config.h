@@ -70,7 +70,14 @@ struct RunConfig {
 /// naming `where` and the key path for unknown keys, wrong types and bad values.
 RunConfig parse_run_config(nlohmann::json json, const std::string& where);
 
-/// Reads `path`, applies `--set key.path=value` overrides, validates every key.
+/// Makes the relative paths in a config file's JSON (data.{train,val}.{root,annotations,images},
+/// model.weights, model.backbone_weights) absolute against the folder of `config_path`, so a
+/// config finds its data from any working directory. Absolute paths and other keys unchanged.
+void resolve_config_paths(nlohmann::json& json, const std::string& config_path);
+
+/// Reads `path`, resolves its relative paths against its folder (resolve_config_paths), then
+/// applies `--set key.path=value` overrides (paths in them stay relative to the current
+/// directory) and validates every key.
 /// ostrov::ConfigError (exit 2) naming the file and key; ostrov::IoError for a missing file.
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides = {});
 

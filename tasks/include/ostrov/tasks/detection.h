@@ -9,8 +9,9 @@
 //   data   format "coco"; transforms: the training augmentation (default photometric_distort,
 //          expand, ssd_random_crop, horizontal_flip); the resize to the model's image_size and
 //          the model's normalisation are always appended
-// Evaluation metrics: map50 (VOC all-point AP@0.5), map (COCO AP@[.5:.95]), coco_map50 (COCO
-// 101-point AP@0.5), map75, voc07_map50, ap50_per_class, loss.
+// Evaluation metrics, COCO's as every detection toolkit reports them: map50 (COCO 101-point
+// AP@0.5), map (AP@[.5:.95]), map75, ap50_per_class (COCO AP@0.5 per category id); PASCAL VOC's
+// voc_map50 (all-point AP@0.5) and voc07_map50 (11-point); loss.
 
 #include <memory>
 #include <string>
