@@ -4,7 +4,7 @@ PRESET ?= dev
 JOBS   ?= 2
 
 .PHONY: all deps configure build test test-asan test-debian13 clean-debian13 demo bench fuzz \
-        install clean
+        docs install clean
 
 all: build
 
@@ -58,6 +58,15 @@ fuzz: deps
 	cmake --preset fuzz
 	cmake --build build-fuzz -j $(JOBS) --target fuzz_all
 	bash scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
+
+# The API reference of the public headers (Doxygen, installed by install-deps.sh --docs) in
+# $(BUILD)/docs/html, README.md as its main page; undocumented symbols are listed in
+# $(BUILD)/docs/warnings.log and counted.
+docs:
+	@bash scripts/install-deps.sh --docs
+	@rm -rf $(BUILD)/docs && mkdir -p $(BUILD)/docs
+	OSTROV_DOCS_OUT=$(BUILD)/docs doxygen docs/Doxyfile
+	@echo "docs: $(BUILD)/docs/html/index.html; $$(grep -c 'is not documented' $(BUILD)/docs/warnings.log) public symbols without a comment ($(BUILD)/docs/warnings.log)"
 
 install: build
 	cmake --install $(BUILD) --prefix $(or $(PREFIX),/usr/local)

@@ -6,21 +6,28 @@
 #   scripts/install-deps.sh --dev   also what `make test`, `make bench` and `make fuzz` need:
 #                                   Catch2, Google Benchmark, clang-14 (libFuzzer) and the
 #                                   Python parity stack (scipy)
+#   scripts/install-deps.sh --docs  only Doxygen, for `make docs`
 #   --no-blas-switch                leave the system's BLAS/LAPACK alternatives as they are
 #                                   (see below; ostrov still works, its GEMMs are slower)
 set -euo pipefail
 
 dev=0
+docs=0
 blas_switch=1
 for arg in "$@"; do
   case "$arg" in
     --dev) dev=1 ;;
+    --docs) docs=1 ;;
     --no-blas-switch) blas_switch=0 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "install-deps: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done
 
+if [ "$docs" -eq 1 ]; then
+  packages=(doxygen)
+  blas_switch=0
+else
 packages=(
   build-essential cmake make ccache pkg-config
   libtorch-dev libgloo-dev libopenblas0-openmp libopenblas-dev
@@ -28,6 +35,7 @@ packages=(
   # make demo: its data, and the torchvision ResNet-18 file it loads from C++ at the end
   dataset-fashion-mnist python3-torch python3-torchvision
 )
+fi
 # The clang that builds the libFuzzer targets: Debian 12's 14, Debian 13's 19.
 codename="$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")"
 case "$codename" in
@@ -54,6 +62,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 profile="build + run"
 if [ "$dev" -eq 1 ]; then profile="build + run + dev"; fi
+if [ "$docs" -eq 1 ]; then profile="docs"; fi
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present ($profile)"
 else

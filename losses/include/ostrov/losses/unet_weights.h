@@ -22,8 +22,8 @@ struct UNetWeightMapOptions {
   /// Width sigma of the border term in pixels (paper: ~5).
   TORCH_ARG(double, sigma) = 5.0;
   /// w_c: true gives each of background and foreground the weight
-  /// #pixels / (2 * #pixels of that class) (inverse frequency, mean 1 over the image; a class
-  /// absent from the image gets no pixels, the other weight 1); false gives w_c = 1.
+  /// (number of pixels) / (2 * pixels of that class) (inverse frequency, mean 1 over the
+  /// image; a class absent from the image gets no pixels, the other weight 1); false: w_c = 1.
   TORCH_ARG(bool, balance_classes) = true;
   /// Fixed w_c as {background, foreground}; overrides balance_classes when not empty.
   TORCH_ARG(std::vector<double>, class_weights) = {};
