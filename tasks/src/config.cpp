@@ -4,7 +4,10 @@
 #include <filesystem>
 #include <functional>
 
+#include <spdlog/spdlog.h>
+
 #include "ostrov/core/error.h"
+#include "ostrov/core/runtime.h"
 #include "ostrov/io/checkpoint.h"
 #include "ostrov/io/json.h"
 #include "ostrov/tasks/task.h"
@@ -72,8 +75,14 @@ RunConfig parse_run_config(nlohmann::json json, const std::string& where) {
       throw ConfigError(where + ": task " + rc.task + " needs data.format " + join(entry.formats) +
                         ", got \"" + rc.data.format + "\"");
     }
-    rc.data.num_classes = data.required<int64_t>("num_classes");
-    require_positive(rc.data.num_classes, where, "data.num_classes");
+    // COCO files name their categories, so num_classes may be left out there: 0 until
+    // infer_num_classes counts them.
+    if (rc.data.format == "coco" && !data.has("num_classes")) {
+      rc.data.num_classes = 0;
+    } else {
+      rc.data.num_classes = data.required<int64_t>("num_classes");
+      require_positive(rc.data.num_classes, where, "data.num_classes");
+    }
     if (rc.data.format == "folder" && rc.data.num_classes > 255) {
       throw ConfigError(where + ": data.num_classes must be at most 255 for folder data (8-bit "
                                 "masks, 255 = ignore), got " +
@@ -93,7 +102,8 @@ RunConfig parse_run_config(nlohmann::json json, const std::string& where) {
     rc.data.category_ids = data.get<std::vector<int64_t>>("category_ids", {});
     // One name and one id per contiguous label, when given.
     auto check_count = [&](size_t count, const char* key, const char* what) {
-      if (count != 0 && count != static_cast<size_t>(rc.data.num_classes)) {
+      if (count != 0 && rc.data.num_classes > 0 &&
+          count != static_cast<size_t>(rc.data.num_classes)) {
         throw ConfigError(where + ": data." + key + " has " + std::to_string(count) + " " + what +
                           ", data.num_classes is " + std::to_string(rc.data.num_classes));
       }
@@ -218,6 +228,31 @@ void set_validation_data(RunConfig& config, const std::string& path) {
     json_val["annotations"] = val.annotations;
     json_val["images"] = val.images;
   }
+}
+
+void infer_num_classes(RunConfig& config) {
+  if (config.data.num_classes > 0) return;
+  const DataSplit& split = !config.data.train.empty() ? config.data.train : config.data.val;
+  if (split.annotations.empty()) {
+    throw ConfigError(config.path + ": missing required key data.num_classes (no COCO "
+                                    "annotations file given to count the categories of)");
+  }
+  if (!fs::is_regular_file(split.annotations)) {
+    throw ConfigError(config.path + ": data.num_classes is left out and its COCO file \"" +
+                      split.annotations + "\" does not exist");
+  }
+  const auto coco = io::read_json(split.annotations);
+  const auto categories = coco.find("categories");
+  if (!coco.is_object() || categories == coco.end() || !categories->is_array() ||
+      categories->empty()) {
+    throw DataError(split.annotations + ": no categories to count for data.num_classes");
+  }
+  const int64_t n = static_cast<int64_t>(categories->size()) + 1;
+  core::logger()->info("data.num_classes = {}: the {} categories of {} + the background", n,
+                       n - 1, split.annotations);
+  auto json = config.json;
+  json["data"]["num_classes"] = n;
+  config = parse_run_config(std::move(json), config.path);  // the model and loss checked now
 }
 
 void check_split_exists(const RunConfig& config, const std::string& split) {

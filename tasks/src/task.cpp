@@ -85,6 +85,11 @@ std::vector<std::string> task_names() {
 }
 
 std::unique_ptr<Task> make_task(const RunConfig& config, const c10::Device& device) {
+  if (config.data.num_classes <= 0) {  // COCO data without data.num_classes
+    RunConfig counted = config;
+    infer_num_classes(counted);
+    return find_task(counted.task, counted.path).make(counted, device);
+  }
   return find_task(config.task, config.path).make(config, device);
 }
 

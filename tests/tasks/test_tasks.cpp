@@ -303,6 +303,32 @@ TEST_CASE("COCO data: num_classes counts the background, and the error says so",
   }
 }
 
+TEST_CASE("COCO data: num_classes left out is counted from the categories", "[tasks]") {
+  TempDir dir;
+  ostrov::test::write_tiny_scenes(dir, 2);  // Fashion-MNIST: 10 categories
+  auto json = ostrov::test::tiny_config(dir, "detection", {{"name", "ssd_light"}});
+  json["data"].erase("num_classes");
+  const auto config = tasks::parse_run_config(json, "det.json");
+  CHECK(config.data.num_classes == 0);
+  auto task = tasks::make_task(config, torch::kCPU);
+  CHECK(task->config().data.num_classes == 11);
+  CHECK(task->resolved_config()["data"]["num_classes"] == 11);  // what checkpoints store
+  CHECK(task->dataset("train")->size() == 2);
+
+  // Without training data the validation file is counted; without any: a config error.
+  json["data"].erase("train");
+  auto counted = tasks::parse_run_config(json, "det.json");
+  tasks::infer_num_classes(counted);
+  CHECK(counted.data.num_classes == 11);
+  json["data"].erase("val");
+  CHECK_THROWS_WITH(tasks::make_task(tasks::parse_run_config(json, "det.json"), torch::kCPU),
+                    Catch::Contains("det.json: missing required key data.num_classes"));
+  // Folder data must give it.
+  auto seg = ostrov::test::tiny_config(dir, "segmentation", {{"name", "unet"}});
+  seg["data"].erase("num_classes");
+  CHECK_THROWS_WITH(tasks::parse_run_config(seg, "seg.json"), Catch::Contains("num_classes"));
+}
+
 TEST_CASE("SSDObjective: its keys from the loss section, equal to ssd_targets + multibox_loss",
           "[tasks]") {
   at::manual_seed(0);

@@ -23,9 +23,10 @@ Command add_config(CLI::App& app) {
   sub->add_option("--set", *overrides, "Override a config key: key.path=value")->take_all();
   return [sub, check, overrides]() {
     if (!sub->parsed()) return -1;
-    const auto config = tasks::load_run_config(*check, *overrides);
+    auto config = tasks::load_run_config(*check, *overrides);
     tasks::check_split_exists(config, "train");
     if (!config.data.val.empty()) tasks::check_split_exists(config, "val");
+    tasks::infer_num_classes(config);
     std::cout << *check << ": ok (task " << config.task << ", model "
               << config.model.value("name", std::string("?")) << ", "
               << config.data.num_classes << " classes)" << std::endl;

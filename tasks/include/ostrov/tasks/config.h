@@ -24,7 +24,7 @@ struct DataSplit {
 struct DataConfig {
   std::string format = "folder";  ///< "folder" | "coco" | "image_folder"
   DataSplit train, val;
-  int64_t num_classes = 0;        ///< counting background
+  int64_t num_classes = 0;        ///< counting background; 0: COCO data, from its categories
   int64_t height = 256, width = 256;
   nlohmann::json transforms;      ///< training transforms (null: the task's default)
   bool skip_invalid = false;
@@ -86,6 +86,13 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
 /// carries no run config.
 RunConfig checkpoint_run_config(const std::string& checkpoint,
                                 const std::vector<std::string>& overrides = {});
+
+/// COCO data may leave `data.num_classes` out: this sets it to the number of categories in the
+/// training annotations (the validation ones without training data) + 1 for the background,
+/// logs it, and validates the model and loss keys with it. Nothing happens when num_classes is
+/// set. make_task calls it. ConfigError naming the config when no COCO file is given or it does
+/// not exist; DataError naming the file when it lists no categories.
+void infer_num_classes(RunConfig& config);
 
 /// Points `config`'s validation split at `path`: a folder for the folder formats; for COCO an
 /// annotation file (images in `<its folder>/images`) or a folder holding `instances.json` and
