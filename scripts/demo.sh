@@ -61,7 +61,9 @@ torch.manual_seed(0)
 m = torchvision.models.resnet18(weights=None).eval()
 torch.save(m.state_dict(), path)
 small = os.path.join(os.path.dirname(path), "chelsea224.png")
-Image.open(image).convert("RGB").resize((224, 224), Image.BILINEAR).save(small)
+resized = Image.open(image).convert("RGB").resize((224, 224), Image.BILINEAR)
+resized.info.pop("icc_profile", None)  # libpng warns about the original's sRGB profile
+resized.save(small)
 x = torchvision.transforms.functional.to_tensor(Image.open(small))
 x = torchvision.transforms.functional.normalize(x, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 with torch.no_grad():
