@@ -7,6 +7,8 @@
 
 #include <ATen/ATen.h>
 
+#include "input_checks.h"
+
 // The arithmetic here mirrors the CPU kernels in nms.cpp and roi_align.cpp (themselves
 // torchvision's, operation for operation) with one ATen operation per step: elementwise IEEE
 // operations give the same results on every device, so these agree with the CPU kernels.
@@ -21,24 +23,6 @@ namespace {
 // Elements of the IoU matrix computed at a time, in whole rows: the [rows, N] temporaries (about
 // a dozen) stay near this size whatever N is.
 constexpr int64_t kBlockElements = int64_t{1} << 22;
-
-void check_nms_inputs(const at::Tensor& boxes, const at::Tensor& scores, const char* name) {
-  TORCH_CHECK(boxes.defined() && scores.defined(), name, ": boxes and scores must be defined");
-  TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4, name, ": boxes should be [N,4], got ",
-              boxes.sizes());
-  TORCH_CHECK(scores.dim() == 1, name, ": scores should be [N], got ", scores.sizes());
-  TORCH_CHECK(boxes.size(0) == scores.size(0), name,
-              ": boxes and scores should have the same N, got ", boxes.sizes(), " and ",
-              scores.sizes());
-  TORCH_CHECK(boxes.device() == scores.device(), name,
-              ": boxes and scores should be on the same device, got ", boxes.device(), " and ",
-              scores.device());
-  TORCH_CHECK(boxes.scalar_type() == scores.scalar_type(), name,
-              ": boxes and scores should have the same dtype, got ", boxes.scalar_type(), " and ",
-              scores.scalar_type());
-  TORCH_CHECK(boxes.scalar_type() == at::kFloat || boxes.scalar_type() == at::kDouble, name,
-              ": boxes should be float or double, got ", boxes.scalar_type());
-}
 
 void check_no_nan(const at::Tensor& scores) {
   const auto nan = at::isnan(scores);
@@ -104,28 +88,6 @@ at::Tensor suppression_mask(const at::Tensor& sorted, double limit) {
   return mask;
 }
 
-void check_roi_inputs(const at::Tensor& input, const at::Tensor& rois, int64_t pooled_h,
-                      int64_t pooled_w) {
-  TORCH_CHECK(input.defined() && rois.defined(), "roi_align: input and rois must be defined");
-  TORCH_CHECK(input.dim() == 4, "roi_align: input should be [N,C,H,W], got ", input.sizes());
-  TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5,
-              "roi_align: rois should be [K,5] (batch_index, x1, y1, x2, y2), got ", rois.sizes());
-  TORCH_CHECK(input.device() == rois.device(),
-              "roi_align: input and rois should be on the same device, got ", input.device(),
-              " and ", rois.device());
-  TORCH_CHECK(input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble,
-              "roi_align: input should be float or double, got ", input.scalar_type());
-  TORCH_CHECK(rois.scalar_type() == input.scalar_type(),
-              "roi_align: rois should have input's dtype ", input.scalar_type(), ", got ",
-              rois.scalar_type());
-  TORCH_CHECK(pooled_h >= 1 && pooled_w >= 1, "roi_align: output_size should be >= 1, got [",
-              pooled_h, ", ", pooled_w, "]");
-  if (rois.size(0) > 0 && input.size(1) > 0) {
-    TORCH_CHECK(input.size(2) > 0 && input.size(3) > 0,
-                "roi_align: input should have H, W >= 1, got ", input.sizes());
-  }
-}
-
 void check_batch_indices(const at::Tensor& rois, int64_t batch) {
   const auto b = rois.select(1, 0);
   // Written as the CPU kernel's `b >= 0 && b < batch`, so that a NaN index is rejected too.
@@ -184,7 +146,7 @@ at::Tensor adaptive_grid(const at::Tensor& v) {
 }  // namespace
 
 at::Tensor nms(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold) {
-  check_nms_inputs(boxes, scores, "nms");
+  detail::check_nms_inputs(boxes, scores, "nms");
   const auto long_options = boxes.options().dtype(at::kLong);
   const int64_t n = boxes.size(0);
   if (n == 0) return at::empty({0}, long_options);
@@ -218,13 +180,8 @@ at::Tensor nms(const at::Tensor& boxes, const at::Tensor& scores, double iou_thr
 
 at::Tensor batched_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs,
                        double iou_threshold) {
-  check_nms_inputs(boxes, scores, "batched_nms");
-  TORCH_CHECK(idxs.defined() && idxs.dim() == 1 && idxs.size(0) == boxes.size(0),
-              "batched_nms: idxs should be [N] with N = ", boxes.size(0), ", got ",
-              idxs.defined() ? idxs.sizes() : at::IntArrayRef{});
-  TORCH_CHECK(idxs.device() == boxes.device(),
-              "batched_nms: idxs should be on boxes' device ", boxes.device(), ", got ",
-              idxs.device());
+  detail::check_nms_inputs(boxes, scores, "batched_nms");
+  detail::check_batched_nms_idxs(boxes, idxs);
   if (boxes.size(0) == 0) return at::empty({0}, boxes.options().dtype(at::kLong));
   // torchvision's _batched_nms_coordinate_trick: boxes of different categories are moved
   // apart by more than the largest coordinate, so they cannot overlap.
@@ -238,7 +195,7 @@ at::Tensor roi_align(const at::Tensor& input, const at::Tensor& rois,
                      int64_t sampling_ratio, bool aligned) {
   const int64_t pooled_h = output_size[0];
   const int64_t pooled_w = output_size[1];
-  check_roi_inputs(input, rois, pooled_h, pooled_w);
+  detail::check_roi_align_inputs(input, rois, pooled_h, pooled_w);
   const int64_t batches = input.size(0);
   const int64_t channels = input.size(1);
   const int64_t height = input.size(2);

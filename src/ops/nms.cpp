@@ -7,6 +7,7 @@
 
 #include <ATen/ATen.h>
 
+#include "input_checks.h"
 #include "ostrov/ops/generic.h"
 
 #if defined(__SSE2__)
@@ -16,23 +17,6 @@
 namespace ostrov::ops {
 
 namespace {
-
-void check_inputs(const at::Tensor& boxes, const at::Tensor& scores, const char* name) {
-  TORCH_CHECK(boxes.defined() && scores.defined(), name, ": boxes and scores must be defined");
-  TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4, name, ": boxes should be [N,4], got ",
-              boxes.sizes());
-  TORCH_CHECK(scores.dim() == 1, name, ": scores should be [N], got ", scores.sizes());
-  TORCH_CHECK(boxes.size(0) == scores.size(0), name, ": boxes and scores should have the same N, got ",
-              boxes.sizes(), " and ", scores.sizes());
-  TORCH_CHECK(boxes.device() == scores.device(), name,
-              ": boxes and scores should be on the same device, got ", boxes.device(), " and ",
-              scores.device());
-  TORCH_CHECK(boxes.scalar_type() == scores.scalar_type(), name,
-              ": boxes and scores should have the same dtype, got ", boxes.scalar_type(), " and ",
-              scores.scalar_type());
-  TORCH_CHECK(boxes.scalar_type() == at::kFloat || boxes.scalar_type() == at::kDouble, name,
-              ": boxes should be float or double, got ", boxes.scalar_type());
-}
 
 template <typename T>
 void check_no_nan(const at::Tensor& scores) {
@@ -288,7 +272,7 @@ at::Tensor batched_nms_per_category(const at::Tensor& boxes, const at::Tensor& s
 }  // namespace
 
 at::Tensor nms(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold) {
-  check_inputs(boxes, scores, "nms");
+  detail::check_nms_inputs(boxes, scores, "nms");
   // Other devices take the ATen-operations path (IoU on the device, greedy pass on the host).
   if (!boxes.is_cpu()) return generic::nms(boxes, scores, iou_threshold);
   if (boxes.size(0) == 0) return at::empty({0}, boxes.options().dtype(at::kLong));
@@ -301,12 +285,8 @@ at::Tensor nms(const at::Tensor& boxes, const at::Tensor& scores, double iou_thr
 
 at::Tensor batched_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs,
                        double iou_threshold) {
-  check_inputs(boxes, scores, "batched_nms");
-  TORCH_CHECK(idxs.defined() && idxs.dim() == 1 && idxs.size(0) == boxes.size(0),
-              "batched_nms: idxs should be [N] with N = ", boxes.size(0), ", got ",
-              idxs.defined() ? idxs.sizes() : at::IntArrayRef{});
-  TORCH_CHECK(idxs.device() == boxes.device(), "batched_nms: idxs should be on boxes' device ",
-              boxes.device(), ", got ", idxs.device());
+  detail::check_nms_inputs(boxes, scores, "batched_nms");
+  detail::check_batched_nms_idxs(boxes, idxs);
   // Other devices: the coordinate-offset strategy for every N, on the device.
   if (!boxes.is_cpu()) return generic::batched_nms(boxes, scores, idxs, iou_threshold);
   if (boxes.size(0) == 0) return at::empty({0}, boxes.options().dtype(at::kLong));

@@ -7,6 +7,7 @@
 #include <ATen/Parallel.h>
 #include <torch/autograd.h>
 
+#include "input_checks.h"
 #include "ostrov/ops/generic.h"
 
 namespace ostrov::ops {
@@ -199,27 +200,6 @@ void backward_kernel(const T* grad_output, const T* rois, int64_t num_rois, int6
   });
 }
 
-void check_inputs(const at::Tensor& input, const at::Tensor& rois, const Pooling& p) {
-  TORCH_CHECK(input.defined() && rois.defined(), "roi_align: input and rois must be defined");
-  TORCH_CHECK(input.dim() == 4, "roi_align: input should be [N,C,H,W], got ", input.sizes());
-  TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5,
-              "roi_align: rois should be [K,5] (batch_index, x1, y1, x2, y2), got ", rois.sizes());
-  TORCH_CHECK(input.device() == rois.device(),
-              "roi_align: input and rois should be on the same device, got ", input.device(),
-              " and ", rois.device());
-  TORCH_CHECK(input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble,
-              "roi_align: input should be float or double, got ", input.scalar_type());
-  TORCH_CHECK(rois.scalar_type() == input.scalar_type(),
-              "roi_align: rois should have input's dtype ", input.scalar_type(), ", got ",
-              rois.scalar_type());
-  TORCH_CHECK(p.pooled_h >= 1 && p.pooled_w >= 1,
-              "roi_align: output_size should be >= 1, got [", p.pooled_h, ", ", p.pooled_w, "]");
-  if (rois.size(0) > 0 && input.size(1) > 0) {
-    TORCH_CHECK(input.size(2) > 0 && input.size(3) > 0,
-                "roi_align: input should have H, W >= 1, got ", input.sizes());
-  }
-}
-
 template <typename T>
 void check_batch_indices(const at::Tensor& rois, int64_t batch) {
   const T* r = rois.data_ptr<T>();
@@ -294,7 +274,7 @@ at::Tensor roi_align(const at::Tensor& input, const at::Tensor& rois,
                      std::array<int64_t, 2> output_size, double spatial_scale,
                      int64_t sampling_ratio, bool aligned) {
   const Pooling p{output_size[0], output_size[1], spatial_scale, sampling_ratio, aligned};
-  check_inputs(input, rois, p);
+  detail::check_roi_align_inputs(input, rois, p.pooled_h, p.pooled_w);
   // Other devices take the ATen-operations path, differentiated by autograd.
   if (!input.is_cpu()) {
     return generic::roi_align(input, rois, output_size, spatial_scale, sampling_ratio, aligned);
