@@ -193,10 +193,8 @@ SegmentationRecipe parse_fc_densenet(ConfigReader& r, const std::string& name,
       .first_channels(r.get<int64_t>("first_channels", o.first_channels()))
       .dropout(r.get<double>("dropout", o.dropout()))
       .input_padding(padding);
-  if (r.has("growth_rate")) o.growth_rate(r.get<int64_t>("growth_rate", 0));
-  if (r.has("layers_per_block")) {
-    o.layers_per_block(r.get<std::vector<int64_t>>("layers_per_block", {}));
-  }
+  if (auto growth = r.find<int64_t>("growth_rate")) o.growth_rate(*growth);
+  if (auto layers = r.find<std::vector<int64_t>>("layers_per_block")) o.layers_per_block(*layers);
   SegmentationRecipe recipe;
   recipe.build = maker<FCDenseNetImpl>(o);
   recipe.layers = [o] { return fc_densenet_layers(o); };

@@ -77,6 +77,25 @@ void apply_override(Json& config, const std::string& assignment) {
   }
 }
 
+namespace {
+thread_local KeyRecording* t_recording = nullptr;
+}  // namespace
+
+KeyRecording::KeyRecording() {
+  if (t_recording != nullptr) throw Error("KeyRecording: this thread records keys already");
+  t_recording = this;
+}
+
+KeyRecording::~KeyRecording() { t_recording = nullptr; }
+
+bool detail::recording_keys() { return t_recording != nullptr; }
+
+void detail::record_key(const std::string& path, const char* type, const Json& fallback,
+                        bool required) {
+  if (t_recording == nullptr) return;
+  t_recording->add(ConfigKey{path, type, fallback, required});
+}
+
 ConfigReader::ConfigReader(const Json& object, std::string where, std::string prefix)
     : object_(object), where_(std::move(where)), prefix_(std::move(prefix)) {
   if (!object_.is_null() && !object_.is_object()) {
@@ -95,12 +114,14 @@ std::string ConfigReader::path_of(const std::string& key) const {
 
 ConfigReader ConfigReader::child(const std::string& key) {
   used_.push_back(key);
+  detail::record_key(path_of(key), "object", Json(), /*required=*/false);
   static const Json kNull;
   return ConfigReader(has(key) ? object_.at(key) : kNull, where_, path_of(key));
 }
 
 const Json& ConfigReader::raw(const std::string& key) {
   used_.push_back(key);
+  detail::record_key(path_of(key), "any", Json(), /*required=*/false);
   static const Json kNull;
   return has(key) ? object_.at(key) : kNull;
 }

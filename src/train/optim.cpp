@@ -108,12 +108,10 @@ OptimizerConfig optimizer_config_from_json(const nlohmann::json& train, const st
   c.nesterov = r.get<bool>("nesterov", c.nesterov);
   c.weight_decay = r.get<double>("weight_decay", c.weight_decay);
   c.eps = r.get<double>("eps", c.eps);
-  if (r.has("betas")) {
-    auto betas = r.get<std::vector<double>>("betas", {});
-    if (betas.size() != 2) throw ConfigError(where + ": train.betas must have 2 numbers");
-    c.beta1 = betas[0];
-    c.beta2 = betas[1];
-  }
+  const auto betas = r.get<std::vector<double>>("betas", {c.beta1, c.beta2});
+  if (betas.size() != 2) throw ConfigError(where + ": train.betas must have 2 numbers");
+  c.beta1 = betas[0];
+  c.beta2 = betas[1];
   // Checked here as well as in make_optimizer, so that the message names the key path.
   if (c.name != "sgd" && c.name != "adam" && c.name != "adamw") {
     throw ConfigError(where + ": key " + r.path_of("optimizer") + ": unknown optimizer \"" +

@@ -18,7 +18,6 @@ namespace {
 
 // The loss section: cross-entropy with optional label smoothing (null: none).
 double read_label_smoothing(const RunConfig& config) {
-  if (config.loss.is_null()) return 0.0;
   io::ConfigReader r(config.loss, config.path, "loss");
   const auto name = r.get<std::string>("name", "cross_entropy");
   if (name != "cross_entropy") {
@@ -44,7 +43,8 @@ TaskEntry detail::classification_entry() {
           [](const RunConfig& c) {
             models::check_classifier(c.model, c.data.num_classes, c.path);
           },
-          [](const RunConfig& c) { read_label_smoothing(c); }};
+          [](const RunConfig& c) { read_label_smoothing(c); },
+          models::classifier_names};
 }
 
 ClassificationTask::ClassificationTask(const RunConfig& config, const c10::Device& device)

@@ -88,8 +88,8 @@ RunConfig parse_run_config(nlohmann::json json, const std::string& where) {
                                 "masks, 255 = ignore), got " +
                         std::to_string(rc.data.num_classes));
     }
-    if (data.has("image_size")) {
-      auto size = data.get<std::vector<int64_t>>("image_size", {});
+    {
+      auto size = data.get<std::vector<int64_t>>("image_size", {rc.data.height, rc.data.width});
       if (size.size() != 2) throw ConfigError(where + ": data.image_size must be [H, W]");
       rc.data.height = size[0];
       rc.data.width = size[1];

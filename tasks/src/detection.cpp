@@ -48,7 +48,8 @@ TaskEntry detail::detection_entry() {
             return std::make_unique<DetectionTask>(c, d);
           },
           [](const RunConfig& c) { models::detector_options(c.model, c.data.num_classes, c.path); },
-          [](const RunConfig& c) { SSDObjective::from_config(c.loss, c.data.num_classes, c.path); }};
+          [](const RunConfig& c) { SSDObjective::from_config(c.loss, c.data.num_classes, c.path); },
+          models::detection_model_names};
 }
 
 DetectionTask::DetectionTask(const RunConfig& config, const c10::Device& device)

@@ -273,7 +273,8 @@ TaskEntry detail::instance_entry() {
                                c.model["name"].is_string() &&
                                objectives().find(c.model["name"].get<std::string>()) != nullptr;
             if (known) make_instance_objective(c);
-          }};
+          },
+          models::instance_model_names};
 }
 
 InstanceTask::InstanceTask(const RunConfig& config, const c10::Device& device)

@@ -28,10 +28,9 @@ SSDObjective::SSDObjective(io::ConfigReader& loss, int64_t num_classes) {
     throw ConfigError(loss.where() + ": key " + loss.path_of("iou_threshold") +
                       " must be in (0,1], got " + std::to_string(targets_.iou_threshold()));
   }
-  if (loss.has("hungarian_threshold_positives")) {
+  if (auto add_positives = loss.find<bool>("hungarian_threshold_positives")) {
     targets_.hungarian(ops::HungarianMatcherOptions()
-                           .add_threshold_positives(
-                               loss.get<bool>("hungarian_threshold_positives", false))
+                           .add_threshold_positives(*add_positives)
                            .threshold(targets_.iou_threshold()));
   }
 }

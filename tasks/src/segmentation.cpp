@@ -33,7 +33,8 @@ TaskEntry detail::segmentation_entry() {
           },
           [](const RunConfig& c) {
             losses::build(c.loss.is_null() ? default_loss() : c.loss, c.path, "loss");
-          }};
+          },
+          models::segmentation_model_names, losses::loss_names};
 }
 
 SegmentationTask::SegmentationTask(const RunConfig& config, const c10::Device& device)

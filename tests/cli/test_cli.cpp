@@ -148,3 +148,20 @@ TEST_CASE("every examples/configs/*.json trains a step on tiny data at its own p
   }
   CHECK(count >= 10);
 }
+
+TEST_CASE("ostrov config --schema prints every key of a task, bad use exits 2", "[cli]") {
+  const auto schema = run(std::string(OSTROV_CLI) + " config --schema detection");
+  INFO(schema.output);
+  CHECK(schema.exit_code == 0);
+  // Keys of the task's sections, of one model only, and of the SSD objective, with defaults.
+  CHECK_THAT(schema.output, Catch::Contains("data.num_classes") && Catch::Contains("train.lr") &&
+                                Catch::Contains("model.reduced_tail") &&
+                                Catch::Contains("loss.neg_pos_ratio"));
+  CHECK(schema.output.find("(undocumented)") == std::string::npos);
+  const auto unknown = run(std::string(OSTROV_CLI) + " config --schema detektion", true);
+  CHECK(unknown.exit_code == 2);
+  CHECK_THAT(unknown.output, Catch::Contains("detektion") && Catch::Contains("segmentation"));
+  const auto neither = run(std::string(OSTROV_CLI) + " config", true);
+  CHECK(neither.exit_code == 2);
+  CHECK_THAT(neither.output, Catch::Contains("--check") && Catch::Contains("--schema"));
+}

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 
 #include <ATen/ATen.h>
 
@@ -15,6 +16,7 @@
 #include "ostrov/tasks/instance.h"
 #include "ostrov/tasks/objectives.h"
 #include "ostrov/tasks/run.h"
+#include "ostrov/tasks/schema.h"
 #include "ostrov/tasks/segmentation.h"
 #include "ostrov/tasks/task.h"
 #include "tiny_runs.h"
@@ -449,4 +451,138 @@ TEST_CASE("tasks::train writes a run folder and never trains over one by acciden
   REQUIRE_FALSE(last_val.empty());
   CHECK(metrics["miou"].get<double>() ==
         Approx(nlohmann::json::parse(last_val)["miou"].get<double>()).epsilon(1e-9));
+}
+
+namespace {
+
+// The keys the reader accepts in one section of `config`, from the "known here" list of the
+// unknown-key error it gives for a key added there.
+std::set<std::string> keys_the_reader_accepts(nlohmann::json config, const std::string& section) {
+  nlohmann::json* object = &config;
+  std::string at;
+  for (size_t start = 0; start <= section.size();) {
+    const size_t dot = std::min(section.find('.', start), section.size());
+    object = &(*object)[section.substr(start, dot - start)];
+    start = dot + 1;
+  }
+  (*object)["zz_not_a_key"] = 1;
+  try {
+    tasks::parse_run_config(config, "probe.json");
+  } catch (const ConfigError& e) {
+    const std::string text = e.what();
+    const std::string needle = "unknown key " + section + ".zz_not_a_key (known here: ";
+    const size_t begin = text.find(needle);
+    REQUIRE(begin != std::string::npos);
+    const size_t first = begin + needle.size();
+    const std::string list = text.substr(first, text.find(')', first) - first);
+    std::set<std::string> keys;
+    for (size_t s = 0; s <= list.size();) {
+      const size_t comma = std::min(list.find(", ", s), list.size());
+      keys.insert(section + "." + list.substr(s, comma - s));
+      s = comma + 2;
+    }
+    return keys;
+  }
+  FAIL("an unknown key in " << section << " was accepted");
+  return {};
+}
+
+// Whether a schema key's condition holds for a config of this format, model and loss.
+bool applies(const tasks::SchemaKey& key, const std::string& format, const std::string& model,
+             const std::string& loss) {
+  if (key.condition.empty() || key.condition == "without loss.terms") return true;
+  auto listed = [&](const std::string& prefix, const std::string& value) {
+    if (key.condition.rfind(prefix, 0) != 0) return false;
+    const std::string values = " " + key.condition.substr(prefix.size()) + " ";
+    return values.find(" " + value + " ") != std::string::npos;
+  };
+  return listed("data.format = ", format) || listed("model.name = ", model) ||
+         listed("loss.name = ", loss);
+}
+
+}  // namespace
+
+TEST_CASE("config_schema lists exactly the keys each section's reader accepts", "[tasks][schema]") {
+  for (const auto& task : tasks::task_names()) {
+    const auto& entry = tasks::find_task(task);
+    const auto schema = tasks::config_schema(task);
+    std::vector<std::string> models = entry.model_names();
+    std::vector<std::string> losses = entry.loss_names ? entry.loss_names() : std::vector<std::string>{""};
+    // Every format with the first model, every model, every loss: a config of each, and in
+    // every object section a key the reader does not know.
+    struct Case {
+      std::string format, model, loss;
+    };
+    std::vector<Case> cases;
+    for (const auto& f : entry.formats) cases.push_back({f, models.front(), losses.front()});
+    for (const auto& m : models) cases.push_back({entry.formats.front(), m, losses.front()});
+    for (const auto& l : losses) cases.push_back({entry.formats.front(), models.front(), l});
+    for (const auto& c : cases) {
+      const nlohmann::json split = c.format == "coco"
+                                       ? nlohmann::json{{"annotations", "a.json"}, {"images", "i"}}
+                                       : nlohmann::json{{"root", "r"}};
+      nlohmann::json config = {
+          {"task", task},
+          {"data", {{"format", c.format}, {"num_classes", 3}, {"train", split}, {"val", split}}},
+          {"model", {{"name", c.model}}},
+          {"train", {{"epochs", 1}, {"schedule", {{"name", "cosine"}}}}}};
+      if (!c.loss.empty()) config["loss"] = {{"name", c.loss}};
+      std::vector<std::string> sections = {"data", "data.train", "model", "train",
+                                           "train.schedule"};
+      // An instance model's loss needs its name once the section is given; the others read
+      // an empty one.
+      if (task != "instance") sections.push_back("loss");
+      if (config["loss"].is_null()) config["loss"] = nlohmann::json::object();
+      for (const auto& section : sections) {
+        INFO(task << " " << c.format << " " << c.model << " " << c.loss << ": " << section);
+        std::set<std::string> listed;
+        for (const auto& key : schema) {
+          const bool direct = key.path.rfind(section + ".", 0) == 0 &&
+                              key.path.find('.', section.size() + 1) == std::string::npos &&
+                              key.path.find('[') == std::string::npos;
+          if (direct && applies(key, c.format, c.model, c.loss)) listed.insert(key.path);
+        }
+        CHECK(keys_the_reader_accepts(config, section) == listed);
+      }
+    }
+  }
+}
+
+TEST_CASE("config_schema describes every key, and its table holds no other", "[tasks][schema]") {
+  std::set<std::string> read;
+  for (const auto& task : tasks::task_names()) {
+    for (const auto& key : tasks::config_schema(task)) {
+      INFO(task << ": " << key.path);
+      CHECK_FALSE(key.description.empty());
+      read.insert(key.path);
+    }
+  }
+  for (const auto& path : tasks::described_keys()) {
+    INFO(path);
+    CHECK(read.count(path) == 1);
+  }
+  // Types, defaults and conditions as the readers have them.
+  const auto detection = tasks::config_schema("detection");
+  auto find = [&](const std::string& path) {
+    const auto it = std::find_if(detection.begin(), detection.end(),
+                                 [&](const tasks::SchemaKey& k) { return k.path == path; });
+    REQUIRE(it != detection.end());
+    return *it;
+  };
+  CHECK(find("train.lr").type == "number");
+  CHECK(find("train.lr").fallback == 0.01);
+  CHECK(find("train.betas").fallback == nlohmann::json({0.9, 0.999}));
+  CHECK(find("model.name").required);
+  CHECK(find("loss.iou_threshold").fallback == 0.5);
+  CHECK(find("data.num_classes").type == "integer");
+  CHECK(find("model.reduced_tail").condition == "model.name = ssdlite320_mobilenet_v3_large");
+  const auto segmentation = tasks::config_schema("segmentation");
+  const auto root = std::find_if(segmentation.begin(), segmentation.end(),
+                                 [](const tasks::SchemaKey& k) { return k.path == "data.train.root"; });
+  REQUIRE(root != segmentation.end());
+  CHECK(root->condition == "data.format = folder");
+  CHECK_THROWS_WITH(tasks::config_schema("segmentatoin"), Catch::Contains("segmentation"));
+  const auto text = tasks::format_schema("detection", detection);
+  CHECK_THAT(text, Catch::Contains("train.lr") && Catch::Contains("0.01") &&
+                       Catch::Contains("[model.name = ssdlite320_mobilenet_v3_large]"));
 }

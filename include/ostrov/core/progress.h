@@ -17,6 +17,8 @@ std::string format_duration(double seconds);
 /// Whether standard error is a terminal (progress lines are redrawn there).
 bool stderr_is_terminal();
 
+/// Progress of `total` units of work: a bar redrawn in place on `terminal` when given,
+/// otherwise a log line about every tenth of the work; finish() logs the total time.
 class ProgressLine {
  public:
   /// Writes "\r[####....] what done/total unit  rate unit/s  ETA MM:SS" to `terminal`, or,

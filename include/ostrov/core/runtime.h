@@ -47,16 +47,16 @@ std::shared_ptr<spdlog::logger> logger();
 
 /// Versions and build facts for `ostrov info`: ostrov, LibTorch, OpenCV, BLAS, threads.
 struct RuntimeInfo {
-  std::string ostrov_version;
-  std::string torch_version;
-  std::string opencv_version;
+  std::string ostrov_version;  ///< ostrov's version (kVersion)
+  std::string torch_version;   ///< LibTorch version ostrov was compiled against (TORCH_VERSION)
+  std::string opencv_version;  ///< OpenCV version ostrov was compiled against (CV_VERSION)
   std::string blas;         ///< BLAS library libblas.so.3 resolves to at run time
-  int intra_op_threads = 1;
-  int available_cores = 1;
-  bool cuda = false;
-  int cuda_devices = 0;
-  bool mkldnn = false;
-  bool openmp = false;
+  int intra_op_threads = 1; ///< LibTorch's current intra-op thread count
+  int available_cores = 1;  ///< cores available to this process (see available_cores())
+  bool cuda = false;        ///< whether LibTorch can use CUDA here
+  int cuda_devices = 0;     ///< number of CUDA devices (0 without CUDA)
+  bool mkldnn = false;      ///< whether LibTorch was built with MKL-DNN (oneDNN)
+  bool openmp = false;      ///< whether LibTorch was built with OpenMP
 };
 RuntimeInfo runtime_info();
 

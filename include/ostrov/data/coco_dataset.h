@@ -27,10 +27,10 @@ struct CocoOptions {
 
 /// One entry of the file's "images".
 struct CocoImage {
-  int64_t id = 0;
-  std::string file_name;
-  int64_t height = 0;
-  int64_t width = 0;
+  int64_t id = 0;         ///< COCO image id, unique in the file
+  std::string file_name;  ///< image file, relative to the dataset's images folder
+  int64_t height = 0;     ///< image height in pixels (> 0; get() checks the file against it)
+  int64_t width = 0;      ///< image width in pixels (> 0; get() checks the file against it)
 };
 
 /// A COCO instances file with its images folder.
@@ -54,6 +54,8 @@ struct CocoImage {
 /// files, ostrov::DataError when an image's size differs from its "images" entry).
 class CocoDataset : public Dataset {
  public:
+  /// Reads and validates `annotations_json` at once; images are read from `images_dir` (joined
+  /// with each "file_name") by get().
   CocoDataset(const std::string& annotations_json, const std::string& images_dir,
               CocoOptions options = {});
 
@@ -79,7 +81,9 @@ class CocoDataset : public Dataset {
   int64_t num_annotations() const;
   /// Annotations left out by skip_invalid.
   int64_t num_skipped() const;
+  /// The annotations JSON file, as given to the constructor.
   const std::string& annotations_path() const;
+  /// The images folder, as given to the constructor.
   const std::string& images_dir() const;
 
  private:

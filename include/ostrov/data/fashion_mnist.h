@@ -47,14 +47,15 @@ class FashionMnist {
   const uint8_t* pixels(int64_t index) const;
   /// Class (0..9) of item `index`.
   int64_t label(int64_t index) const;
+  /// The split read.
   FashionMnistSplit split() const { return split_; }
 
   /// The 10 class names in label order: "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
   /// "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot".
   static const std::vector<std::string>& class_names();
 
-  static constexpr int64_t kNumClasses = 10;
-  static constexpr int64_t kItemSize = 28;
+  static constexpr int64_t kNumClasses = 10;  ///< labels are 0..kNumClasses-1
+  static constexpr int64_t kItemSize = 28;     ///< items are kItemSize x kItemSize pixels
 
  private:
   FashionMnistSplit split_;

@@ -21,6 +21,8 @@ namespace ostrov::data {
 /// holds a label >= num_classes other than 255 (the message gives the value and its count).
 class SegmentationFolder : public Dataset {
  public:
+  /// Pairs `root`/images with `root`/masks; `num_classes` counts the mask's labels, background
+  /// included (ostrov::ConfigError unless in 1..255).
   SegmentationFolder(const std::string& root, int64_t num_classes);
 
   int64_t size() const override { return static_cast<int64_t>(names_.size()); }
@@ -30,9 +32,13 @@ class SegmentationFolder : public Dataset {
 
   /// Stem of pair `index` ("scene_000003").
   const std::string& name(int64_t index) const;
+  /// Image file of pair `index` (c10::Error when `index` is out of range).
   const std::string& image_path(int64_t index) const;
+  /// Mask file of pair `index` (c10::Error when `index` is out of range).
   const std::string& mask_path(int64_t index) const;
+  /// Number of classes, as given to the constructor.
   int64_t num_classes() const { return num_classes_; }
+  /// The root folder, as given to the constructor.
   const std::string& root() const { return root_; }
 
   /// The value a mask uses for "ignore this pixel".

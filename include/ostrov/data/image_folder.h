@@ -20,6 +20,7 @@ namespace ostrov::data {
 /// ostrov::IoError naming an unreadable or truncated file.
 class ImageFolder : public Dataset {
  public:
+  /// Lists the classes and images under `root` (see the class description for the errors).
   explicit ImageFolder(const std::string& root);
 
   int64_t size() const override { return static_cast<int64_t>(paths_.size()); }
@@ -34,9 +35,13 @@ class ImageFolder : public Dataset {
 
   /// The class (sub-folder) names; class index c is classes()[c].
   const std::vector<std::string>& classes() const { return classes_; }
+  /// Number of classes K, class folders without images included.
   int64_t num_classes() const { return static_cast<int64_t>(classes_.size()); }
+  /// Image file of sample `index` (c10::Error when `index` is out of range).
   const std::string& image_path(int64_t index) const;
+  /// Class index (0..K-1) of sample `index` (c10::Error when `index` is out of range).
   int64_t label(int64_t index) const;
+  /// The root folder, as given to the constructor.
   const std::string& root() const { return root_; }
 
  private:

@@ -31,9 +31,10 @@
 // Errors: an exception thrown by the dataset or a transform (on any thread) is rethrown by
 // next() / the iterator when its batch is reached, with the same ostrov error type (IoError,
 // DataError, ConfigError; other exceptions become DataError) and a message that starts with
-// "sample <index> (<source file>): ". The pass then ends; the loader stays usable (reset(),
-// set_epoch() or begin() start a new pass). The destructor stops and joins the workers even in
-// the middle of a pass (a worker finishes the sample it is loading first).
+// "DataLoader: sample <index> (<source file>): " (the file only once get() has returned it; a
+// collate error names "batch <b> of epoch <e>" instead). The pass then ends; the loader stays
+// usable (reset(), set_epoch() or begin() start a new pass). The destructor stops and joins the
+// workers even in the middle of a pass (a worker finishes the sample it is loading first).
 //
 // Thread safety: one consumer thread calls next()/begin()/reset()/set_epoch(); the dataset's
 // get() and the transform are called from several worker threads at once.
@@ -59,6 +60,7 @@ namespace ostrov::data {
 
 /// Options of DataLoader (chained setters, as torch::data::DataLoaderOptions).
 struct LoaderOptions {
+  /// Options with `batch_size` samples per batch, the other options at their defaults.
   explicit LoaderOptions(int64_t batch_size = 1) : batch_size_(batch_size) {}
 
   /// Samples per batch (>= 1).
@@ -79,6 +81,7 @@ struct LoaderOptions {
   TORCH_ARG(std::shared_ptr<const Transform>, transform) = nullptr;
   /// This process's rank and the number of processes for distributed sharding.
   TORCH_ARG(int64_t, rank) = 0;
+  /// Number of processes the samples are sharded over (>= 1; 1 = this process sees them all).
   TORCH_ARG(int64_t, world_size) = 1;
 };
 
@@ -98,6 +101,8 @@ uint64_t sample_seed(uint64_t seed, int64_t epoch, int64_t index);
 std::vector<int64_t> sample_order(int64_t dataset_size, bool shuffle, uint64_t seed, int64_t epoch,
                                   int64_t rank = 0, int64_t world_size = 1);
 
+/// Loads a Dataset in batches: sample order, transforms, collation and prefetching worker
+/// threads as described at the top of this header.
 class DataLoader {
  public:
   /// Throws ostrov::ConfigError for invalid options (batch_size < 1, workers < 0,
@@ -122,22 +127,28 @@ class DataLoader {
   int64_t num_batches() const;
   /// Samples per pass on this rank (after distributed padding, before drop_last).
   int64_t num_samples() const;
+  /// The options given to the constructor.
   const LoaderOptions& options() const { return options_; }
 
   /// Input iterator over a pass: `for (Batch& b : loader)`. Exceptions come from begin()
   /// and operator++.
   class Iterator {
    public:
-    using iterator_category = std::input_iterator_tag;
-    using value_type = Batch;
-    using difference_type = std::ptrdiff_t;
-    using pointer = Batch*;
-    using reference = Batch&;
+    using iterator_category = std::input_iterator_tag;  ///< single pass
+    using value_type = Batch;                           ///< a collated batch
+    using difference_type = std::ptrdiff_t;             ///< required by std::iterator_traits
+    using pointer = Batch*;                             ///< operator->() result
+    using reference = Batch&;                           ///< operator*() result
     Iterator() = default;
+    /// The current batch (not to be called on an iterator at the end).
     Batch& operator*() { return *batch_; }
+    /// The current batch (not to be called on an iterator at the end).
     Batch* operator->() { return &*batch_; }
+    /// Loads the next batch of the pass (rethrows a loading error); at the end of the pass the
+    /// iterator equals end().
     Iterator& operator++();
     bool operator==(const Iterator& other) const { return !batch_ && !other.batch_; }
+    /// Iterators compare equal only when both are at the end of a pass.
     bool operator!=(const Iterator& other) const { return !(*this == other); }
 
    private:
@@ -148,6 +159,7 @@ class DataLoader {
   };
   /// Starts a pass (see "Passes and epochs") and returns an iterator at its first batch.
   Iterator begin();
+  /// The iterator a pass ends at.
   Iterator end() { return Iterator(); }
 
  private:

@@ -21,7 +21,7 @@ struct Sample {
   int64_t image_id = -1;           ///< COCO image id or dataset index
   std::string source;              ///< file the image came from ("" for generated scenes)
   int64_t original_height = 0;     ///< size before transforms, for writing predictions back
-  int64_t original_width = 0;
+  int64_t original_width = 0;      ///< width before transforms (see original_height)
 };
 
 /// A collated batch: images stacked, per-image targets kept as lists (variable box counts).
@@ -31,8 +31,9 @@ struct Batch {
   std::vector<at::Tensor> instances;  ///< N x [K_i,H,W]
   std::vector<at::Tensor> boxes;      ///< N x [K_i,4]
   std::vector<at::Tensor> labels;     ///< N x [K_i]
-  std::vector<int64_t> image_ids;
-  std::vector<std::string> sources;
+  std::vector<int64_t> image_ids;    ///< N x Sample::image_id
+  std::vector<std::string> sources;  ///< N x Sample::source
+  /// Number of images N (0 when `images` is undefined).
   int64_t size() const { return images.defined() ? images.size(0) : 0; }
 };
 

@@ -40,21 +40,25 @@ std::string to_string(SceneBackground background);
 struct SceneOptions {
   /// Canvas size in pixels.
   TORCH_ARG(int64_t, height) = 256;
+  /// Canvas width in pixels (height and width must be in 1..16384).
   TORCH_ARG(int64_t, width) = 256;
   /// The number of items is drawn uniformly from [min_items, max_items]; an item that finds no
   /// allowed place within `max_attempts` positions is left out, so a crowded canvas may hold
   /// fewer.
   TORCH_ARG(int64_t, min_items) = 2;
+  /// Most items drawn per scene (min_items <= max_items <= 10000).
   TORCH_ARG(int64_t, max_items) = 6;
   /// Side of a pasted item in pixels (the 28x28 item is resized to s x s with INTER_LINEAR),
   /// drawn uniformly from [min_scale, max_scale] and capped at the canvas size.
   TORCH_ARG(int64_t, min_scale) = 40;
+  /// Largest side of a pasted item in pixels (>= min_scale).
   TORCH_ARG(int64_t, max_scale) = 96;
   /// Largest IoU allowed between a new item's mask and the mask of any item placed before it
   /// (full masks, before occlusion). 0 = no overlap.
   TORCH_ARG(double, max_overlap) = 0.2;
   /// When false, an item's mask may not touch (8-neighbourhood) or overlap an earlier one.
   TORCH_ARG(bool, allow_touching) = true;
+  /// What fills the canvas behind the items.
   TORCH_ARG(SceneBackground, background) = SceneBackground::kNoise;
   /// A pixel of a resized item belongs to the object when its intensity (0..255) is above this.
   TORCH_ARG(int64_t, threshold) = 20;
@@ -64,6 +68,7 @@ struct SceneOptions {
   TORCH_ARG(int64_t, min_visible_pixels) = 24;
   /// Positions tried per item before it is left out.
   TORCH_ARG(int64_t, max_attempts) = 50;
+  /// Scene i draws from an engine seeded from (seed, i): a seed gives one fixed set of scenes.
   TORCH_ARG(uint64_t, seed) = 0;
 };
 
@@ -92,9 +97,12 @@ const std::vector<std::string>& scene_class_names();
 /// `count` generated scenes in memory: get(i) = make_scene(items, options, i).
 class SceneDataset : public Dataset {
  public:
+  /// Throws ostrov::ConfigError for invalid `options` (check_scene_options) and c10::Error
+  /// for a negative `count`.
   SceneDataset(FashionMnist items, SceneOptions options, int64_t count);
   int64_t size() const override { return count_; }
   Sample get(int64_t index) const override;
+  /// The options the scenes are made with.
   const SceneOptions& options() const { return options_; }
 
  private:
@@ -109,8 +117,8 @@ std::string scene_name(int64_t index, int64_t count);
 
 /// What write_scenes wrote.
 struct SceneSetSummary {
-  int64_t images = 0;
-  int64_t annotations = 0;
+  int64_t images = 0;       ///< scenes (images) written, = count
+  int64_t annotations = 0;  ///< instance annotations in instances.json, over all scenes
 };
 
 /// Writes scenes 0..count-1 as a split usable both as a segmentation folder and as COCO:

@@ -65,9 +65,11 @@ class Transform {
 /// Applies transforms in order (an empty list is the identity).
 class Compose : public Transform {
  public:
+  /// c10::Error when one of `transforms` is null.
   explicit Compose(std::vector<std::shared_ptr<const Transform>> transforms);
   Sample operator()(Sample sample, std::mt19937_64& rng) const override;
   std::string name() const override { return "compose"; }
+  /// The transforms, in the order they are applied.
   const std::vector<std::shared_ptr<const Transform>>& transforms() const { return transforms_; }
 
  private:
@@ -78,6 +80,7 @@ class Compose : public Transform {
 /// torchvision's tensor Resize), masks centre-aligned nearest, boxes scaled per axis.
 class Resize : public Transform {
  public:
+  /// Output size in pixels; c10::Error unless both are positive.
   Resize(int64_t height, int64_t width);
   Sample operator()(Sample sample, std::mt19937_64& rng) const override;
   std::string name() const override { return "resize"; }
@@ -119,6 +122,8 @@ class RandomScaleCrop : public Transform {
 /// After 100 draws of a minimum IoU without success the sample is returned unchanged.
 class SSDRandomCrop : public Transform {
  public:
+  /// c10::Error for an empty `min_ious`, scales outside 0 < min <= max <= 1, aspects outside
+  /// 0 < min <= max, or trials < 1.
   explicit SSDRandomCrop(std::vector<double> min_ious = {0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0},
                          double min_scale = 0.3, double max_scale = 1.0,
                          double min_aspect = 0.5, double max_aspect = 2.0, int64_t trials = 40);
@@ -134,6 +139,7 @@ class SSDRandomCrop : public Transform {
 /// Mirrors left-right with probability p: x -> W - x for boxes.
 class HorizontalFlip : public Transform {
  public:
+  /// `p`: probability of flipping, in [0,1] (c10::Error otherwise).
   explicit HorizontalFlip(double p = 0.5);
   Sample operator()(Sample sample, std::mt19937_64& rng) const override;
   std::string name() const override { return "horizontal_flip"; }
@@ -171,6 +177,8 @@ class PhotometricDistort : public Transform {
 /// Normalize); class mask padded with mask_fill, instances with 0, boxes shifted.
 class Expand : public Transform {
  public:
+  /// `max_ratio` >= 1, `p` in [0,1]; `fill`: 1 value (all channels) or 3 (RGB); c10::Error
+  /// otherwise.
   explicit Expand(double max_ratio = 4.0, double p = 0.5,
                   std::vector<double> fill = {0.485, 0.456, 0.406}, int64_t mask_fill = 255);
   Sample operator()(Sample sample, std::mt19937_64& rng) const override;
@@ -186,6 +194,8 @@ class Expand : public Transform {
 /// sizes divisible by their total stride). Boxes are unchanged.
 class PadToMultiple : public Transform {
  public:
+  /// `multiple` > 0; `fill`: 1 value (all channels) or 3 (RGB) for padded image pixels;
+  /// `mask_fill` for padded class-mask pixels (instances are padded with 0).
   explicit PadToMultiple(int64_t multiple, std::vector<double> fill = {0.0},
                          int64_t mask_fill = 255);
   Sample operator()(Sample sample, std::mt19937_64& rng) const override;
@@ -200,6 +210,7 @@ class PadToMultiple : public Transform {
 /// (image - mean) / std per RGB channel (core::normalize); targets untouched.
 class Normalize : public Transform {
  public:
+  /// `mean` and `std`: 3 values each (RGB), std > 0 (c10::Error otherwise); defaults ImageNet's.
   explicit Normalize(std::vector<double> mean = {0.485, 0.456, 0.406},
                      std::vector<double> std = {0.229, 0.224, 0.225});
   Sample operator()(Sample sample, std::mt19937_64& rng) const override;

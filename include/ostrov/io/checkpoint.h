@@ -22,8 +22,8 @@ namespace ostrov::io {
 
 /// What a checkpoint records besides tensors.
 struct CheckpointMeta {
-  int64_t step = 0;
-  int64_t epoch = 0;
+  int64_t step = 0;   ///< optimizer steps done when saved
+  int64_t epoch = 0;  ///< epoch a resume continues in (Trainer: the next one after a full epoch)
   nlohmann::json config = nlohmann::json::object();  ///< the run's config
   nlohmann::json extra = nlohmann::json::object();   ///< anything else (best metric, ...)
 };

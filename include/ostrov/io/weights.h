@@ -20,6 +20,7 @@ struct StateDictDiff {
   std::vector<std::string> missing;     ///< in the module, not in the file
   std::vector<std::string> unexpected;  ///< in the file, not in the module
   std::vector<std::string> mismatched;  ///< in both, shapes differ
+  /// True when `state` matches `module` in every name and shape.
   bool empty() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
 };
 StateDictDiff compare_state_dict(const torch::nn::Module& module, const StateDict& state);

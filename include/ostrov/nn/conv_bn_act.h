@@ -56,6 +56,7 @@ std::string to_string(Activation activation);
 ///                                 .activation(ostrov::nn::Activation::kLeakyReLU));
 /// ```
 struct ConvBnActOptions {
+  /// The required options; the others keep their defaults.
   ConvBnActOptions(int64_t in_channels, int64_t out_channels, int64_t kernel_size)
       : in_channels_(in_channels), out_channels_(out_channels), kernel_size_(kernel_size) {}
 
@@ -109,8 +110,11 @@ struct ConvBnActOptions {
 /// for odd k). Mirror padding needs every side's padding smaller than H and W.
 class ConvBnActImpl : public torch::nn::Cloneable<ConvBnActImpl> {
  public:
+  /// A block with default options besides the channels and kernel size.
   ConvBnActImpl(int64_t in_channels, int64_t out_channels, int64_t kernel_size)
       : ConvBnActImpl(ConvBnActOptions(in_channels, out_channels, kernel_size)) {}
+  /// Builds the layers; c10::Error for non-positive channels, kernel_size, stride or dilation,
+  /// or channel counts not divisible by groups.
   explicit ConvBnActImpl(ConvBnActOptions options);
 
   void reset() override;
@@ -120,7 +124,9 @@ class ConvBnActImpl : public torch::nn::Cloneable<ConvBnActImpl> {
   torch::Tensor forward(const torch::Tensor& x);
   void pretty_print(std::ostream& stream) const override;
 
-  ConvBnActOptions options;
+  ConvBnActOptions options;  ///< the options; reset() rebuilds the layers from them
+  /// The convolution; it pads itself only for zero "same" padding split evenly, forward() pads
+  /// the input for mirror and uneven "same" padding.
   torch::nn::Conv2d conv{nullptr};
   /// Null when `batch_norm(false)`.
   torch::nn::BatchNorm2d bn{nullptr};

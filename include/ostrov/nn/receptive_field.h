@@ -24,19 +24,19 @@ struct LayerSpec {
   std::string name;
   /// "conv" or "pool" (the arithmetic is the same; other values are rejected).
   std::string kind;
-  int64_t kernel = 1;
-  int64_t stride = 1;
-  int64_t padding = 0;
-  int64_t dilation = 1;
+  int64_t kernel = 1;    ///< window side k (>= 1)
+  int64_t stride = 1;    ///< stride (>= 1)
+  int64_t padding = 0;   ///< padding added on each side (>= 0)
+  int64_t dilation = 1;  ///< dilation (>= 1); the effective window is dilation*(k-1) + 1
 };
 
 /// The receptive-field arithmetic after one layer.
 struct LayerField {
-  std::string name;
-  int64_t kernel;
-  int64_t stride;
-  int64_t padding;
-  int64_t dilation;
+  std::string name;  ///< the layer's LayerSpec::name
+  int64_t kernel;    ///< the layer's LayerSpec::kernel
+  int64_t stride;    ///< the layer's LayerSpec::stride
+  int64_t padding;   ///< the layer's LayerSpec::padding
+  int64_t dilation;  ///< the layer's LayerSpec::dilation
   /// Distance in input pixels between adjacent output units (product of the strides so far).
   int64_t jump;
   /// Side in input pixels of the window one output unit sees.

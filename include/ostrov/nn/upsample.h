@@ -28,6 +28,7 @@ torch::Tensor bilinear_kernel(int64_t in_channels, int64_t out_channels, int64_t
 
 /// Options for TransposedUpsample.
 struct TransposedUpsampleOptions {
+  /// The required options; the others keep their defaults.
   TransposedUpsampleOptions(int64_t in_channels, int64_t out_channels, int64_t factor)
       : in_channels_(in_channels), out_channels_(out_channels), factor_(factor) {}
 
@@ -61,8 +62,11 @@ struct TransposedUpsampleOptions {
 /// Input `[N, C_in, H, W]` float -> `[N, C_out, H*f, W*f]`.
 class TransposedUpsampleImpl : public torch::nn::Cloneable<TransposedUpsampleImpl> {
  public:
+  /// A block with default options besides the channels and factor.
   TransposedUpsampleImpl(int64_t in_channels, int64_t out_channels, int64_t factor)
       : TransposedUpsampleImpl(TransposedUpsampleOptions(in_channels, out_channels, factor)) {}
+  /// Builds the layer; c10::Error for non-positive channels, factor < 1, kernel_size < 1, or
+  /// an even kernel_size with factor 1 (no padding gives exactly H*f).
   explicit TransposedUpsampleImpl(TransposedUpsampleOptions options);
 
   void reset() override;
@@ -73,14 +77,15 @@ class TransposedUpsampleImpl : public torch::nn::Cloneable<TransposedUpsampleImp
   /// The kernel size in use (the option, or its default for the factor).
   int64_t kernel_size() const;
 
-  TransposedUpsampleOptions options;
-  torch::nn::ConvTranspose2d deconv{nullptr};
+  TransposedUpsampleOptions options;  ///< the options; reset() rebuilds the layer from them
+  torch::nn::ConvTranspose2d deconv{nullptr};  ///< the transposed convolution, stride f
 };
 
 TORCH_MODULE(TransposedUpsample);
 
 /// Options for BilinearConvUpsample.
 struct BilinearConvUpsampleOptions {
+  /// The required options; the others keep their defaults.
   BilinearConvUpsampleOptions(int64_t in_channels, int64_t out_channels, int64_t factor)
       : in_channels_(in_channels), out_channels_(out_channels), factor_(factor) {}
 
@@ -105,9 +110,11 @@ struct BilinearConvUpsampleOptions {
 /// Input `[N, C_in, H, W]` float -> `[N, C_out, H*f, W*f]`.
 class BilinearConvUpsampleImpl : public torch::nn::Cloneable<BilinearConvUpsampleImpl> {
  public:
+  /// A block with default options besides the channels and factor.
   BilinearConvUpsampleImpl(int64_t in_channels, int64_t out_channels, int64_t factor)
       : BilinearConvUpsampleImpl(
             BilinearConvUpsampleOptions(in_channels, out_channels, factor)) {}
+  /// Builds the layer; c10::Error for non-positive channels, factor < 1 or an even kernel_size.
   explicit BilinearConvUpsampleImpl(BilinearConvUpsampleOptions options);
 
   void reset() override;
@@ -115,14 +122,15 @@ class BilinearConvUpsampleImpl : public torch::nn::Cloneable<BilinearConvUpsampl
   torch::Tensor forward(const torch::Tensor& x);
   void pretty_print(std::ostream& stream) const override;
 
-  BilinearConvUpsampleOptions options;
-  torch::nn::Conv2d conv{nullptr};
+  BilinearConvUpsampleOptions options;  ///< the options; reset() rebuilds the layer from them
+  torch::nn::Conv2d conv{nullptr};       ///< the k x k convolution after the interpolation
 };
 
 TORCH_MODULE(BilinearConvUpsample);
 
 /// Options for PixelShuffleUpsample.
 struct PixelShuffleUpsampleOptions {
+  /// The required options; the others keep their defaults.
   PixelShuffleUpsampleOptions(int64_t in_channels, int64_t out_channels, int64_t factor)
       : in_channels_(in_channels), out_channels_(out_channels), factor_(factor) {}
 
@@ -149,9 +157,11 @@ struct PixelShuffleUpsampleOptions {
 /// Input `[N, C_in, H, W]` float -> `[N, C_out, H*r, W*r]`.
 class PixelShuffleUpsampleImpl : public torch::nn::Cloneable<PixelShuffleUpsampleImpl> {
  public:
+  /// A block with default options besides the channels and factor.
   PixelShuffleUpsampleImpl(int64_t in_channels, int64_t out_channels, int64_t factor)
       : PixelShuffleUpsampleImpl(
             PixelShuffleUpsampleOptions(in_channels, out_channels, factor)) {}
+  /// Builds the layer; c10::Error for non-positive channels, factor < 1 or an even kernel_size.
   explicit PixelShuffleUpsampleImpl(PixelShuffleUpsampleOptions options);
 
   void reset() override;
@@ -159,8 +169,8 @@ class PixelShuffleUpsampleImpl : public torch::nn::Cloneable<PixelShuffleUpsampl
   torch::Tensor forward(const torch::Tensor& x);
   void pretty_print(std::ostream& stream) const override;
 
-  PixelShuffleUpsampleOptions options;
-  torch::nn::Conv2d conv{nullptr};
+  PixelShuffleUpsampleOptions options;  ///< the options; reset() rebuilds the layer from them
+  torch::nn::Conv2d conv{nullptr};       ///< the k x k convolution to C_out*r*r channels
 };
 
 TORCH_MODULE(PixelShuffleUpsample);

@@ -22,7 +22,9 @@ class BoxCoder {
   explicit BoxCoder(std::array<double, 4> weights = {10.0, 10.0, 5.0, 5.0},
                     double bbox_xform_clip = std::log(1000.0 / 16.0));
 
+  /// The weights (wx, wy, ww, wh).
   const std::array<double, 4>& weights() const { return weights_; }
+  /// The cap on dw and dh before exp() when decoding.
   double bbox_xform_clip() const { return bbox_xform_clip_; }
 
   /// torchvision's `encode_single(reference_boxes=boxes, proposals=priors)`: boxes [N,4] (the

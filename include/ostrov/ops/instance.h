@@ -18,9 +18,9 @@ namespace ostrov::ops {
 /// column-major order, starting with 0s (a mask whose first pixel is 1 starts with a 0 count);
 /// height/width are the mask's. A valid RLE's counts sum to height*width.
 struct Rle {
-  int64_t height = 0;
-  int64_t width = 0;
-  std::vector<uint32_t> counts;
+  int64_t height = 0;            ///< mask height H (rows)
+  int64_t width = 0;             ///< mask width W (columns)
+  std::vector<uint32_t> counts;  ///< run lengths, alternately 0s and 1s, column-major
 };
 
 /// [H,W] mask (any dtype, non-zero = 1, any device) -> RLE (pycocotools' mask.encode).

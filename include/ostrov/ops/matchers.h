@@ -24,6 +24,7 @@ constexpr int64_t kBetweenThresholds = -2;
 /// Options of torchvision.models.detection._utils.Matcher(high_threshold, low_threshold,
 /// allow_low_quality_matches=False).
 struct MatcherOptions {
+  /// The two thresholds; allow_low_quality_matches keeps its default (false).
   MatcherOptions(double high_threshold, double low_threshold)
       : high_threshold_(high_threshold), low_threshold_(low_threshold) {}
   /// Quality >= high_threshold: matched to the best ground truth.

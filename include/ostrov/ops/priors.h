@@ -75,8 +75,12 @@ std::vector<GridSize> ssd300_grid_sizes();
 /// fix: `x_f_k = image_size[1] / steps[k]`, `y_f_k = image_size[0] / steps[k]`; so does this.
 class DefaultBoxGenerator {
  public:
+  /// Computes the scales and (w, h) pairs. Throws c10::Error for no feature map, an aspect
+  /// ratio that is not finite and > 0, steps that are not one per feature map or not > 0, or
+  /// scales that are not K + 1 finite values > 0.
   explicit DefaultBoxGenerator(DefaultBoxOptions options);
 
+  /// The options given to the constructor.
   const DefaultBoxOptions& options() const { return options_; }
   /// The K + 1 scales in use (given, or from the linear rule).
   const std::vector<double>& scales() const { return scales_; }
@@ -107,6 +111,7 @@ class DefaultBoxGenerator {
 /// Options of ssd.pytorch's PriorBox (its `voc`/`coco` config dictionaries). Feature maps are
 /// square; sizes are in pixels of a square `min_dim` input.
 struct PriorBoxOptions {
+  /// All options but `clip`, which keeps its default (true).
   PriorBoxOptions(std::vector<int64_t> feature_maps, int64_t min_dim, std::vector<double> steps,
                   std::vector<double> min_sizes, std::vector<double> max_sizes,
                   std::vector<std::vector<double>> aspect_ratios)

@@ -20,13 +20,14 @@ namespace ostrov::train {
 
 /// Where this process sits in the job.
 struct DistributedEnv {
-  int rank = 0;
-  int world_size = 1;
-  int local_rank = 0;
-  std::string master_addr = "127.0.0.1";
-  int master_port = 29500;
-  /// Reads torchrun's variables; missing ones keep the defaults above. ostrov::ConfigError for
-  /// values that do not parse or are inconsistent (rank >= world_size), naming the variable.
+  int rank = 0;                           ///< this process, 0..world_size-1 (RANK)
+  int world_size = 1;                     ///< number of processes (WORLD_SIZE)
+  int local_rank = 0;                     ///< rank on this machine (LOCAL_RANK); unused by ostrov
+  std::string master_addr = "127.0.0.1";  ///< host of rank 0's TCPStore (MASTER_ADDR)
+  int master_port = 29500;                ///< port of rank 0's TCPStore (MASTER_PORT)
+  /// Reads torchrun's variables; missing ones keep the defaults above (a missing LOCAL_RANK
+  /// becomes RANK). ostrov::ConfigError for values that do not parse or are inconsistent
+  /// (rank >= world_size), naming the variable.
   static DistributedEnv from_environment();
 };
 
@@ -43,8 +44,11 @@ class DataParallel {
   DataParallel(const DataParallel&) = delete;
   DataParallel& operator=(const DataParallel&) = delete;
 
+  /// This process's rank.
   int rank() const { return env_.rank; }
+  /// Number of processes in the group.
   int world_size() const { return env_.world_size; }
+  /// Whether this is rank 0 (where the Trainer writes checkpoints and logs).
   bool is_main() const { return env_.rank == 0; }
 
   /// Copies rank 0's parameters and buffers to every rank.
@@ -55,6 +59,7 @@ class DataParallel {
   void average_gradients(torch::nn::Module& module, size_t bucket_bytes = 25u << 20);
   /// Sums a CPU tensor over ranks in place (metrics, confusion matrices) and returns it.
   at::Tensor all_reduce_sum(at::Tensor tensor);
+  /// Waits until every rank has called it (ostrov::Error when it fails or times out).
   void barrier();
 
  private:

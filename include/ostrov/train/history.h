@@ -16,11 +16,13 @@ class History {
   explicit History(std::string path, bool resume = false);
   /// Appends one record (a line, flushed) and remembers it.
   void append(const nlohmann::json& record);
+  /// The file's records in order: those read back on resume, then those appended.
   const std::vector<nlohmann::json>& records() const { return records_; }
   /// Drops records with step > `step` (after resuming from an earlier checkpoint) — and, with
   /// `keep_evaluations_at_step` false, the "val" records at `step` too (an evaluation that
   /// will run again) — and rewrites the file atomically.
   void truncate_after(int64_t step, bool keep_evaluations_at_step = true);
+  /// The JSON-lines file, as given to the constructor.
   const std::string& path() const { return path_; }
 
  private:

@@ -19,13 +19,13 @@ class Optimizer;
 
 namespace ostrov::train {
 
-/// What build_optimizer reads (all but `lr` optional).
+/// What make_optimizer reads (all but `lr` optional).
 struct OptimizerConfig {
   std::string name = "sgd";  ///< "sgd" | "adam" | "adamw"
-  double lr = 0.01;
+  double lr = 0.01;           ///< base learning rate (> 0), before the schedule
   double momentum = 0.9;      ///< sgd
   bool nesterov = false;      ///< sgd
-  double weight_decay = 0.0;
+  double weight_decay = 0.0;  ///< >= 0; L2 penalty (sgd, adam), decoupled decay (adamw)
   double beta1 = 0.9;         ///< adam, adamw
   double beta2 = 0.999;       ///< adam, adamw
   double eps = 1e-8;          ///< adam, adamw
@@ -43,17 +43,20 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerConfig& c
 /// with an optional linear warm-up from warmup_factor×lr over warmup_steps.
 struct ScheduleConfig {
   std::string name = "constant";  ///< constant | step | multistep | cosine | poly
-  int64_t step_size = 1000;
-  std::vector<int64_t> milestones;
-  double gamma = 0.1;
-  double power = 0.9;
-  double min_lr = 0.0;
-  int64_t warmup_steps = 0;
-  double warmup_factor = 0.001;
+  int64_t step_size = 1000;         ///< step: steps between two decays by gamma (> 0)
+  std::vector<int64_t> milestones;  ///< multistep: the steps at which lr decays by gamma
+  double gamma = 0.1;               ///< step, multistep: factor of each decay
+  double power = 0.9;               ///< poly: the exponent
+  double min_lr = 0.0;              ///< cosine, poly: the lr at the end of the run
+  int64_t warmup_steps = 0;         ///< steps of linear warm-up, any schedule (0 = none)
+  double warmup_factor = 0.001;     ///< lr multiplier at step 0 of the warm-up, rising to 1
 };
 
+/// A ScheduleConfig bound to a base lr and a run length: the learning rate at each step.
 class LrSchedule {
  public:
+  /// `total_steps` is T of cosine and poly (at least 1 is used). ostrov::ConfigError for an
+  /// unknown name, step_size <= 0 with "step", or warmup_steps < 0.
   LrSchedule(ScheduleConfig config, double base_lr, int64_t total_steps);
   /// The learning rate for `step` (progress step / total_steps).
   double lr_at(int64_t step) const;
@@ -65,6 +68,7 @@ class LrSchedule {
   void apply(torch::optim::Optimizer& optimizer, int64_t step) const;
   /// Sets every param group's lr to lr_at(step, progress).
   void apply(torch::optim::Optimizer& optimizer, int64_t step, double progress) const;
+  /// The configuration given to the constructor.
   const ScheduleConfig& config() const { return config_; }
 
  private:
@@ -74,10 +78,11 @@ class LrSchedule {
 };
 
 /// Reads the optimizer keys of a `train` section (optimizer, lr, momentum, nesterov,
-/// weight_decay, betas, eps) and its `schedule` (a name or an object), marking them used in
-/// `reader`. ostrov::ConfigError naming `where` (the file) and the key path (`train.lr`,
-/// `train.schedule.name`) for a wrong type, an unknown key, an unknown optimizer or schedule
-/// name, a non-positive lr or step_size, or a negative weight_decay or warmup_steps.
+/// weight_decay, betas, eps; other keys are left to the caller), and schedule_config_from_json
+/// its `schedule` (a name, an object, or null for constant). ostrov::ConfigError naming `where`
+/// (the file) and the key path (`train.lr`, `train.schedule.name`) for a wrong type, an unknown
+/// schedule key, an unknown optimizer or schedule name, a non-positive lr or step_size, or a
+/// negative weight_decay or warmup_steps.
 OptimizerConfig optimizer_config_from_json(const nlohmann::json& train, const std::string& where);
 ScheduleConfig schedule_config_from_json(const nlohmann::json& schedule, const std::string& where);
 

@@ -55,6 +55,7 @@ class Task {
   virtual nlohmann::json end_evaluation() = 0;
 };
 
+/// Options of Trainer (chained setters).
 struct TrainerOptions {
   /// Passes over the training loader.
   TORCH_ARG(int64_t, epochs) = 10;
@@ -97,37 +98,46 @@ struct TrainerOptions {
 /// What one optimizer step did (given to callbacks).
 struct StepInfo {
   int64_t step = 0;   ///< 1-based count of optimizer steps so far
-  int64_t epoch = 0;
+  int64_t epoch = 0;  ///< 0-based epoch of the step
   int64_t batch = 0;  ///< index of the batch within the epoch
-  int64_t batches_per_epoch = 0;
-  double loss = 0.0;
-  double lr = 0.0;
-  double images_per_second = 0.0;
+  int64_t batches_per_epoch = 0;   ///< the training loader's num_batches()
+  double loss = 0.0;               ///< training loss of this step's batch
+  double lr = 0.0;                 ///< learning rate of this step (first param group)
+  double images_per_second = 0.0;  ///< this rank's rate x world_size, over ~1 s windows
 };
 
+/// Hooks Trainer::fit() calls on every rank; override the ones you need (the defaults do
+/// nothing).
 class Callback {
  public:
   virtual ~Callback() = default;
+  /// After every optimizer step.
   virtual void on_step(const StepInfo& info) {}
+  /// After every evaluation: the 0-based epoch just trained, the step count, the metrics.
   virtual void on_evaluation(int64_t epoch, int64_t step, const nlohmann::json& metrics) {}
 };
 
+/// What Trainer::fit() returns.
 struct TrainResult {
-  int64_t steps = 0;
+  int64_t steps = 0;               ///< optimizer steps in all, those before a resume included
   int64_t epochs = 0;              ///< epochs completed
-  double seconds = 0.0;
+  double seconds = 0.0;            ///< wall time of this fit() call
   nlohmann::json last_evaluation;  ///< metrics of the final evaluation (null if none)
+  /// The metrics.jsonl record (epoch, step, split, metrics) of the evaluation best by
+  /// best_metric, this call's or one before a resume; null if none.
   nlohmann::json best_evaluation;
   std::string stop_reason;         ///< "epochs", "max_steps", "time_limit", "early_stopping"
   std::vector<double> losses;      ///< training loss of every step of this call
 };
 
+/// Runs the training loop described at the top of this header.
 class Trainer {
  public:
   /// `val` may be null (no evaluation); `dp` may be null (one process).
   Trainer(Task& task, torch::optim::Optimizer& optimizer, LrSchedule schedule,
           data::DataLoader& train, data::DataLoader* val, TrainerOptions options,
           DataParallel* dp = nullptr);
+  /// Adds a callback; callbacks are called in the order added.
   void add_callback(std::shared_ptr<Callback> callback);
   /// Trains; throws ostrov::Error on a non-finite loss (naming the step; last.pt keeps the
   /// last good state) and passes data errors through.

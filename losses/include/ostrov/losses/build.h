@@ -48,7 +48,8 @@ namespace ostrov::losses {
 
 /// The weighted sum and each term's unweighted value (for logging).
 struct LossOutput {
-  at::Tensor total;
+  at::Tensor total;  ///< scalar: sum of weight * value over the terms (call backward() on it)
+  /// (config name, unweighted scalar value) of each term, in the order of the terms.
   std::vector<std::pair<std::string, at::Tensor>> terms;
 };
 
@@ -56,18 +57,19 @@ struct LossOutput {
 struct LossTerm {
   /// Allocates the term's module: a torch::nn::Module that is a LossTermModule.
   using Make = std::function<std::shared_ptr<torch::nn::Module>()>;
-  std::string name;
-  double weight = 1.0;
-  Make make;
+  std::string name;     ///< the config name, also the name in LossOutput::terms
+  double weight = 1.0;  ///< factor of the term's value in LossOutput::total ("weight" key)
+  Make make;            ///< called by CompositeLoss on construction and on every reset()
 };
 
 /// A loss kind in the registry `build` reads: `parse` reads the term's own keys from its
 /// object (`name` and, inside "terms", `weight` are read around it; unknown keys are rejected
 /// after) and returns how to make the term's module. ConfigError naming the key for bad values.
 struct LossEntry {
+  /// Reads the term's keys from `term` and returns the Make of its module.
   using Parse = std::function<LossTerm::Make(io::ConfigReader& term)>;
-  std::string name;
-  Parse parse;
+  std::string name;  ///< the config "name" of this kind; register_loss refuses a taken one
+  Parse parse;       ///< the reader above; register_loss refuses an empty one (ostrov::Error)
 };
 
 /// Adds a loss kind (`"name"` in configs); ostrov::Error when the name is taken.
@@ -79,11 +81,15 @@ std::vector<std::string> loss_names();
 /// A weighted sum of loss modules (children "0", "1", ... in the order of the terms).
 class CompositeLossImpl : public torch::nn::Cloneable<CompositeLossImpl> {
  public:
+  /// Makes each term's module and registers it as child "i"; c10::Error for no terms, a term
+  /// without `make`, or a module that is not a LossTermModule.
   explicit CompositeLossImpl(std::vector<LossTerm> terms);
   void reset() override;
+  /// Runs every term on `inputs` -> the weighted sum and each term's unweighted value.
   LossOutput forward(const LossInputs& inputs);
   void pretty_print(std::ostream& stream) const override;
 
+  /// The terms, in order (term i's module is child "i").
   std::vector<LossTerm> terms;
 
  private:

@@ -53,14 +53,16 @@ at::Tensor halo_loss(const at::Tensor& logits, const at::Tensor& instances,
 /// Module form: forward(logits [N,C,H,W], instances [N,H,W] int64) -> scalar.
 class HaloLossImpl : public torch::nn::Cloneable<HaloLossImpl>, public LossTermModule {
  public:
+  /// c10::Error for margin < 1, mu < 0 or ignore_index 0 (the background).
   explicit HaloLossImpl(HaloLossOptions options = {});
   void reset() override;
+  /// functional::halo_loss: logits [N,C,H,W] (C >= 2), instances [N,H,W] int64 -> scalar.
   at::Tensor forward(const at::Tensor& logits, const at::Tensor& instances);
   /// forward on the LossInputs fields named above (CompositeLoss).
   at::Tensor compute(const LossInputs& in) override;
   void pretty_print(std::ostream& stream) const override;
 
-  HaloLossOptions options;
+  HaloLossOptions options;  ///< checked by reset() and again on every forward
 };
 TORCH_MODULE(HaloLoss);
 

@@ -69,15 +69,17 @@ MultiboxLossOutput multibox_loss(const at::Tensor& locations, const at::Tensor& 
 /// Module form of functional::multibox_loss.
 class MultiboxLossImpl : public torch::nn::Cloneable<MultiboxLossImpl>, public LossTermModule {
  public:
+  /// c10::Error for alpha, neg_pos_ratio or min_negatives < 0, or beta <= 0.
   explicit MultiboxLossImpl(MultiboxLossOptions options = {});
   void reset() override;
+  /// functional::multibox_loss with `options` -> the loss and its two terms.
   MultiboxLossOutput forward(const at::Tensor& locations, const at::Tensor& logits,
                              const at::Tensor& target_locations, const at::Tensor& target_labels);
   /// forward on the LossInputs fields named above (CompositeLoss).
   at::Tensor compute(const LossInputs& in) override;
   void pretty_print(std::ostream& stream) const override;
 
-  MultiboxLossOptions options;
+  MultiboxLossOptions options;  ///< checked by reset() and again on every forward
 };
 TORCH_MODULE(MultiboxLoss);
 

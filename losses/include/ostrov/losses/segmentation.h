@@ -61,15 +61,17 @@ struct CrossEntropyOptions {
 /// optional pixel_weights [N,H,W]) -> scalar. See functional::cross_entropy.
 class CrossEntropyImpl : public torch::nn::Cloneable<CrossEntropyImpl>, public LossTermModule {
  public:
+  /// Keeps `options` unchecked; class_weights must have C values (c10::Error on forward).
   explicit CrossEntropyImpl(CrossEntropyOptions options = {});
   void reset() override {}
+  /// functional::cross_entropy with the options' class_weights and ignore_index -> scalar.
   at::Tensor forward(const at::Tensor& logits, const at::Tensor& target,
                      const at::Tensor& pixel_weights = {});
   /// forward on the LossInputs fields named above (CompositeLoss).
   at::Tensor compute(const LossInputs& in) override;
   void pretty_print(std::ostream& stream) const override;
 
-  CrossEntropyOptions options;
+  CrossEntropyOptions options;  ///< read on every forward
 };
 TORCH_MODULE(CrossEntropy);
 
@@ -77,6 +79,7 @@ TORCH_MODULE(CrossEntropy);
 struct SoftDiceOptions {
   /// Added to every class's denominator.
   TORCH_ARG(double, eps) = 1e-6;
+  /// Target value whose pixels are left out of every sum.
   TORCH_ARG(int64_t, ignore_index) = 255;
   /// Leave classes absent from both target and prediction out of the mean.
   TORCH_ARG(bool, skip_absent) = false;
@@ -86,20 +89,24 @@ struct SoftDiceOptions {
 /// C >= 2, sigmoid for a single binary channel. See functional::soft_dice.
 class SoftDiceImpl : public torch::nn::Cloneable<SoftDiceImpl>, public LossTermModule {
  public:
+  /// Keeps `options` (not checked).
   explicit SoftDiceImpl(SoftDiceOptions options = {});
   void reset() override {}
+  /// functional::soft_dice with the options' eps, ignore_index and skip_absent.
   at::Tensor forward(const at::Tensor& logits, const at::Tensor& target);
   /// forward on the LossInputs fields named above (CompositeLoss).
   at::Tensor compute(const LossInputs& in) override;
   void pretty_print(std::ostream& stream) const override;
 
-  SoftDiceOptions options;
+  SoftDiceOptions options;  ///< read on every forward
 };
 TORCH_MODULE(SoftDice);
 
 /// Options of CEDice: ce_weight * CrossEntropy + dice_weight * SoftDice.
 struct CEDiceOptions {
+  /// Factor of the cross-entropy term.
   TORCH_ARG(double, ce_weight) = 1.0;
+  /// Factor of the SoftDice term.
   TORCH_ARG(double, dice_weight) = 1.0;
   /// Class weights of the cross-entropy term (empty: all 1).
   TORCH_ARG(std::vector<double>, class_weights) = {};
@@ -116,15 +123,17 @@ struct CEDiceOptions {
 /// pixel_weights [N,H,W] for the cross-entropy term) -> scalar.
 class CEDiceImpl : public torch::nn::Cloneable<CEDiceImpl>, public LossTermModule {
  public:
+  /// Keeps `options` unchecked; class_weights must have C values (c10::Error on forward).
   explicit CEDiceImpl(CEDiceOptions options = {});
   void reset() override {}
+  /// functional::ce_dice(logits, target, options, pixel_weights) -> scalar.
   at::Tensor forward(const at::Tensor& logits, const at::Tensor& target,
                      const at::Tensor& pixel_weights = {});
   /// forward on the LossInputs fields named above (CompositeLoss).
   at::Tensor compute(const LossInputs& in) override;
   void pretty_print(std::ostream& stream) const override;
 
-  CEDiceOptions options;
+  CEDiceOptions options;  ///< read on every forward
 };
 TORCH_MODULE(CEDice);
 

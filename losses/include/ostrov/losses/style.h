@@ -50,10 +50,13 @@ class StyleLossImpl : public torch::nn::Cloneable<StyleLossImpl> {
   explicit StyleLossImpl(std::vector<at::Tensor> target_grams,
                          std::vector<double> layer_weights = {});
   void reset() override;
+  /// features: per layer [N,C_l,H_l,W_l], one per Gram matrix -> functional::style_loss.
   at::Tensor forward(const std::vector<at::Tensor>& features);
   void pretty_print(std::ostream& stream) const override;
 
+  /// Detached copies of the constructor's matrices, the buffers "gram_0", "gram_1", ...
   std::vector<at::Tensor> target_grams;
+  /// Empty (all 1) or one weight per layer; c10::Error from the constructor otherwise.
   std::vector<double> layer_weights;
 };
 TORCH_MODULE(StyleLoss);
@@ -61,11 +64,14 @@ TORCH_MODULE(StyleLoss);
 /// Holds the content image's features (buffer "target"): forward(features) -> scalar.
 class ContentLossImpl : public torch::nn::Cloneable<ContentLossImpl> {
  public:
+  /// target: the content features [N,C,H,W], [1,C,H,W] or [C,H,W]; c10::Error if undefined.
   explicit ContentLossImpl(at::Tensor target);
   void reset() override;
+  /// features [N,C,H,W] -> functional::content_loss(features, target).
   at::Tensor forward(const at::Tensor& features);
   void pretty_print(std::ostream& stream) const override;
 
+  /// A detached copy of the constructor's target, the buffer "target".
   at::Tensor target;
 };
 TORCH_MODULE(ContentLoss);
@@ -79,12 +85,14 @@ struct TotalVariationOptions {
 /// forward(images [N,C,H,W]) -> scalar total variation.
 class TotalVariationImpl : public torch::nn::Cloneable<TotalVariationImpl> {
  public:
+  /// c10::Error for a power other than 1 or 2.
   explicit TotalVariationImpl(TotalVariationOptions options = {});
   void reset() override;
+  /// images [N,C,H,W] -> functional::total_variation(images, options.power()).
   at::Tensor forward(const at::Tensor& images);
   void pretty_print(std::ostream& stream) const override;
 
-  TotalVariationOptions options;
+  TotalVariationOptions options;  ///< checked by reset() and again on every forward
 };
 TORCH_MODULE(TotalVariation);
 

@@ -20,11 +20,11 @@ struct LossInputs {
   at::Tensor pixel_weights;
   /// multibox: predicted box offsets [N,P,4] and the encoded matched boxes [N,P,4].
   at::Tensor locations;
-  at::Tensor target_locations;
+  at::Tensor target_locations;  ///< multibox: encoded matched boxes [N,P,4]; only positives read
   /// direction: predicted field [N,2,H,W], unit target [N,2,H,W], optional [N,H,W] bool mask.
   at::Tensor direction;
-  at::Tensor target_direction;
-  at::Tensor mask;
+  at::Tensor target_direction;  ///< direction: unit target vectors [N,2,H,W]
+  at::Tensor mask;  ///< direction: [N,H,W] pixels to use; undefined: |target_direction| > 0.5
 };
 
 /// A loss a CompositeLoss can run: LossInputs -> scalar.
@@ -36,6 +36,7 @@ class LossTermModule {
 
  protected:
   LossTermModule() = default;
+  /// Copyable so that a derived torch::nn::Cloneable module can clone itself.
   LossTermModule(const LossTermModule&) = default;
   LossTermModule& operator=(const LossTermModule&) = default;
 };

@@ -31,6 +31,7 @@ struct DirectionLossOptions {
 struct EnergyLossOptions {
   /// Empty (all 1) or one weight per level (the paper weights levels to balance them).
   TORCH_ARG(std::vector<double>, class_weights) = {};
+  /// Level value whose pixels are left out.
   TORCH_ARG(int64_t, ignore_index) = 255;
 };
 
@@ -81,30 +82,36 @@ WatershedTargets watershed_targets(const at::Tensor& instances,
 /// Module form of functional::direction_loss.
 class DirectionLossImpl : public torch::nn::Cloneable<DirectionLossImpl>, public LossTermModule {
  public:
+  /// Keeps `options` unchecked; eps <= 0 is a c10::Error on forward.
   explicit DirectionLossImpl(DirectionLossOptions options = {});
   void reset() override {}
+  /// functional::direction_loss: prediction and target [N,2,H,W], optional mask and
+  /// pixel_weights [N,H,W] -> scalar.
   at::Tensor forward(const at::Tensor& prediction, const at::Tensor& target,
                      const at::Tensor& mask = {}, const at::Tensor& pixel_weights = {});
   /// forward on the LossInputs fields named above (CompositeLoss).
   at::Tensor compute(const LossInputs& in) override;
   void pretty_print(std::ostream& stream) const override;
 
-  DirectionLossOptions options;
+  DirectionLossOptions options;  ///< read on every forward
 };
 TORCH_MODULE(DirectionLoss);
 
 /// Module form of functional::energy_loss.
 class EnergyLossImpl : public torch::nn::Cloneable<EnergyLossImpl>, public LossTermModule {
  public:
+  /// Keeps `options` unchecked; class_weights must have K values (c10::Error on forward).
   explicit EnergyLossImpl(EnergyLossOptions options = {});
   void reset() override {}
+  /// functional::energy_loss: logits [N,K,H,W], levels [N,H,W] int64, optional pixel_weights
+  /// [N,H,W] -> scalar.
   at::Tensor forward(const at::Tensor& logits, const at::Tensor& levels,
                      const at::Tensor& pixel_weights = {});
   /// forward on the LossInputs fields named above (CompositeLoss).
   at::Tensor compute(const LossInputs& in) override;
   void pretty_print(std::ostream& stream) const override;
 
-  EnergyLossOptions options;
+  EnergyLossOptions options;  ///< read on every forward
 };
 TORCH_MODULE(EnergyLoss);
 

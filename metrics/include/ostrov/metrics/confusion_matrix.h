@@ -16,6 +16,8 @@ namespace ostrov::metrics {
 ///   double miou = cm.mean_iou();
 class ConfusionMatrix {
  public:
+  /// A zero [C,C] matrix for C = `num_classes` (c10::Error unless positive); targets equal to
+  /// `ignore_index` are not counted.
   explicit ConfusionMatrix(int64_t num_classes, int64_t ignore_index = 255);
 
   /// target: integer class indices (e.g. [N,H,W]) in [0,C) or ignore_index.
@@ -33,8 +35,8 @@ class ConfusionMatrix {
   void set_counts(const at::Tensor& counts);
 
   const at::Tensor& matrix() const { return matrix_; }  ///< [C,C] int64 on the CPU
-  int64_t num_classes() const { return num_classes_; }
-  int64_t ignore_index() const { return ignore_index_; }
+  int64_t num_classes() const { return num_classes_; }    ///< C
+  int64_t ignore_index() const { return ignore_index_; }  ///< target value that is not counted
 
   /// IoU per class = TP / (TP + FP + FN); NaN for classes absent from both.
   std::vector<double> iou_per_class() const;

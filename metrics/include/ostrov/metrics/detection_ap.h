@@ -53,6 +53,7 @@ enum class IouType {
 
 /// Options of DetectionAP.
 struct DetectionAPOptions {
+  /// Overlap of boxes (reads Detections::boxes, GroundTruth::boxes) or of masks (the masks).
   TORCH_ARG(IouType, iou_type) = IouType::kBox;
   /// Detections kept per image and class for the COCO metrics (pycocotools' maxDets[-1]).
   TORCH_ARG(int64_t, max_detections) = 100;
@@ -62,23 +63,24 @@ struct DetectionAPOptions {
 /// (bool/uint8, or float thresholded at 0.5) for IouType::kMask, scores [D] float (finite),
 /// labels [D] integer.
 struct Detections {
-  at::Tensor boxes;
-  at::Tensor masks;
-  at::Tensor scores;
-  at::Tensor labels;
+  at::Tensor boxes;   ///< [D,4] (x1,y1,x2,y2); read for IouType::kBox only
+  at::Tensor masks;   ///< [D,H,W]; read for IouType::kMask only
+  at::Tensor scores;  ///< [D] floating point, no NaN
+  at::Tensor labels;  ///< [D] integer class labels
 };
 
 /// One image's ground truth: boxes [G,4] or masks [G,H,W], labels [G], iscrowd: undefined
 /// (none) or [G] bool/integer (non-zero = crowd region, ignored).
 struct GroundTruth {
-  at::Tensor boxes;
-  at::Tensor masks;
-  at::Tensor labels;
-  at::Tensor iscrowd;
+  at::Tensor boxes;    ///< [G,4] (x1,y1,x2,y2); read for IouType::kBox only
+  at::Tensor masks;    ///< [G,H,W], the detections' H,W; read for IouType::kMask only
+  at::Tensor labels;   ///< [G] integer class labels
+  at::Tensor iscrowd;  ///< [G] non-zero for crowd regions, or undefined (no crowd)
 };
 
 /// The metrics; NaN where no class has ground truth.
 struct DetectionAPResult {
+  /// Quiet NaN: the value of a metric that has no class to average over.
   static constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
   double map = kNaN;          ///< COCO AP@[.5:.95]
   double map50 = kNaN;        ///< COCO AP@.50 (101-point)
@@ -87,16 +89,17 @@ struct DetectionAPResult {
   double voc_map50 = kNaN;    ///< VOC2010+ all-point AP@.5
   /// The evaluated classes (ascending), and each metric per class, in that order.
   std::vector<int64_t> classes;
-  std::vector<double> ap_per_class;
-  std::vector<double> ap50_per_class;
-  std::vector<double> ap75_per_class;
-  std::vector<double> voc07_ap50_per_class;
-  std::vector<double> voc_ap50_per_class;
+  std::vector<double> ap_per_class;          ///< COCO AP@[.5:.95] of each class
+  std::vector<double> ap50_per_class;        ///< COCO AP@.50 of each class
+  std::vector<double> ap75_per_class;        ///< COCO AP@.75 of each class
+  std::vector<double> voc07_ap50_per_class;  ///< VOC2007 11-point AP@.5 of each class
+  std::vector<double> voc_ap50_per_class;    ///< VOC2010+ all-point AP@.5 of each class
 };
 
 /// Streaming evaluator: update() per image keeps only scores, labels and the overlap matrix.
 class DetectionAP {
  public:
+  /// An evaluator without images; c10::Error unless options.max_detections() is positive.
   explicit DetectionAP(DetectionAPOptions options = {});
 
   /// Adds one image. Errors (c10::Error) name the shapes on a mismatch and reject NaN
@@ -105,17 +108,21 @@ class DetectionAP {
   /// Appends another evaluator's images (after this one's); options must agree.
   void merge(const DetectionAP& other);
   void reset();
+  /// Images added so far (update() calls, plus merged images).
   int64_t num_images() const { return static_cast<int64_t>(images_.size()); }
+  /// The options it was made with.
   const DetectionAPOptions& options() const { return options_; }
 
+  /// The metrics over every image added (the conventions in the file comment); the state is
+  /// kept, so more images may follow.
   DetectionAPResult compute() const;
 
   /// Per image: the overlaps of detections (input order) with ground truths.
   struct Image {
-    std::vector<double> scores;
-    std::vector<int64_t> labels;
-    std::vector<int64_t> gt_labels;
-    std::vector<uint8_t> gt_crowd;
+    std::vector<double> scores;      ///< [D] detection scores
+    std::vector<int64_t> labels;     ///< [D] detection labels
+    std::vector<int64_t> gt_labels;  ///< [G] ground-truth labels
+    std::vector<uint8_t> gt_crowd;   ///< [G] 1 for a crowd region, else 0
     std::vector<double> intersection;  ///< [D*G] row-major
     std::vector<double> area;          ///< [D]
     std::vector<double> gt_area;       ///< [G]

@@ -25,6 +25,7 @@ namespace ostrov::metrics {
 /// conventions; mask IoU = |A ∩ B| / |A ∪ B|, crowd: |A ∩ B| / |A|).
 class MaskAP : public DetectionAP {
  public:
+  /// At most `max_detections` (> 0, else c10::Error) detections per image and class.
   explicit MaskAP(int64_t max_detections = 100)
       : DetectionAP(DetectionAPOptions().iou_type(IouType::kMask).max_detections(max_detections)) {}
 };
@@ -43,8 +44,10 @@ class CvpppMetrics {
  public:
   /// Integer label images of the same shape; c10::Error names both shapes otherwise.
   void update(const at::Tensor& prediction, const at::Tensor& target);
+  /// Adds another accumulator's images (data-parallel evaluation: sum over ranks).
   void merge(const CvpppMetrics& other);
   void reset();
+  /// Images added so far (each [N,H,W] update counts N).
   int64_t num_images() const { return images_; }
   /// Mean SBD over images; NaN before any image.
   double sbd() const;

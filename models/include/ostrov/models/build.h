@@ -99,9 +99,14 @@ struct SegmentationRecipe {
 /// from the `model` section (name, weights, backbone_weights and input_padding are read
 /// before; unknown keys are rejected after) and returns its recipe.
 struct SegmentationModelEntry {
+  /// Reads the kind's keys through `model` and returns its recipe; `name` is the config's name,
+  /// `padding` its input_padding.
   using Parse = std::function<SegmentationRecipe(io::ConfigReader& model, const std::string& name,
                                                  int64_t num_classes, InputPadding padding)>;
+  /// The config's `name` that selects this kind (non-empty and unique in the registry).
   std::string name;
+  /// Reads the kind's keys; required (register_segmentation_model throws ostrov::Error when
+  /// empty).
   Parse parse;
 };
 

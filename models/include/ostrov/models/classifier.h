@@ -34,6 +34,7 @@ namespace ostrov::models {
 struct Classifier {
   /// The config name ("resnet18", "mobilenet_v3_large", ...).
   std::string name;
+  /// The network with torchvision's module names: parameters(), train(), to(), state dicts.
   std::shared_ptr<torch::nn::Module> module;
   /// images [N,3,H,W] float (ImageNet-normalised) -> logits [N, num_classes].
   std::function<at::Tensor(const at::Tensor&)> forward;
@@ -44,10 +45,14 @@ struct Classifier {
 /// how to build it with `num_classes` outputs; `name` and `weights` are read around it and
 /// unknown keys are rejected after.
 struct ClassifierEntry {
+  /// Allocates the classifier; c10::Error it throws becomes a ConfigError in build_classifier.
   using Make = std::function<Classifier()>;
+  /// Reads the kind's keys through `model` and returns its Make; `name` is the config's name.
   using Parse = std::function<Make(io::ConfigReader& model, const std::string& name,
                                    int64_t num_classes)>;
+  /// The config's `name` that selects this kind (non-empty and unique in the registry).
   std::string name;
+  /// Reads the kind's keys; required (register_classifier throws ostrov::Error when empty).
   Parse parse;
 };
 

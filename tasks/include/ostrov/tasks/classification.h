@@ -13,8 +13,12 @@
 
 namespace ostrov::tasks {
 
+/// The "classification" task: one class per image (see the file comment).
 class ClassificationTask : public Task {
  public:
+  /// Builds the classifier of config.model on `device` and reads `loss` (cross_entropy with
+  /// label_smoothing in [0, 1)); ConfigError naming the key for bad ones. Without class names
+  /// in the config, takes the class folders' names of data.train (or data.val) when present.
   ClassificationTask(const RunConfig& config, const c10::Device& device);
 
   torch::nn::Module& model() override { return *model_.module; }

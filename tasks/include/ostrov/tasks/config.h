@@ -14,20 +14,27 @@
 
 namespace ostrov::tasks {
 
+/// The files of one data split (`data.train` or `data.val`): `root` for the folder formats,
+/// `annotations` + `images` for COCO; all empty when the config has no such split.
 struct DataSplit {
   std::string root;         ///< format "folder" or "image_folder"
   std::string annotations;  ///< format "coco"
   std::string images;       ///< format "coco"
+  /// True when the split names no data (neither a root nor an annotation file).
   bool empty() const { return root.empty() && annotations.empty(); }
 };
 
+/// The config's `data` section: the data format, the splits and the network input size.
 struct DataConfig {
   std::string format = "folder";  ///< "folder" | "coco" | "image_folder"
-  DataSplit train, val;
+  /// `data.train`, the training split.
+  DataSplit train, val;  ///< `data.val`, the validation split (empty: training does not evaluate)
   int64_t num_classes = 0;        ///< counting background; 0: COCO data, from its categories
-  int64_t height = 256, width = 256;
+  /// Network input height in pixels (`data.image_size[0]`) the default transforms resize to;
+  /// detection uses the model's image_size instead.
+  int64_t height = 256, width = 256;  ///< network input width (`data.image_size[1]`)
   nlohmann::json transforms;      ///< training transforms (null: the task's default)
-  bool skip_invalid = false;
+  bool skip_invalid = false;      ///< COCO: skip malformed annotations instead of failing
   /// Names of the contiguous labels 0..num_classes-1 (`data.class_names`); filled from the
   /// dataset by training, so checkpoints carry them. Empty: "class <i>".
   std::vector<std::string> class_names;
@@ -36,34 +43,38 @@ struct DataConfig {
   std::vector<int64_t> category_ids;
 };
 
+/// The config's `train` section: the training loop, its resources and the optimizer.
 struct TrainConfig {
-  int64_t epochs = 10;
-  int64_t max_steps = 0;
-  double time_limit_s = 0.0;
-  int64_t batch_size = 8;
-  int64_t workers = 2;
-  uint64_t seed = 0;
-  std::string device = "cpu";
-  int64_t threads = 0;
-  int64_t log_every = 10;
-  int64_t eval_every = 1;
-  int64_t checkpoint_every = 0;
-  int64_t early_stopping = 0;
-  double grad_clip = 0.0;
+  int64_t epochs = 10;            ///< passes over the training data
+  int64_t max_steps = 0;          ///< stop after this many steps (0: epochs decide)
+  double time_limit_s = 0.0;      ///< wall-time limit in s, then evaluate and save (0: none)
+  int64_t batch_size = 8;         ///< images per batch and process (> 0)
+  int64_t workers = 2;            ///< data-loader threads (0: load on the training thread)
+  uint64_t seed = 0;              ///< seeds model initialisation, shuffling and augmentation
+  std::string device = "cpu";     ///< "cpu", "cuda", "cuda:N" or "auto"
+  int64_t threads = 0;            ///< intra-op threads (0: the available cores / processes)
+  int64_t log_every = 10;         ///< log training records every N steps
+  int64_t eval_every = 1;         ///< evaluate every N epochs (and at the end)
+  int64_t checkpoint_every = 0;   ///< also write last.pt every N steps (0: per epoch only)
+  int64_t early_stopping = 0;     ///< stop after N evaluations without improvement (0: never)
+  double grad_clip = 0.0;         ///< clip the global gradient norm to this (0: off)
   double distributed_timeout_s = 300.0;  ///< joining the group and every collective
   std::string best_metric;  ///< default: the task's (miou, map50, ap50, accuracy)
+  /// The optimizer and its settings (`optimizer`, `lr`, `momentum`, ... in `train`).
   train::OptimizerConfig optimizer;
+  /// The learning-rate schedule (`train.schedule`: a name or an object).
   train::ScheduleConfig schedule;
 };
 
+/// A validated run config (parse_run_config, load_run_config): what make_task builds from.
 struct RunConfig {
   std::string path;     ///< the file (or checkpoint) it came from, for messages
   nlohmann::json json;  ///< the config as given, after --set overrides
   std::string task;     ///< a registered task name (tasks::task_names())
-  nlohmann::json model;
-  DataConfig data;
-  nlohmann::json loss;
-  TrainConfig train;
+  nlohmann::json model;  ///< the `model` section, read by the task's model builder
+  DataConfig data;       ///< the `data` section
+  nlohmann::json loss;   ///< the `loss` section (null when absent: the task's default loss)
+  TrainConfig train;     ///< the `train` section
 };
 
 /// Validates a config given as JSON; `where` names its file in errors. ostrov::ConfigError

@@ -23,8 +23,11 @@
 
 namespace ostrov::tasks {
 
+/// The "detection" task: an SSD detector on COCO data (see the file comment).
 class DetectionTask : public Task {
  public:
+  /// Builds the detector of config.model on `device` and the SSDObjective of `loss`;
+  /// ConfigError naming the key for bad ones.
   DetectionTask(const RunConfig& config, const c10::Device& device);
 
   torch::nn::Module& model() override { return *net_; }
@@ -40,7 +43,9 @@ class DetectionTask : public Task {
                                   const std::vector<ops::GridSize>& sizes) const override;
   cv::Mat overlay(const cv::Mat& bgr, const Prediction& prediction) const override;
 
+  /// The SSD network (also model()).
   const models::SSD& network() const { return net_; }
+  /// The training objective read from the `loss` section.
   const SSDObjective& objective() const { return objective_; }
 
  protected:

@@ -42,9 +42,10 @@ class InstanceObjective {
 /// Built in: deep_coloring (halo), deep_watershed (direction + energy), mask_rcnn (SSDObjective
 /// + MaskObjective).
 struct InstanceObjectiveEntry {
+  /// Builds the objective from the run config (reads its `loss` section).
   using Make = std::function<std::unique_ptr<InstanceObjective>(const RunConfig& config)>;
-  std::string name;
-  Make make;
+  std::string name;  ///< the instance model's name (config `model.name`)
+  Make make;         ///< required
 };
 
 /// Adds the objective of a user's instance model kind; ostrov::Error when the name is taken.
@@ -54,8 +55,11 @@ void register_instance_objective(InstanceObjectiveEntry entry);
 /// registered under it or the `loss` section does not suit it.
 std::unique_ptr<InstanceObjective> make_instance_objective(const RunConfig& config);
 
+/// The "instance" task: one mask per object (see the file comment).
 class InstanceTask : public Task {
  public:
+  /// Builds the instance model of config.model and its objective (make_instance_objective)
+  /// on `device`; ConfigError naming the key for bad ones.
   InstanceTask(const RunConfig& config, const c10::Device& device);
 
   torch::nn::Module& model() override { return *net_.module; }
@@ -75,6 +79,7 @@ class InstanceTask : public Task {
   /// {"boxes", "scores", "labels", "masks": [COCO compressed RLE at the input's size]}.
   nlohmann::json prediction_json(const Prediction& prediction) const override;
 
+  /// The instance model (also model()).
   const models::InstanceModel& network() const { return net_; }
 
  private:

@@ -46,7 +46,9 @@ class SSDObjective {
   at::Tensor operator()(const models::SSDOutput& out, const std::vector<at::Tensor>& boxes,
                         const std::vector<at::Tensor>& labels) const;
 
+  /// How the boxes are matched to the priors (matcher, iou_threshold, num_classes).
   const models::SSDTargetOptions& targets() const { return targets_; }
+  /// The multibox loss's options (alpha, neg_pos_ratio, min_negatives, beta).
   const losses::MultiboxLossOptions& multibox() const { return multibox_; }
 
  private:
@@ -74,7 +76,10 @@ class MaskObjective {
                         const std::vector<at::Tensor>& instances, ops::GridSize image_size,
                         bool training, std::mt19937_64& rng) const;
 
+  /// Factor of the mask loss (0: no mask term).
   double mask_weight() const { return mask_weight_; }
+  /// Largest training shift of a box corner, as a fraction of the box's width or height
+  /// (models::jitter_boxes).
   double box_jitter() const { return box_jitter_; }
 
  private:

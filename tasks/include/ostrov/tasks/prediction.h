@@ -15,9 +15,10 @@ namespace ostrov::tasks {
 struct TopClass {
   int64_t index = 0;        ///< contiguous class index
   std::string name;         ///< data.class_names[index] ("class <index>" without names)
-  double probability = 0.0;
+  double probability = 0.0;  ///< softmax probability of the class
 };
 
+/// A task's prediction for one image (Task::predict, Predictor::predict).
 struct Prediction {
   /// Segmentation: class index per pixel, CV_8U (CV_16U above 255 classes), input size.
   cv::Mat mask;

@@ -38,6 +38,8 @@ struct PredictOptions {
   TORCH_ARG(int64_t, overlap) = 32;
 };
 
+/// A trained task ready to predict images (cv::Mat in, Prediction at the image's size out);
+/// see the file comment.
 class Predictor {
  public:
   /// The checkpoint's model on `device` in eval mode. ostrov::IoError naming the file when it
@@ -75,7 +77,9 @@ class Predictor {
   const std::vector<std::string>& class_names() const { return task_->class_names(); }
   /// The network input's size {H, W}.
   ops::GridSize input_size() const { return task_->input_size(); }
+  /// The run config (the checkpoint's, or the one given to load()).
   const RunConfig& config() const { return task_->config(); }
+  /// The device the model runs on.
   const c10::Device& device() const { return task_->device(); }
 
  private:

@@ -19,6 +19,7 @@
 
 namespace ostrov::tasks {
 
+/// Options of tasks::train: the run folder and what to do when it holds a run already.
 struct TrainRunOptions {
   /// The run folder: last.pt, best.pt, metrics.jsonl, loss.png, config.json, train.log.
   TORCH_ARG(std::string, out_dir) = "runs/latest";

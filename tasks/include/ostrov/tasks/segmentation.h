@@ -15,8 +15,11 @@
 
 namespace ostrov::tasks {
 
+/// The "segmentation" task: a class per pixel (see the file comment).
 class SegmentationTask : public Task {
  public:
+  /// Builds the network of config.model and the loss of `loss` (null: cross_entropy) on
+  /// `device`; ConfigError naming the key for bad ones.
   SegmentationTask(const RunConfig& config, const c10::Device& device);
 
   torch::nn::Module& model() override { return *model_.module; }
@@ -42,6 +45,7 @@ class SegmentationTask : public Task {
 
   /// Keep Prediction::probabilities (off by default: C x H x W floats per image).
   void keep_probabilities(bool keep) { keep_probabilities_ = keep; }
+  /// The segmentation network (also model()).
   const models::SegmentationModel& network() const { return model_; }
 
  private:

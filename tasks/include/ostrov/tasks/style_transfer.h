@@ -36,16 +36,16 @@ inline constexpr int64_t kMaxStyleTransferSize = 4096;
 
 /// A style image [3,H,W] float RGB in [0,1] and its weight (weights are normalised to sum 1).
 struct StyleImage {
-  at::Tensor image;
-  double weight = 1.0;
+  at::Tensor image;     ///< [3,H,W] float RGB in [0,1], any size (resized like the content)
+  double weight = 1.0;  ///< >= 0 and finite; the weights of all style images must sum > 0
 };
 
 /// Unweighted loss terms (see the file comment) and the weighted total.
 struct StyleLosses {
-  double content = 0;
-  double style = 0;
-  double tv = 0;
-  double total = 0;
+  double content = 0;  ///< content term
+  double style = 0;    ///< style term (over every style image and layer)
+  double tv = 0;       ///< total variation (0 when tv_weight is 0)
+  double total = 0;    ///< the weighted sum that is minimised
 };
 
 /// What the callback receives every `callback_every` steps and after the last step.
@@ -63,9 +63,13 @@ struct StyleTransferOptions {
   /// Style layers (VGGFeatures names) and their weights (empty: 1 each).
   TORCH_ARG(std::vector<std::string>, style_layers) = {"conv1_1", "conv2_1", "conv3_1",
                                                        "conv4_1", "conv5_1"};
+  /// Weight v_l of each style layer, in style_layers' order: empty (1 each) or one per layer.
   TORCH_ARG(std::vector<double>, style_layer_weights) = {};
+  /// Layer (VGGFeatures name) whose features the content term compares.
   TORCH_ARG(std::string, content_layer) = "conv4_2";
+  /// Weight of the content term in the total (>= 0).
   TORCH_ARG(double, content_weight) = 1.0;
+  /// Weight of the style term in the total (>= 0).
   TORCH_ARG(double, style_weight) = 1e6;
   /// Weight of total variation (0: off); ~1e-3..1e-1 smooths high-frequency noise.
   TORCH_ARG(double, tv_weight) = 0.0;
@@ -89,6 +93,7 @@ struct StyleTransferOptions {
   /// L-BFGS runs the steps between two calls in one step() call, so small values cost up to
   /// one extra forward+backward per call.
   TORCH_ARG(int64_t, callback_every) = 0;
+  /// Receives the progress (with the current image) as callback_every says (null: none).
   TORCH_ARG(StyleTransferCallback, callback) = nullptr;
 };
 
@@ -97,7 +102,7 @@ struct StyleTransferResult {
   at::Tensor image;    ///< [3,H,W] float RGB in [0,1], H,W as the resized content
   StyleLosses losses;  ///< at the final image (evaluated once more after the last step)
   StyleLosses initial_losses;  ///< at the starting image
-  int64_t steps = 0;
+  int64_t steps = 0;        ///< optimisation steps run (options.steps())
   int64_t evaluations = 0;  ///< forward+backward passes (L-BFGS: more than steps)
 };
 

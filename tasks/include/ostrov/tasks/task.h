@@ -28,11 +28,17 @@
 
 namespace ostrov::tasks {
 
+/// Base of the tasks (segmentation, detection, instance, classification): a train::Task that
+/// also builds its datasets and transforms and predicts images. Subclasses build the model.
 class Task : public train::Task {
  public:
+  /// Keeps `config` and `device`; class names and category ids come from config.data, or
+  /// "class <i>" and the labels themselves until a dataset names them.
   Task(RunConfig config, const c10::Device& device);
 
+  /// The run config the task was made from.
   const RunConfig& config() const { return config_; }
+  /// The device the model is on and the inputs of predict() must be on.
   const c10::Device& device() const { return device_; }
 
   /// The dataset of one split ("train" or "val"); ConfigError naming the key when the config
@@ -76,10 +82,12 @@ class Task : public train::Task {
   /// COCO data: whether samples need class and instance masks (a detector needs none).
   virtual bool needs_masks() const { return true; }
 
-  RunConfig config_;
-  c10::Device device_;
-  std::vector<std::string> class_names_;
-  std::vector<int64_t> category_ids_;
+  RunConfig config_;                      ///< what config() returns
+  c10::Device device_;                    ///< what device() returns
+  std::vector<std::string> class_names_;  ///< what class_names() returns
+  std::vector<int64_t> category_ids_;     ///< what category_ids() returns
+  /// True once the class names are fixed (by the config or by a dataset already read), so
+  /// describe_classes() leaves them alone.
   bool classes_from_config_ = false;
 };
 
@@ -89,12 +97,20 @@ struct TaskEntry {
   std::string description;           ///< one line, for --help and docs
   std::string best_metric;           ///< train.best_metric's default
   std::vector<std::string> formats;  ///< data.format values accepted; the first is the default
+  /// Builds the task (and its model on the device) from a validated config; required.
   std::function<std::unique_ptr<Task>(const RunConfig&, const c10::Device&)> make;
   /// Optional: check the `model` and the `loss` section without building the model or
   /// reading a file (ConfigError naming the key), so that parse_run_config reports their
   /// problems with the others'.
   std::function<void(const RunConfig&)> validate_model;
+  /// Optional, as validate_model, for the `loss` section.
   std::function<void(const RunConfig&)> validate_loss;
+  /// For `ostrov config --schema` (tasks/schema.h): the `model.name` values the task builds,
+  /// and, when its loss section picks a loss by `loss.name`, those names. Each is probed to
+  /// list the keys it reads.
+  std::function<std::vector<std::string>()> model_names;
+  /// Optional: the `loss.name` values, when the loss section picks a loss by name.
+  std::function<std::vector<std::string>()> loss_names;
 };
 
 /// Adds a task kind (user tasks too); ostrov::Error when the name is taken.

@@ -50,6 +50,8 @@ struct AlexNetOptions {
 /// ("reluK" is the output of the K-th convolution after its ReLU.)
 class AlexNetImpl : public torch::nn::Cloneable<AlexNetImpl>, public Backbone {
  public:
+  /// Builds the layers (reset()); num_classes 0 leaves out avgpool and classifier (a
+  /// backbone). c10::Error for num_classes < 0 or dropout outside [0,1].
   explicit AlexNetImpl(AlexNetOptions options = {});
 
   void reset() override;
@@ -87,10 +89,11 @@ class AlexNetImpl : public torch::nn::Cloneable<AlexNetImpl>, public Backbone {
 
   void pretty_print(std::ostream& stream) const override;
 
-  AlexNetOptions options;
+  AlexNetOptions options;  ///< what reset() builds from
+  /// Convs, ReLUs and max-pools 0 ... 12: [N,3,H,W] -> pool5 [N,256,h,w] (see above).
   torch::nn::Sequential features{nullptr};
-  torch::nn::AdaptiveAvgPool2d avgpool{nullptr};
-  torch::nn::Sequential classifier{nullptr};
+  torch::nn::AdaptiveAvgPool2d avgpool{nullptr};  ///< to 6x6; null when num_classes is 0
+  torch::nn::Sequential classifier{nullptr};  ///< Dropout/Linear head; null when num_classes is 0
 
  private:
   struct Stage {

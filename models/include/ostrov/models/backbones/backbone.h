@@ -47,6 +47,7 @@ class Backbone {
 
  protected:
   Backbone() = default;
+  /// Copyable so that a derived torch::nn::Cloneable module can clone itself.
   Backbone(const Backbone&) = default;
   Backbone& operator=(const Backbone&) = default;
 };
@@ -60,10 +61,15 @@ class Backbone {
 ///   "output_stride"      32, or 16 / 8 with the last stages dilated instead of strided
 ///                        (ResNets; models that take dense features, e.g. PSPNet)
 struct BackboneOptions {
+  /// `name`: the "backbone" value; implicit, so a string converts.
   // NOLINTNEXTLINE(google-explicit-constructor): BackboneOptions("resnet50")
   /* implicit */ BackboneOptions(std::string name = "resnet18") : name_(std::move(name)) {}
+  /// "backbone": one of backbone_names() (c10::Error from make_backbone otherwise).
   TORCH_ARG(std::string, name);
+  /// "backbone_channels": ResNetOptions::base_channels; every other backbone needs 64.
   TORCH_ARG(int64_t, channels) = 64;
+  /// "output_stride": ResNets take 32, 16 (layer4 dilated) or 8 (layer3 and layer4 dilated),
+  /// MobileNetV3 32 or 16 (MobileNetV3Options::dilated), the others 32 only.
   TORCH_ARG(int64_t, output_stride) = 32;
 
  public:

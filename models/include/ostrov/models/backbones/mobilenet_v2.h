@@ -55,6 +55,8 @@ struct MobileNetV2Options {
 class MobileNetV2FeaturesImpl : public torch::nn::Cloneable<MobileNetV2FeaturesImpl>,
                                 public Backbone {
  public:
+  /// Builds and initialises the layers as torchvision does (num_classes and dropout are not
+  /// read); c10::Error for width_mult <= 0.
   explicit MobileNetV2FeaturesImpl(MobileNetV2Options options = {});
 
   void reset() override;
@@ -65,6 +67,8 @@ class MobileNetV2FeaturesImpl : public torch::nn::Cloneable<MobileNetV2FeaturesI
   std::vector<std::string> stage_names() const override;
   int64_t stage_channels(const std::string& name) const override;
   int64_t stage_stride(const std::string& name) const override;
+  /// x: [N,3,H,W] -> the stages "0" ... "18" in `names` (network order), running only as far
+  /// as the deepest; c10::Error for an unknown name or another input shape.
   torch::OrderedDict<std::string, torch::Tensor> forward_features(
       const torch::Tensor& x, const std::vector<std::string>& names) override;
 
@@ -76,7 +80,7 @@ class MobileNetV2FeaturesImpl : public torch::nn::Cloneable<MobileNetV2FeaturesI
 
   void pretty_print(std::ostream& stream) const override;
 
-  MobileNetV2Options options;
+  MobileNetV2Options options;  ///< what reset() builds from (width_mult)
   /// The children "0" ... "18" in order.
   std::vector<std::shared_ptr<torch::nn::Module>> layers;
 
@@ -97,6 +101,8 @@ TORCH_MODULE(MobileNetV2Features);
 /// Linear normal(0, 0.01) with bias 0.
 class MobileNetV2Impl : public torch::nn::Cloneable<MobileNetV2Impl>, public Backbone {
  public:
+  /// Builds `features` and, when num_classes > 0, `classifier`; c10::Error for
+  /// num_classes < 0, dropout outside [0,1) or width_mult <= 0.
   explicit MobileNetV2Impl(MobileNetV2Options options = {});
 
   void reset() override;
@@ -112,6 +118,7 @@ class MobileNetV2Impl : public torch::nn::Cloneable<MobileNetV2Impl>, public Bac
   int64_t stage_stride(const std::string& name) const override {
     return features->stage_stride(name);
   }
+  /// features->forward_features: the stages "0" ... "18" in `names`.
   torch::OrderedDict<std::string, torch::Tensor> forward_features(
       const torch::Tensor& x, const std::vector<std::string>& names) override {
     return features->forward_features(x, names);
@@ -122,9 +129,9 @@ class MobileNetV2Impl : public torch::nn::Cloneable<MobileNetV2Impl>, public Bac
 
   void pretty_print(std::ostream& stream) const override;
 
-  MobileNetV2Options options;
-  MobileNetV2Features features{nullptr};
-  torch::nn::Sequential classifier{nullptr};
+  MobileNetV2Options options;  ///< what reset() builds from
+  MobileNetV2Features features{nullptr};  ///< the backbone: [N,3,H,W] -> [N,last_channel,h,w]
+  torch::nn::Sequential classifier{nullptr};  ///< Dropout, Linear; null when num_classes is 0
 };
 
 /// `ostrov::models::MobileNetV2()` is torchvision's `mobilenet_v2(weights=None)`.

@@ -31,21 +31,23 @@ namespace ostrov::models {
 /// One row of the paper's tables 1/2, as torchvision's InvertedResidualConfig after the width
 /// multiplier (channels rounded to multiples of 8).
 struct InvertedResidualConfig {
-  int64_t input_channels;
-  int64_t kernel;
-  int64_t expanded_channels;
-  int64_t out_channels;
-  bool use_se;
+  int64_t input_channels;     ///< width of the block's input
+  int64_t kernel;             ///< kernel size of the depthwise conv (3 or 5)
+  int64_t expanded_channels;  ///< width after the 1x1 expansion (none when = input_channels)
+  int64_t out_channels;       ///< width after the 1x1 projection
+  bool use_se;                ///< squeeze-excitation (to expanded/4, rounded to 8) after depthwise
   bool use_hardswish;  ///< "HS" (else "RE", ReLU)
   int64_t stride;      ///< the table's stride; a dilated block runs with stride 1
-  int64_t dilation;
+  int64_t dilation;  ///< of the depthwise conv: 2 in the last stage when `dilated`, else 1
 };
 
 /// Options of `MobileNetV3` and `MobileNetV3Features`. `MobileNetV3Options("large")` is
 /// torchvision's mobilenet_v3_large.
 struct MobileNetV3Options {
+  /// `arch`: "large" or "small" (checked when the network is built).
   // NOLINTNEXTLINE(google-explicit-constructor): MobileNetV3("small") reads like torchvision
   /* implicit */ MobileNetV3Options(std::string arch = "large") : arch_(std::move(arch)) {}
+  /// As above, from a string literal.
   // NOLINTNEXTLINE(google-explicit-constructor)
   /* implicit */ MobileNetV3Options(const char* arch) : arch_(arch) {}
 
@@ -69,7 +71,8 @@ struct MobileNetV3Options {
   std::string canonical_arch() const;
   /// The inverted residual blocks in network order (features "1" ... "N-2").
   std::vector<InvertedResidualConfig> blocks() const;
-  /// Channels of the classifier's hidden layer (1280 large, 1024 small, times width_mult).
+  /// Channels of the classifier's hidden layer (1280 large, 1024 small, halved with
+  /// reduced_tail, times width_mult).
   int64_t last_channel() const;
 };
 
@@ -86,6 +89,8 @@ struct MobileNetV3Options {
 class MobileNetV3FeaturesImpl : public torch::nn::Cloneable<MobileNetV3FeaturesImpl>,
                                 public Backbone {
  public:
+  /// Builds and initialises the layers as torchvision does (num_classes and dropout are not
+  /// read); c10::Error for an unknown arch or width_mult <= 0.
   explicit MobileNetV3FeaturesImpl(MobileNetV3Options options = {});
 
   void reset() override;
@@ -96,6 +101,8 @@ class MobileNetV3FeaturesImpl : public torch::nn::Cloneable<MobileNetV3FeaturesI
   std::vector<std::string> stage_names() const override;
   int64_t stage_channels(const std::string& name) const override;
   int64_t stage_stride(const std::string& name) const override;
+  /// x: [N,3,H,W] -> the stages "0" ... "N-1" in `names` (network order), running only as far
+  /// as the deepest; c10::Error for an unknown name or another input shape.
   torch::OrderedDict<std::string, torch::Tensor> forward_features(
       const torch::Tensor& x, const std::vector<std::string>& names) override;
 
@@ -111,7 +118,7 @@ class MobileNetV3FeaturesImpl : public torch::nn::Cloneable<MobileNetV3FeaturesI
 
   void pretty_print(std::ostream& stream) const override;
 
-  MobileNetV3Options options;
+  MobileNetV3Options options;  ///< what reset() builds from
   /// The children "0" ... "N-1" in order.
   std::vector<std::shared_ptr<torch::nn::Module>> layers;
 
@@ -127,13 +134,15 @@ TORCH_MODULE(MobileNetV3Features);
 
 /// MobileNetV3 as torchvision's classification network. Children and state_dict keys:
 ///   features    MobileNetV3Features ("features.0.0.weight", "features.4.block.2.fc1.bias", ...)
-///   avgpool     AdaptiveAvgPool2d(1)
+///   (no avgpool child: forward pools with at::adaptive_avg_pool2d to 1x1, which has no keys)
 ///   classifier  Sequential("0" Linear(6C, last_channel), "1" Hardswish, "2" Dropout,
 ///               "3" Linear(last_channel, num_classes)); absent when num_classes is 0
 /// Initialisation as torchvision: convs kaiming_normal_(fan_out), conv biases 0, BatchNorm 1/0,
 /// Linear normal(0, 0.01) with bias 0.
 class MobileNetV3Impl : public torch::nn::Cloneable<MobileNetV3Impl>, public Backbone {
  public:
+  /// Builds `features` and, when num_classes > 0, `classifier`; c10::Error for
+  /// num_classes < 0, dropout outside [0,1), an unknown arch or width_mult <= 0.
   explicit MobileNetV3Impl(MobileNetV3Options options = {});
 
   void reset() override;
@@ -149,6 +158,7 @@ class MobileNetV3Impl : public torch::nn::Cloneable<MobileNetV3Impl>, public Bac
   int64_t stage_stride(const std::string& name) const override {
     return features->stage_stride(name);
   }
+  /// features->forward_features: the stages "0" ... "N-1" in `names`.
   torch::OrderedDict<std::string, torch::Tensor> forward_features(
       const torch::Tensor& x, const std::vector<std::string>& names) override {
     return features->forward_features(x, names);
@@ -159,8 +169,9 @@ class MobileNetV3Impl : public torch::nn::Cloneable<MobileNetV3Impl>, public Bac
 
   void pretty_print(std::ostream& stream) const override;
 
-  MobileNetV3Options options;
-  MobileNetV3Features features{nullptr};
+  MobileNetV3Options options;  ///< what reset() builds from
+  MobileNetV3Features features{nullptr};  ///< the backbone: [N,3,H,W] -> [N,6C,h,w]
+  /// Linear, Hardswish, Dropout, Linear; null when num_classes is 0.
   torch::nn::Sequential classifier{nullptr};
 };
 
@@ -177,7 +188,9 @@ TORCH_MODULE(MobileNetV3);
 ///           features[c4+1 ...] as "1", "2", ...
 /// c4 is the last strided block (torchvision's stage_indices[-2]: 13 in large, 9 in small).
 struct MobileNetV3C4Split {
+  /// x [N,3,H,W] -> [N,first_channels,H/16,W/16].
   torch::nn::Sequential first{nullptr};
+  /// first's output -> [N,second_channels,H/32,W/32] (H/16 when `dilated`).
   torch::nn::Sequential second{nullptr};
   int64_t c4_position = 0;      ///< c4, the index in torchvision's `features`
   int64_t first_channels = 0;   ///< width of the expansion (672 in large)

@@ -31,6 +31,7 @@ namespace ostrov::models {
 
 /// Options of `ResNet`. `ResNetOptions(50)` is torchvision's resnet50.
 struct ResNetOptions {
+  /// `depth`: 18, 34, 50, 101 or 152 (checked when the network is built).
   // NOLINTNEXTLINE(google-explicit-constructor): ResNet(50) reads like torchvision
   /* implicit */ ResNetOptions(int64_t depth) : depth_(depth) {}
 
@@ -80,6 +81,9 @@ struct ResNetOptions {
 ///   layer4                                8*B*expansion channels,   stride 32 (16 or 8)
 class ResNetImpl : public torch::nn::Cloneable<ResNetImpl>, public Backbone {
  public:
+  /// Builds and initialises the network (reset()). c10::Error for another depth, a
+  /// replace_stride_with_dilation without 3 entries, num_classes < 0, groups, width_per_group
+  /// or base_channels <= 0, and groups != 1 or width_per_group != 64 with depth 18/34.
   explicit ResNetImpl(ResNetOptions options);
 
   void reset() override;
@@ -116,17 +120,17 @@ class ResNetImpl : public torch::nn::Cloneable<ResNetImpl>, public Backbone {
 
   void pretty_print(std::ostream& stream) const override;
 
-  ResNetOptions options;
-  torch::nn::Conv2d conv1{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr};
-  torch::nn::ReLU relu{nullptr};
-  torch::nn::MaxPool2d maxpool{nullptr};
-  torch::nn::Sequential layer1{nullptr};
-  torch::nn::Sequential layer2{nullptr};
-  torch::nn::Sequential layer3{nullptr};
-  torch::nn::Sequential layer4{nullptr};
-  torch::nn::AdaptiveAvgPool2d avgpool{nullptr};
-  torch::nn::Linear fc{nullptr};
+  ResNetOptions options;  ///< what reset() builds from
+  torch::nn::Conv2d conv1{nullptr};       ///< stem conv 7x7, stride 2, 3 -> B channels, no bias
+  torch::nn::BatchNorm2d bn1{nullptr};    ///< BatchNorm of conv1
+  torch::nn::ReLU relu{nullptr};          ///< the stem's ReLU (in place)
+  torch::nn::MaxPool2d maxpool{nullptr};  ///< 3x3, stride 2, padding 1: the end of "stem"
+  torch::nn::Sequential layer1{nullptr};  ///< blocks of stage "layer1" (stride 1)
+  torch::nn::Sequential layer2{nullptr};  ///< blocks of "layer2" (first block strided or dilated)
+  torch::nn::Sequential layer3{nullptr};  ///< blocks of "layer3" (first block strided or dilated)
+  torch::nn::Sequential layer4{nullptr};  ///< blocks of "layer4" (first block strided or dilated)
+  torch::nn::AdaptiveAvgPool2d avgpool{nullptr};  ///< to 1x1; null when num_classes is 0
+  torch::nn::Linear fc{nullptr};  ///< Linear(8*B*expansion, num_classes); null when num_classes 0
 
  private:
   size_t stage_position(const std::string& name) const;

@@ -35,6 +35,7 @@ std::vector<int64_t> vgg_layer_config(int64_t depth);
 /// Options of `VGG`. `VGGOptions(16)` is torchvision's vgg16, `VGGOptions(16).batch_norm(true)`
 /// its vgg16_bn.
 struct VGGOptions {
+  /// `depth`: 11, 13, 16 or 19 (checked when the network is built).
   // NOLINTNEXTLINE(google-explicit-constructor): VGG(16) reads like torchvision
   /* implicit */ VGGOptions(int64_t depth) : depth_(depth) {}
 
@@ -72,6 +73,8 @@ struct VGGOptions {
 /// (SSD taps relu4_3; FCN taps pool3, pool4, pool5; Gatys style transfer reluB_1 and relu4_2.)
 class VGGImpl : public torch::nn::Cloneable<VGGImpl>, public Backbone {
  public:
+  /// Builds the layers (reset()); num_classes 0 leaves out avgpool and classifier (a
+  /// backbone). c10::Error for another depth, num_classes < 0 or dropout outside [0,1].
   explicit VGGImpl(VGGOptions options);
 
   void reset() override;
@@ -109,10 +112,11 @@ class VGGImpl : public torch::nn::Cloneable<VGGImpl>, public Backbone {
 
   void pretty_print(std::ostream& stream) const override;
 
-  VGGOptions options;
+  VGGOptions options;  ///< what reset() builds from
+  /// Convs, [BatchNorms,] ReLUs and max-pools: [N,3,H,W] -> pool5 [N,512,H/32,W/32].
   torch::nn::Sequential features{nullptr};
-  torch::nn::AdaptiveAvgPool2d avgpool{nullptr};
-  torch::nn::Sequential classifier{nullptr};
+  torch::nn::AdaptiveAvgPool2d avgpool{nullptr};  ///< to 7x7; null when num_classes is 0
+  torch::nn::Sequential classifier{nullptr};  ///< Linear/Dropout head; null when num_classes is 0
 
  private:
   struct Stage {

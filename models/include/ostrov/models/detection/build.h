@@ -46,8 +46,12 @@ namespace ostrov::models {
 /// `backbone_weights` and the post-processing keys are read around it and unknown keys are
 /// rejected after. ConfigError (naming `model.key`) for bad values.
 struct DetectionModelEntry {
+  /// Reads the kind's keys through `model` and returns its SSDOptions for `num_classes`
+  /// (background included, >= 2).
   using Parse = std::function<SSDOptions(io::ConfigReader& model, int64_t num_classes)>;
+  /// The config's `name` that selects this kind (non-empty and unique in the registry).
   std::string name;
+  /// Reads the kind's keys; required (register_detection_model throws ostrov::Error when empty).
   Parse parse;
 };
 

@@ -59,6 +59,7 @@ struct SSDPostprocessOptions {
 /// Options of `SSD`. `SSDOptions(91)` (= `SSDOptions::ssd300_vgg16(91)`) is torchvision's
 /// `ssd300_vgg16(weights=None, weights_backbone=None)`.
 struct SSDOptions {
+  /// torchvision's SSD300-VGG16 defaults with `num_classes` classes.
   explicit SSDOptions(int64_t num_classes) : num_classes_(num_classes) {}
 
   /// C, classes including background (class 0). torchvision's COCO model: 91.
@@ -165,8 +166,12 @@ class SSDVGGBackboneImpl : public torch::nn::Cloneable<SSDVGGBackboneImpl>, publ
   std::string key_from_classifier(const std::string& key) const override;
   bool ssd_only(const std::string& key) const override;
 
+  /// [512] L2Norm scale of the conv4_3 map (parameter "scale_weight"), initialised to 20.
   at::Tensor scale_weight;
+  /// VGG-16 features[0:23], to relu4_3: the first feature map (before its L2Norm).
   torch::nn::Sequential features{nullptr};
+  /// extra.0 (pool4, conv5_x, pool5, fc6, fc7) and extra.1..4 (conv8_2 .. conv11_2): the
+  /// other five feature maps.
   torch::nn::ModuleList extra{nullptr};
 };
 TORCH_MODULE(SSDVGGBackbone);
@@ -192,14 +197,23 @@ class SSDResNetBackboneImpl : public torch::nn::Cloneable<SSDResNetBackboneImpl>
   std::string key_from_classifier(const std::string& key) const override;
   bool ssd_only(const std::string& key) const override;
 
+  /// Extra stages after layer4 (>= 0, else c10::Error); feature maps = 2 + num_extra.
   int64_t num_extra;
+  /// B, the width of ResNet-18's stem and layer1 (64 = torchvision's).
   int64_t base_channels;
+  /// Stem: 7x7 stride-2 conv 3 -> B (then bn1, ReLU and a 3x3 stride-2 max-pool).
   torch::nn::Conv2d conv1{nullptr};
+  /// The stem's batch norm.
   torch::nn::BatchNorm2d bn1{nullptr};
+  /// B channels, stride 4 (a stage of forward_stages, not a feature map).
   torch::nn::Sequential layer1{nullptr};
+  /// 2B channels, stride 8 (a stage of forward_stages, not a feature map).
   torch::nn::Sequential layer2{nullptr};
+  /// 4B channels, stride 16: the first feature map.
   torch::nn::Sequential layer3{nullptr};
+  /// 8B channels, stride 32: the second feature map.
   torch::nn::Sequential layer4{nullptr};
+  /// `num_extra` stages of 4B channels, each halving the map: the remaining feature maps.
   torch::nn::ModuleList extra{nullptr};
 };
 TORCH_MODULE(SSDResNetBackbone);
@@ -217,6 +231,7 @@ TORCH_MODULE(SSDResNetBackbone);
 class SSDLiteMobileNetBackboneImpl : public torch::nn::Cloneable<SSDLiteMobileNetBackboneImpl>,
                                      public SSDBackbone {
  public:
+  /// `reduced_tail` as SSDOptions::reduced_tail (false for ImageNet MobileNetV3 weights).
   explicit SSDLiteMobileNetBackboneImpl(bool reduced_tail = true);
   void reset() override;
   std::vector<at::Tensor> forward_maps(const at::Tensor& x) override;
@@ -226,8 +241,12 @@ class SSDLiteMobileNetBackboneImpl : public torch::nn::Cloneable<SSDLiteMobileNe
   std::string key_from_classifier(const std::string& key) const override;
   bool ssd_only(const std::string& key) const override;
 
+  /// MobileNetV3-Large's last stage at half width (the second map: 480, not 960 channels).
   bool reduced_tail;
+  /// features.0 (to C4, stride 16) and features.1 (the rest of the trunk, stride 32): the
+  /// first two feature maps.
   torch::nn::ModuleList features{nullptr};
+  /// Four stride-2 stages (512, 256, 256, 128 channels): the last four feature maps.
   torch::nn::ModuleList extra{nullptr};
 
  private:
@@ -246,16 +265,23 @@ TORCH_MODULE(SSDLiteMobileNetBackbone);
 /// normal(0, 0.03), biases zero.
 class SSDScoringHeadImpl : public torch::nn::Cloneable<SSDScoringHeadImpl> {
  public:
+  /// One layer per feature map; c10::Error when in_channels and num_anchors differ in length
+  /// or num_columns <= 0.
   SSDScoringHeadImpl(std::vector<int64_t> in_channels, std::vector<int64_t> num_anchors,
                      int64_t num_columns, bool separable = false);
   void reset() override;
   /// maps[i]: [N, in_channels[i], H_i, W_i] -> [N, sum_i H_i W_i A_i, num_columns].
   at::Tensor forward(const std::vector<at::Tensor>& maps);
 
+  /// Channels of each feature map.
   std::vector<int64_t> in_channels;
+  /// A_i, default boxes per cell of each feature map.
   std::vector<int64_t> num_anchors;
+  /// K, values per default box (class logits or 4 box offsets).
   int64_t num_columns;
+  /// SSDLite's depthwise-separable layers in place of the 3x3 convs.
   bool separable;
+  /// One layer per feature map (see above).
   torch::nn::ModuleList module_list{nullptr};
 };
 TORCH_MODULE(SSDScoringHead);
@@ -264,15 +290,22 @@ TORCH_MODULE(SSDScoringHead);
 /// (K = num_classes) and `regression_head` (K = 4).
 class SSDHeadImpl : public torch::nn::Cloneable<SSDHeadImpl> {
  public:
+  /// Both heads over feature maps of `in_channels` with `num_anchors` default boxes per cell.
   SSDHeadImpl(std::vector<int64_t> in_channels, std::vector<int64_t> num_anchors,
               int64_t num_classes, bool separable = false);
   void reset() override;
 
+  /// Channels of each feature map.
   std::vector<int64_t> in_channels;
+  /// Default boxes per cell of each feature map.
   std::vector<int64_t> num_anchors;
+  /// C, classes including background.
   int64_t num_classes;
+  /// SSDLite's depthwise-separable heads.
   bool separable;
+  /// Class logits [N, P, num_classes] (SSDOutput::scores).
   SSDScoringHead classification_head{nullptr};
+  /// Box offsets [N, P, 4] (SSDOutput::locations).
   SSDScoringHead regression_head{nullptr};
 };
 TORCH_MODULE(SSDHead);
@@ -283,6 +316,10 @@ TORCH_MODULE(SSDHead);
 /// (backbone.features.*, backbone.extra.*, head.*, and SSD300's backbone.scale_weight).
 class SSDImpl : public torch::nn::Cloneable<SSDImpl> {
  public:
+  /// Builds backbone and head. c10::Error for num_classes < 2, image_size < 32, mean or std
+  /// without 3 values, an unknown head or backbone, vgg16 without image_size 300,
+  /// backbone_channels != 64 on another backbone than resnet18, or box_options whose aspect
+  /// ratios are not one per feature map.
   explicit SSDImpl(SSDOptions options);
   void reset() override;
 
@@ -315,8 +352,13 @@ class SSDImpl : public torch::nn::Cloneable<SSDImpl> {
 
   void pretty_print(std::ostream& stream) const override;
 
+  /// The options it was built with; reset() rebuilds from them.
   SSDOptions options;
+  /// SSDVGGBackbone, SSDLiteMobileNetBackbone or SSDResNetBackbone as options.backbone says
+  /// (keys "backbone.*"); maps_backbone() is its SSDBackbone interface.
   std::shared_ptr<torch::nn::Module> backbone;
+  /// The heads over the backbone's maps (keys "head.classification_head.*",
+  /// "head.regression_head.*").
   SSDHead head{nullptr};
 
  private:

@@ -83,9 +83,12 @@ struct InstanceRecipe {
 /// keys rejected after) for `num_classes` classes (background included) and a square network
 /// input of `image_size` (the data's), and returns its recipe.
 struct InstanceModelEntry {
+  /// Reads the kind's keys through `model` and returns its recipe (see the struct).
   using Parse = std::function<InstanceRecipe(io::ConfigReader& model, int64_t num_classes,
                                              int64_t image_size)>;
+  /// The config's `name` that selects this kind (non-empty and unique in the registry).
   std::string name;
+  /// Reads the kind's keys; required (register_instance_model throws ostrov::Error when empty).
   Parse parse;
 };
 

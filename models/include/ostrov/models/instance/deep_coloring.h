@@ -37,6 +37,7 @@ struct DeepColoringOptions {
 /// The network: a U-Net with 1 + num_colors outputs. Children: `unet` (UNet's own names).
 class DeepColoringImpl : public torch::nn::Cloneable<DeepColoringImpl>, public InstanceNetwork {
  public:
+  /// Builds the U-Net; c10::Error when num_colors or min_size is < 1.
   explicit DeepColoringImpl(DeepColoringOptions options = {});
   void reset() override;
   /// x [N,C,H,W] -> logits [N, 1 + num_colors, H, W] (no softmax), any H, W.
@@ -44,7 +45,9 @@ class DeepColoringImpl : public torch::nn::Cloneable<DeepColoringImpl>, public I
   /// deep_coloring_instances of every image of forward(x), with options.min_size.
   std::vector<InstancePrediction> predict(const at::Tensor& x) override;
 
+  /// The options it was built with; reset() rebuilds from them.
   DeepColoringOptions options;
+  /// The U-Net with 1 + num_colors outputs (keys "unet.*").
   UNet unet{nullptr};
 };
 TORCH_MODULE(DeepColoring);

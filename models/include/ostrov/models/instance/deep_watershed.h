@@ -63,6 +63,8 @@ struct WatershedOutput {
 /// 1x1 conv to 2), `energy_head` (3x3 ConvBnAct on the features [+ direction], 1x1 conv to K).
 class DeepWatershedImpl : public torch::nn::Cloneable<DeepWatershedImpl>, public InstanceNetwork {
  public:
+  /// Builds trunk and heads; c10::Error unless num_levels >= 2, level_step > 0,
+  /// 1 <= extract.cut_level < num_levels and extract.min_size >= 1.
   explicit DeepWatershedImpl(DeepWatershedOptions options = {});
   void reset() override;
   /// x [N,C,H,W] -> both heads at the input's size, any H, W.
@@ -70,9 +72,14 @@ class DeepWatershedImpl : public torch::nn::Cloneable<DeepWatershedImpl>, public
   /// watershed_instances of every image of forward(x), with options.extract.
   std::vector<InstancePrediction> predict(const at::Tensor& x) override;
 
+  /// The options it was built with; reset() rebuilds from them.
   DeepWatershedOptions options;
+  /// Trunk with base_width outputs, ReLU'd into the heads' features (keys "unet.*").
   UNet unet{nullptr};
+  /// base_width -> 2: "direction_head.0" (3x3 ConvBnAct), "direction_head.1" (1x1 Conv2d).
   torch::nn::Sequential direction_head{nullptr};
+  /// base_width (+ 2 with direction_to_energy) -> num_levels: "energy_head.0" (3x3 ConvBnAct),
+  /// "energy_head.1" (1x1 Conv2d).
   torch::nn::Sequential energy_head{nullptr};
 };
 TORCH_MODULE(DeepWatershed);

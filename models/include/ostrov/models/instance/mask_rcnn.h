@@ -37,6 +37,7 @@ namespace ostrov::models {
 
 /// Options of MaskHead.
 struct MaskHeadOptions {
+  /// RoI feature channels and mask classes; the other options at their defaults.
   MaskHeadOptions(int64_t in_channels, int64_t num_classes)
       : in_channels_(in_channels), num_classes_(num_classes) {}
   /// Channels of the RoI features.
@@ -54,19 +55,27 @@ struct MaskHeadOptions {
 /// [R, in_channels, S, S] -> [R, num_classes, 2S, 2S] mask logits.
 class MaskHeadImpl : public torch::nn::Cloneable<MaskHeadImpl> {
  public:
+  /// c10::Error unless in_channels, channels >= 1, num_convs >= 0 and num_classes >= 2.
   explicit MaskHeadImpl(MaskHeadOptions options);
   void reset() override;
+  /// rois: RoI features [R, in_channels, S, S] -> mask logits [R, num_classes, 2S, 2S];
+  /// c10::Error for another shape.
   at::Tensor forward(const at::Tensor& rois);
 
+  /// The options it was built with; reset() rebuilds from them.
   MaskHeadOptions options;
+  /// num_convs 3x3 ConvBnAct, in_channels -> channels -> ... -> channels (empty for 0).
   torch::nn::Sequential convs{nullptr};
+  /// 2x2 stride-2 transposed conv to `channels` (ReLU applied in forward): doubles the side.
   torch::nn::ConvTranspose2d deconv{nullptr};
+  /// 1x1 conv, channels -> num_classes: one mask's logits per class.
   torch::nn::Conv2d predictor{nullptr};
 };
 TORCH_MODULE(MaskHead);
 
 /// Options of MaskRCNN.
 struct MaskRCNNOptions {
+  /// `num_classes` classes, background included; the other options at their defaults.
   explicit MaskRCNNOptions(int64_t num_classes) : num_classes_(num_classes) {}
   /// C, classes including background.
   TORCH_ARG(int64_t, num_classes);
@@ -80,9 +89,11 @@ struct MaskRCNNOptions {
   TORCH_ARG(int64_t, feature_channels) = 64;
   /// RoIAlign output side (Mask R-CNN: 14) and sampling ratio (2); masks are 2 x roi_size.
   TORCH_ARG(int64_t, roi_size) = 14;
+  /// RoIAlign's sampling points per bin along each axis (<= 0: adaptive, as torchvision).
   TORCH_ARG(int64_t, sampling_ratio) = 2;
   /// The mask head (its in_channels and num_classes are set from the above).
   TORCH_ARG(int64_t, mask_channels) = 64;
+  /// The mask head's 3x3 convolutions (MaskHeadOptions::num_convs).
   TORCH_ARG(int64_t, mask_convs) = 4;
   /// Pasted mask probabilities above this are the object.
   TORCH_ARG(double, mask_threshold) = 0.5;
@@ -112,6 +123,8 @@ struct MaskRCNNOutput {
 /// `mask_head` (MaskHead).
 class MaskRCNNImpl : public torch::nn::Cloneable<MaskRCNNImpl>, public InstanceNetwork {
  public:
+  /// c10::Error for feature_channels or roi_size < 1, mask_threshold outside (0, 1), and the
+  /// SSD's and the mask head's own checks.
   explicit MaskRCNNImpl(MaskRCNNOptions options);
   void reset() override;
   /// x [N,3,S,S] (preprocessed, S = image_size or any size the detector takes).
@@ -129,10 +142,16 @@ class MaskRCNNImpl : public torch::nn::Cloneable<MaskRCNNImpl>, public InstanceN
   /// class_agnostic(p, count_score), weakest first.
   at::Tensor counted_masks(const InstancePrediction& p) const override;
 
+  /// The options it was built with; reset() rebuilds from them.
   MaskRCNNOptions options;
+  /// The light SSD of options.detector_options() (its ResNet-18 backbone also feeds the masks).
   SSD detector{nullptr};
+  /// 1x1 convs from layer1, layer2, layer3 (1, 2, 4 x backbone_channels) to feature_channels,
+  /// summed top-down with nearest up-sampling.
   torch::nn::ModuleList lateral{nullptr};
+  /// 3x3 ConvBnAct ("smooth.0") on the merged map: mask_features.
   torch::nn::Sequential smooth{nullptr};
+  /// MaskHead on the RoIAligned mask_features (feature_channels -> num_classes masks).
   MaskHead mask_head{nullptr};
 };
 TORCH_MODULE(MaskRCNN);

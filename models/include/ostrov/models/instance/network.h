@@ -45,6 +45,8 @@ class InstanceNetwork {
 
  protected:
   InstanceNetwork() = default;
+  /// Copied only as part of a network (torch::nn::Cloneable::clone copy-constructs the Impl);
+  /// protected, so the interface cannot be sliced off.
   InstanceNetwork(const InstanceNetwork&) = default;
   InstanceNetwork& operator=(const InstanceNetwork&) = default;
 };

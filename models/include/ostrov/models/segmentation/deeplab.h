@@ -55,6 +55,7 @@ enum class DenseHead {
 /// ostrov::io::load_weights(*net, "deeplabv3_mobilenet_v3_large.pth");  // torchvision's keys
 /// ```
 struct DeepLabV3Options {
+  /// `num_classes` outputs; the other options at their defaults (ResNet-50, stride 8, ASPP).
   explicit DeepLabV3Options(int64_t num_classes) : num_classes_(num_classes) {}
 
   /// K, output channels (classes including background).
@@ -85,6 +86,8 @@ struct DeepLabV3Options {
 ///   aux_classifier  (aux) the FCN head on the auxiliary stage
 class DeepLabV3Impl : public torch::nn::Cloneable<DeepLabV3Impl>, public SegmentationNetwork {
  public:
+  /// Builds the network. c10::Error for num_classes < 1, empty or < 1 atrous_rates, a negative
+  /// aux_weight, or a backbone or output stride the model does not take.
   explicit DeepLabV3Impl(DeepLabV3Options options);
 
   void reset() override;
@@ -105,15 +108,22 @@ class DeepLabV3Impl : public torch::nn::Cloneable<DeepLabV3Impl>, public Segment
 
   /// The backbone stages the heads read: {main, aux}.
   std::string main_stage() const { return main_stage_; }
+  /// The auxiliary head's stage: layer3 (ResNet) or the first stride-8 stage (MobileNetV3).
   std::string aux_stage() const { return aux_stage_; }
 
   void pretty_print(std::ostream& stream) const override;
+  /// A deep copy (rebuilt from the options, then every parameter and buffer copied, moved to
+  /// `device` if given), so that the copy reads its own backbone.
   std::shared_ptr<torch::nn::Module> clone(
       const c10::optional<torch::Device>& device = c10::nullopt) const override;
 
+  /// The options it was built with; reset() rebuilds from them.
   DeepLabV3Options options;
+  /// ResNet or MobileNetV3Features without classifier, as options.backbone says (see above).
   std::shared_ptr<torch::nn::Module> backbone;
+  /// DeepLabHead (kASPP) or FCNHead (kFCN) on the last stage: main logits at the stage's size.
   torch::nn::Sequential classifier{nullptr};
+  /// FCNHead on aux_stage(); null when options.aux is false.
   torch::nn::Sequential aux_classifier{nullptr};
 
  private:
@@ -128,6 +138,7 @@ TORCH_MODULE(DeepLabV3);
 
 /// Options of `DeepLabV3Plus`.
 struct DeepLabV3PlusOptions {
+  /// `num_classes` outputs; the other options at their defaults (MobileNetV3-Large).
   explicit DeepLabV3PlusOptions(int64_t num_classes) : num_classes_(num_classes) {}
 
   /// K, output channels (classes including background).
@@ -152,6 +163,8 @@ struct DeepLabV3PlusOptions {
 class DeepLabV3PlusImpl : public torch::nn::Cloneable<DeepLabV3PlusImpl>,
                           public SegmentationNetwork {
  public:
+  /// Builds the network. c10::Error for num_classes, low_level_channels or decoder_channels
+  /// < 1, empty or < 1 atrous_rates, or a backbone or output stride the model does not take.
   explicit DeepLabV3PlusImpl(DeepLabV3PlusOptions options);
 
   void reset() override;
@@ -166,14 +179,22 @@ class DeepLabV3PlusImpl : public torch::nn::Cloneable<DeepLabV3PlusImpl>,
   int64_t in_channels() const override { return 3; }
 
   void pretty_print(std::ostream& stream) const override;
+  /// A deep copy (rebuilt from the options, then every parameter and buffer copied, moved to
+  /// `device` if given), so that the copy reads its own backbone.
   std::shared_ptr<torch::nn::Module> clone(
       const c10::optional<torch::Device>& device = c10::nullopt) const override;
 
+  /// The options it was built with; reset() rebuilds from them.
   DeepLabV3PlusOptions options;
+  /// ResNet or MobileNetV3Features without classifier, as options.backbone says.
   std::shared_ptr<torch::nn::Module> backbone;
+  /// ASPP on the last stage, to decoder_channels; up-sampled to the stride-4 stage's size.
   std::shared_ptr<torch::nn::Module> aspp;
+  /// 1x1 conv-BN-ReLU reducing the stride-4 stage to low_level_channels.
   torch::nn::Sequential low_level{nullptr};
+  /// Two 3x3 conv-BN-ReLU on [ASPP, low_level] concatenated, to decoder_channels.
   torch::nn::Sequential decoder{nullptr};
+  /// 1x1 conv to K logits at stride 4, then up-sampled to the input's size.
   torch::nn::Conv2d classifier{nullptr};
 
  private:
@@ -187,6 +208,7 @@ TORCH_MODULE(DeepLabV3Plus);
 
 /// Options of `LRASPP`.
 struct LRASPPOptions {
+  /// `num_classes` outputs; the other options at their defaults (MobileNetV3-Large).
   explicit LRASPPOptions(int64_t num_classes) : num_classes_(num_classes) {}
 
   /// K, output channels (classes including background).
@@ -204,6 +226,8 @@ struct LRASPPOptions {
 ///               "low_classifier" 1x1 conv C_low -> K, "high_classifier" 1x1 conv inter -> K
 class LRASPPImpl : public torch::nn::Cloneable<LRASPPImpl>, public SegmentationNetwork {
  public:
+  /// Builds the network. c10::Error for num_classes or inter_channels < 1, a backbone other
+  /// than mobilenet_v3_large / mobilenet_v3_small, or an output stride other than 16.
   explicit LRASPPImpl(LRASPPOptions options);
 
   void reset() override;
@@ -218,11 +242,16 @@ class LRASPPImpl : public torch::nn::Cloneable<LRASPPImpl>, public SegmentationN
   int64_t in_channels() const override { return 3; }
 
   void pretty_print(std::ostream& stream) const override;
+  /// A deep copy (rebuilt from the options, then every parameter and buffer copied, moved to
+  /// `device` if given), so that the copy reads its own backbone.
   std::shared_ptr<torch::nn::Module> clone(
       const c10::optional<torch::Device>& device = c10::nullopt) const override;
 
+  /// The options it was built with; reset() rebuilds from them.
   LRASPPOptions options;
+  /// MobileNetV3Features, last stage dilated (output stride 16).
   std::shared_ptr<torch::nn::Module> backbone;
+  /// The Lite R-ASPP head on the stride-8 and the last stage: logits at stride 8.
   std::shared_ptr<torch::nn::Module> classifier;
 
  private:

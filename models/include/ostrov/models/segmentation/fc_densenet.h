@@ -37,6 +37,7 @@ namespace ostrov::models {
 /// | 67    | 16          | 5 in each of the 11 blocks                       | 3.5 M      |
 /// | 103   | 16          | 4, 5, 7, 10, 12, 15, 12, 10, 7, 5, 4             | 9.4 M      |
 struct FCDenseNetOptions {
+  /// `num_classes` outputs; the other options at their defaults (FC-DenseNet56).
   explicit FCDenseNetOptions(int64_t num_classes) : num_classes_(num_classes) {}
 
   /// K, output channels (classes including background).
@@ -88,6 +89,9 @@ struct FCDenseNetOptions {
 /// the paper's models) and the logits cropped back.
 class FCDenseNetImpl : public torch::nn::Cloneable<FCDenseNetImpl>, public SegmentationNetwork {
  public:
+  /// Builds the network. c10::Error for num_classes, in_channels, the growth rate or
+  /// first_channels < 1, layers per block that are not 2P+1 entries >= 1 with P in [1, 8],
+  /// dropout outside [0, 1), or a depth other than 56/67/103 without overrides.
   explicit FCDenseNetImpl(FCDenseNetOptions options);
 
   void reset() override;
@@ -100,14 +104,21 @@ class FCDenseNetImpl : public torch::nn::Cloneable<FCDenseNetImpl>, public Segme
 
   void pretty_print(std::ostream& stream) const override;
 
+  /// The options it was built with; reset() rebuilds from them.
   FCDenseNetOptions options;
+  /// 3x3 conv, in_channels -> first_channels.
   torch::nn::Conv2d first_conv{nullptr};
+  /// The P dense blocks of the down path; each one's output stack is a skip connection.
   torch::nn::ModuleList down_blocks{nullptr};
+  /// The P transitions down (BN, ReLU, 1x1 conv, dropout, 2x2 max-pool): each halves the map.
   torch::nn::ModuleList transitions_down{nullptr};
   /// The bottleneck dense block (its type is internal to the implementation).
   std::shared_ptr<torch::nn::Module> bottleneck;
+  /// The P stride-2 transposed convs up-sampling the previous block's new maps.
   torch::nn::ModuleList transitions_up{nullptr};
+  /// The P dense blocks of the up path.
   torch::nn::ModuleList up_blocks{nullptr};
+  /// 1x1 conv to num_classes on the last block's stack.
   torch::nn::Conv2d head{nullptr};
 };
 

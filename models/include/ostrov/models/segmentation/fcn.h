@@ -52,6 +52,7 @@ std::string to_string(FCNVariant variant);
 /// net->load_torchvision_alexnet("alexnet.pth");   // torch.save(alexnet().state_dict(), ...)
 /// ```
 struct FCNOptions {
+  /// `num_classes` outputs; the other options at their defaults (8s, fc_channels 4096).
   explicit FCNOptions(int64_t num_classes) : num_classes_(num_classes) {}
 
   /// K, output channels (classes including background).
@@ -116,6 +117,8 @@ struct FCNOptions {
 /// at the offsets that align their unit centres with the up-sampled scores before the sum.
 class FCNImpl : public torch::nn::Cloneable<FCNImpl>, public SegmentationNetwork {
  public:
+  /// Builds the network. c10::Error for num_classes or fc_channels < 1, dropout outside
+  /// [0, 1), or a skip stage that AlexNet lacks or that has the wrong stride.
   explicit FCNImpl(FCNOptions options);
 
   void reset() override;
@@ -153,17 +156,29 @@ class FCNImpl : public torch::nn::Cloneable<FCNImpl>, public SegmentationNetwork
 
   void pretty_print(std::ostream& stream) const override;
 
+  /// The options it was built with; reset() rebuilds from them.
   FCNOptions options;
+  /// AlexNet's convolutional trunk, conv1 .. pool5 (stride 32, 256 channels).
   torch::nn::Sequential features{nullptr};
+  /// 6x6 valid conv on pool5, 256 -> fc_channels (AlexNet's classifier.1 reshaped).
   torch::nn::Conv2d fc6{nullptr};
+  /// Element-wise dropout (options.dropout) after fc6's ReLU.
   torch::nn::Dropout drop6{nullptr};
+  /// 1x1 conv, fc_channels -> fc_channels (AlexNet's classifier.4 reshaped).
   torch::nn::Conv2d fc7{nullptr};
+  /// Element-wise dropout (options.dropout) after fc7's ReLU.
   torch::nn::Dropout drop7{nullptr};
+  /// 1x1 conv, fc_channels -> K: the stride-32 class scores.
   torch::nn::Conv2d score_fr{nullptr};
+  /// 16s/8s: scores of skip16_stage (zero-initialised 1x1 conv); null for 32s.
   torch::nn::Conv2d score_skip16{nullptr};
+  /// 8s: scores of skip8_stage (zero-initialised 1x1 conv); null otherwise.
   torch::nn::Conv2d score_skip8{nullptr};
+  /// 16s/8s: x2 up-sampling of the stride-32 scores; null for 32s.
   nn::TransposedUpsample upscore2{nullptr};
+  /// 8s: x2 up-sampling of the fused stride-16 scores; null otherwise.
   nn::TransposedUpsample upscore_skip16{nullptr};
+  /// The final xF up-sampling (F = 32, 16 or 8) of the fused scores to input resolution.
   nn::TransposedUpsample upscore{nullptr};
 
  private:

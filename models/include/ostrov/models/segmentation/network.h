@@ -45,6 +45,8 @@ class SegmentationNetwork {
 
  protected:
   SegmentationNetwork() = default;
+  /// Copied only as part of a network (torch::nn::Cloneable::clone copy-constructs the Impl);
+  /// protected, so the interface cannot be sliced off.
   SegmentationNetwork(const SegmentationNetwork&) = default;
   SegmentationNetwork& operator=(const SegmentationNetwork&) = default;
 };

@@ -31,10 +31,13 @@ std::string to_string(InputPadding mode);
 struct PaddedInput {
   /// `[N, C, top + height + bottom, left + width + right]`.
   at::Tensor tensor;
+  /// Rows added above the image: its first row in `tensor`.
   int64_t top = 0;
+  /// Columns added left of the image: its first column in `tensor`.
   int64_t left = 0;
   /// Size of the original image.
   int64_t height = 0;
+  /// Width of the original image (x's W).
   int64_t width = 0;
 };
 

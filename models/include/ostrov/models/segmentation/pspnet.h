@@ -49,6 +49,7 @@ std::string to_string(PyramidPooling pooling);
 /// net->load_backbone_weights("resnet50.pth");   // torch.save(resnet50(...).state_dict(), ...)
 /// ```
 struct PSPNetOptions {
+  /// `num_classes` outputs; the other options at their defaults (ResNet-18, stride 8).
   explicit PSPNetOptions(int64_t num_classes) : num_classes_(num_classes) {}
 
   /// K, output channels (classes including background).
@@ -118,6 +119,9 @@ struct PSPNetOptions {
 /// maps every unit back onto its pixel (DeepLab's convention), and the logits are cropped.
 class PSPNetImpl : public torch::nn::Cloneable<PSPNetImpl>, public SegmentationNetwork {
  public:
+  /// Builds the network. c10::Error for num_classes, head_channels or aux_channels < 1, empty
+  /// or < 1 bins, dropout outside [0, 1), a negative aux_weight, an output stride other than
+  /// 8 or 16, more bins than layer4 has channels (reduce_dimension), or an unsupported depth.
   explicit PSPNetImpl(PSPNetOptions options);
 
   void reset() override;
@@ -150,13 +154,21 @@ class PSPNetImpl : public torch::nn::Cloneable<PSPNetImpl>, public SegmentationN
   std::shared_ptr<torch::nn::Module> clone(
       const c10::optional<torch::Device>& device = c10::nullopt) const override;
 
+  /// The options it was built with; reset() rebuilds from them.
   PSPNetOptions options;
+  /// The dilated ResNet without `fc` (keys "backbone.*").
   ResNet backbone{nullptr};
+  /// One 1x1 ConvBnAct per bin, applied after that bin's pooling (keys "pyramid.b.*").
   torch::nn::ModuleList pyramid{nullptr};
+  /// 3x3 ConvBnAct on layer4 concatenated with the up-sampled bins -> head_channels.
   nn::ConvBnAct bottleneck{nullptr};
+  /// Dropout2d (options.dropout) before `classifier` and `aux_classifier`.
   torch::nn::Dropout2d dropout{nullptr};
+  /// 1x1 conv, head_channels -> K: the main logits at the output stride.
   torch::nn::Conv2d classifier{nullptr};
+  /// (aux) 3x3 ConvBnAct on layer3 -> aux_channels; null without aux.
   nn::ConvBnAct aux_conv{nullptr};
+  /// (aux) 1x1 conv, aux_channels -> K: the auxiliary logits; null without aux.
   torch::nn::Conv2d aux_classifier{nullptr};
 
  private:

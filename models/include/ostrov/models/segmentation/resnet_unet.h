@@ -38,6 +38,7 @@ namespace ostrov::models {
 /// net->load_encoder_weights("resnet18.pth");  // torch.save(resnet18(...).state_dict(), ...)
 /// ```
 struct ResNetUNetOptions {
+  /// `num_classes` outputs; the other options at their defaults (ResNet-18 encoder).
   explicit ResNetUNetOptions(int64_t num_classes) : num_classes_(num_classes) {}
 
   /// K, output channels (classes including background).
@@ -79,6 +80,8 @@ struct ResNetUNetOptions {
 /// logits are cropped back.
 class ResNetUNetImpl : public torch::nn::Cloneable<ResNetUNetImpl>, public SegmentationNetwork {
  public:
+  /// Builds the network. c10::Error for num_classes or encoder_channels < 1, decoder channels
+  /// that are not five values >= 1, or an unsupported encoder depth.
   explicit ResNetUNetImpl(ResNetUNetOptions options);
 
   void reset() override;
@@ -106,9 +109,13 @@ class ResNetUNetImpl : public torch::nn::Cloneable<ResNetUNetImpl>, public Segme
   std::shared_ptr<torch::nn::Module> clone(
       const c10::optional<torch::Device>& device = c10::nullopt) const override;
 
+  /// The options it was built with; reset() rebuilds from them.
   ResNetUNetOptions options;
+  /// The ResNet without `fc`: stem (stride 2, 4 after its max-pool), layer1..layer4 (4 to 32).
   ResNet encoder{nullptr};
+  /// The five decoder blocks, deepest first (see above).
   torch::nn::ModuleList decoder{nullptr};
+  /// 1x1 conv, last decoder channels -> num_classes, at input resolution.
   torch::nn::Conv2d head{nullptr};
 };
 

@@ -46,6 +46,7 @@ std::string to_string(UNetUpsampling mode);
 ///                              .padding("mirror").upsampling("bilinear"));
 /// ```
 struct UNetOptions {
+  /// `num_classes` outputs; the other options at their defaults.
   explicit UNetOptions(int64_t num_classes) : num_classes_(num_classes) {}
 
   /// K, output channels (classes including background).
@@ -104,6 +105,8 @@ struct UNetOptions {
 /// on the bottom/right (mirrored by default), and the logits covering the image are returned.
 class UNetImpl : public torch::nn::Cloneable<UNetImpl>, public SegmentationNetwork {
  public:
+  /// Builds the network. c10::Error for num_classes, in_channels or base_width < 1, or a
+  /// depth outside [1, 8].
   explicit UNetImpl(UNetOptions options);
 
   void reset() override;
@@ -116,11 +119,17 @@ class UNetImpl : public torch::nn::Cloneable<UNetImpl>, public SegmentationNetwo
 
   void pretty_print(std::ostream& stream) const override;
 
+  /// The options it was built with; reset() rebuilds from them.
   UNetOptions options;
+  /// One double conv per level, each followed by a 2x2 max-pool; their outputs are the skips.
   torch::nn::ModuleList encoder{nullptr};
+  /// The double conv at the lowest resolution, w_{L-1} -> w_L.
   torch::nn::Sequential bottleneck{nullptr};
+  /// One x2 up-sampling per level, w_{l+1} -> w_l.
   torch::nn::ModuleList up{nullptr};
+  /// One double conv per level on cat(up, skip), 2*w_l -> w_l.
   torch::nn::ModuleList decoder{nullptr};
+  /// 1x1 conv, w_0 -> num_classes.
   torch::nn::Conv2d head{nullptr};
 };
 

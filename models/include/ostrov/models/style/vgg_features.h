@@ -27,6 +27,7 @@ namespace ostrov::models {
 struct VGGFeaturesOptions {
   VGGFeaturesOptions() = default;
   // NOLINTNEXTLINE(google-explicit-constructor): VGGFeatures(16) reads like VGG(16)
+  /// The defaults with VGG depth `depth`.
   /* implicit */ VGGFeaturesOptions(int64_t depth) : depth_(depth) {}
 
   /// VGG depth: 11, 13, 16 or 19 (torchvision's configs A, B, D, E, without batch norm).
@@ -54,6 +55,8 @@ struct VGGFeaturesOptions {
 ///   poolB    output of block B's pooling, stride 2^B
 class VGGFeaturesImpl : public torch::nn::Cloneable<VGGFeaturesImpl> {
  public:
+  /// Builds the trunk with torchvision's random initialisation (see load_weights), frozen, in
+  /// eval mode. Throws c10::Error for a depth other than 11/13/16/19 or an unknown pooling.
   explicit VGGFeaturesImpl(VGGFeaturesOptions options = {});
 
   void reset() override;
@@ -81,7 +84,9 @@ class VGGFeaturesImpl : public torch::nn::Cloneable<VGGFeaturesImpl> {
 
   void pretty_print(std::ostream& stream) const override;
 
+  /// The options it was built with; reset() rebuilds from them.
   VGGFeaturesOptions options;
+  /// The trunk: convs, ReLUs and poolings at torchvision's indices (keys `features.N.weight`).
   torch::nn::Sequential features{nullptr};
 
  private:
