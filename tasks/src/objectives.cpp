@@ -18,21 +18,33 @@ SSDObjective::SSDObjective(io::ConfigReader& loss, int64_t num_classes) {
   multibox_ = losses::read_multibox_options(loss);
   targets_.num_classes(num_classes);
   targets_.matcher(loss.get<std::string>("matcher", targets_.matcher()));
-  if (targets_.matcher() != "threshold" && targets_.matcher() != "hungarian") {
+  if (targets_.matcher() != "threshold" && targets_.matcher() != "hungarian" &&
+      targets_.matcher() != "hungarian_predicted") {
     throw ConfigError(loss.where() + ": key " + loss.path_of("matcher") +
-                      " must be \"threshold\" or \"hungarian\", got \"" + targets_.matcher() +
-                      "\"");
+                      " must be \"threshold\", \"hungarian\" or \"hungarian_predicted\", got \"" +
+                      targets_.matcher() + "\"");
   }
   targets_.iou_threshold(loss.get<double>("iou_threshold", targets_.iou_threshold()));
   if (!(targets_.iou_threshold() > 0.0 && targets_.iou_threshold() <= 1.0)) {
     throw ConfigError(loss.where() + ": key " + loss.path_of("iou_threshold") +
                       " must be in (0,1], got " + std::to_string(targets_.iou_threshold()));
   }
-  if (auto add_positives = loss.find<bool>("hungarian_threshold_positives")) {
-    targets_.hungarian(ops::HungarianMatcherOptions()
-                           .add_threshold_positives(*add_positives)
-                           .threshold(targets_.iou_threshold()));
+  auto hungarian = ops::HungarianMatcherOptions().threshold(targets_.iou_threshold());
+  hungarian.add_threshold_positives(
+      loss.get<bool>("hungarian_threshold_positives", hungarian.add_threshold_positives()));
+  // The weights of hungarian_predicted's cost (alpha: box distance, beta: confidence).
+  hungarian.location_weight(loss.get<double>("location_weight", hungarian.location_weight()));
+  hungarian.confidence_weight(
+      loss.get<double>("confidence_weight", hungarian.confidence_weight()));
+  for (const char* key : {"location_weight", "confidence_weight"}) {
+    const double value = std::string(key) == "location_weight" ? hungarian.location_weight()
+                                                               : hungarian.confidence_weight();
+    if (!(value >= 0.0)) {
+      throw ConfigError(loss.where() + ": key " + loss.path_of(key) + " must be >= 0, got " +
+                        std::to_string(value));
+    }
   }
+  targets_.hungarian(hungarian);
 }
 
 SSDObjective SSDObjective::from_config(const nlohmann::json& loss, int64_t num_classes,
@@ -53,7 +65,14 @@ at::Tensor SSDObjective::operator()(const models::SSDOutput& out,
     cpu_boxes.push_back(boxes[i].to(at::kCPU));
     cpu_labels.push_back(labels[i].to(at::kCPU));
   }
-  const auto t = models::ssd_targets(cpu_boxes, cpu_labels, out.priors.to(at::kCPU), targets_);
+  // Set prediction: the matching reads the network's current outputs, without a gradient.
+  models::SSDPredictions predictions;
+  if (targets_.matcher() == "hungarian_predicted") {
+    predictions.codes = out.locations.detach().to(at::kCPU, at::kFloat);
+    predictions.probabilities = at::softmax(out.scores.detach().to(at::kFloat), -1).to(at::kCPU);
+  }
+  const auto t = models::ssd_targets(cpu_boxes, cpu_labels, out.priors.to(at::kCPU), targets_,
+                                     predictions);
   const auto device = out.scores.device();
   return losses::functional::multibox_loss(out.locations, out.scores, t.locations.to(device),
                                            t.labels.to(device), multibox_)

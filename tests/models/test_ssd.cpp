@@ -193,6 +193,70 @@ TEST_CASE("ssd_targets: threshold and Hungarian matching, encoded offsets", "[mo
       Contains("\"best\""));
 }
 
+TEST_CASE("ssd_targets: hungarian_predicted matches the predictions, not the default boxes",
+          "[models][detection]") {
+  // One object g = [1,1,11,11] of class 2 and two default boxes: P0 = [0,0,10,10] overlaps it
+  // (IoU 81/119), P1 = [20,20,30,30] does not, so both prior matchers give g to P0.
+  const auto priors = boxes({0, 0, 10, 10, 20, 20, 30, 30});
+  const auto gt = boxes({1, 1, 11, 11});
+  const auto labels = at::tensor({2}, at::kLong);
+  const ops::BoxCoder coder({10, 10, 5, 5});
+  const auto g_p0 = coder.encode(gt, priors.slice(0, 0, 1));  // (1, 1, 0, 0)
+  const auto g_p1 = coder.encode(gt, priors.slice(0, 1, 2));  // (-19, -19, 0, 0)
+  REQUIRE(at::allclose(g_p0, torch::tensor({{1.f, 1.f, 0.f, 0.f}}), 1e-5, 1e-5));
+  for (const std::string matcher : {"threshold", "hungarian"}) {
+    const auto t = models::ssd_targets(gt, labels, priors, models::SSDTargetOptions().matcher(matcher));
+    CHECK(at::equal(t.labels, at::tensor({2, 0}, at::kLong)));
+  }
+  const auto predicted = models::SSDTargetOptions().matcher("hungarian_predicted");
+
+  // The network predicts g from P1 (offsets exactly g's, class 2 at 0.9) and a box at
+  // [40,40,50,50] from P0 (offsets (40,40,0,0), class 2 at 0.1). Costs (alpha = beta = 1):
+  // P0: |(1,1,0,0) - (40,40,0,0)|_1 - 0.1 = 77.9; P1: 0 - 0.9 = -0.9 -> g goes to P1.
+  const auto far = coder.encode(boxes({40, 40, 50, 50}), priors.slice(0, 0, 1));
+  models::SSDPredictions disagree{at::cat({far, g_p1}),
+                                  torch::tensor({{0.8f, 0.1f, 0.1f}, {0.05f, 0.05f, 0.9f}})};
+  const auto t = models::ssd_targets(gt, labels, priors, predicted, disagree);
+  CHECK(at::equal(t.labels, at::tensor({0, 2}, at::kLong)));
+  CHECK(at::allclose(t.locations[1], g_p1[0]));
+  CHECK(at::all(t.locations[0] == 0).item<bool>());
+
+  // Predictions that agree with the default boxes: P0 predicts g (cost -0.8), P1 predicts its
+  // own box (|(-19,-19,0,0)|_1 - 0.05 = 37.95) -> P0, as the prior matchers.
+  models::SSDPredictions agree{at::cat({g_p0, at::zeros({1, 4})}),
+                               torch::tensor({{0.1f, 0.1f, 0.8f}, {0.9f, 0.05f, 0.05f}})};
+  CHECK(at::equal(models::ssd_targets(gt, labels, priors, predicted, agree).labels,
+                  at::tensor({2, 0}, at::kLong)));
+
+  // The weights: without the box term only the class probability counts (P0 0.8 > P1 0.1).
+  models::SSDPredictions confident{disagree.codes,
+                                   torch::tensor({{0.1f, 0.1f, 0.8f}, {0.8f, 0.1f, 0.1f}})};
+  CHECK(at::equal(models::ssd_targets(gt, labels, priors, predicted, confident).labels,
+                  at::tensor({0, 2}, at::kLong)));  // alpha = 1: 77.2 vs -0.1
+  auto class_only = predicted;
+  class_only.hungarian(ops::HungarianMatcherOptions().location_weight(0.0));
+  CHECK(at::equal(models::ssd_targets(gt, labels, priors, class_only, confident).labels,
+                  at::tensor({2, 0}, at::kLong)));  // alpha = 0: -0.8 vs -0.1
+
+  // The batch form takes [N,P,...] predictions and equals the per-image targets.
+  const auto batch = models::ssd_targets(
+      std::vector<at::Tensor>{gt, gt}, std::vector<at::Tensor>{labels, labels}, priors, predicted,
+      {at::stack({disagree.codes, agree.codes}),
+       at::stack({disagree.probabilities, agree.probabilities})});
+  CHECK(at::equal(batch.labels, torch::tensor({{0, 2}, {2, 0}}, at::kLong)));
+
+  CHECK_THROWS_WITH(models::ssd_targets(gt, labels, priors, predicted),
+                    Contains("hungarian_predicted") && Contains("predictions"));
+  CHECK_THROWS_WITH(
+      models::ssd_targets(gt, labels, priors, predicted,
+                          {disagree.codes, disagree.probabilities.slice(1, 0, 2)}),
+      Contains("probabilities should be [2,C]"));
+  CHECK_THROWS_WITH(models::ssd_targets(std::vector<at::Tensor>{gt},
+                                        std::vector<at::Tensor>{labels}, priors, predicted,
+                                        disagree),
+                    Contains("[N,P,4]"));
+}
+
 TEST_CASE("ssd_targets of a batch equal the per-image targets exactly", "[models][detection]") {
   // SSD300's default boxes, 7 images with 0..9 objects, some sharing a best prior.
   ops::DefaultBoxGenerator generator(ops::DefaultBoxOptions::ssd300());

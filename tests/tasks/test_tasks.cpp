@@ -366,6 +366,29 @@ TEST_CASE("SSDObjective: its keys from the loss section, equal to ssd_targets + 
   CHECK(tuned(out, boxes, labels).item<double>() == Approx(want).epsilon(1e-6));
   CHECK(want != Approx(plain(out, boxes, labels).item<double>()));  // the keys changed it
 
+  // hungarian_predicted: the targets come from the outputs' own offsets and probabilities.
+  const auto predicted = tasks::SSDObjective::from_config(
+      {{"matcher", "hungarian_predicted"}, {"location_weight", 0.5}, {"confidence_weight", 2.0}},
+      c, "x.json");
+  auto predicted_options = models::SSDTargetOptions().num_classes(c).matcher("hungarian_predicted");
+  predicted_options.hungarian(
+      ops::HungarianMatcherOptions().location_weight(0.5).confidence_weight(2.0));
+  const auto predicted_targets = models::ssd_targets(
+      boxes, labels, out.priors, predicted_options,
+      {out.locations, at::softmax(out.scores, -1)});
+  const double want_predicted =
+      losses::functional::multibox_loss(out.locations, out.scores, predicted_targets.locations,
+                                        predicted_targets.labels, {})
+          .loss.item<double>();
+  CHECK(predicted(out, boxes, labels).item<double>() == Approx(want_predicted).epsilon(1e-6));
+  CHECK_FALSE(at::equal(predicted_targets.labels,
+                        models::ssd_targets(boxes, labels, out.priors,
+                                            models::SSDTargetOptions().num_classes(c).matcher(
+                                                "hungarian"))
+                            .labels));  // the predictions moved the assignment
+  CHECK_THROWS_WITH(tasks::SSDObjective::from_config({{"confidence_weight", -1}}, c, "x.json"),
+                    Catch::Contains("loss.confidence_weight"));
+
   CHECK_THROWS_WITH(tasks::SSDObjective::from_config({{"matcher", "greedy"}}, c, "x.json"),
                     Catch::Contains("x.json") && Catch::Contains("loss.matcher") &&
                         Catch::Contains("greedy"));

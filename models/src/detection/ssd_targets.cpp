@@ -26,12 +26,39 @@ void check_labels(const at::Tensor& labels, int64_t num_classes) {
   }
 }
 
+// Matcher "hungarian_predicted": the Hungarian matcher's encoded-L1 location term against the
+// predicted offsets and its class-confidence term against the predicted probabilities.
+at::Tensor match_predictions(const at::Tensor& boxes, const at::Tensor& labels,
+                             const at::Tensor& priors, const SSDTargetOptions& options,
+                             const SSDPredictions& predictions) {
+  const int64_t p = priors.size(0);
+  const auto& codes = predictions.codes;
+  const auto& probabilities = predictions.probabilities;
+  TORCH_CHECK(codes.defined() && probabilities.defined(),
+              "ssd_targets: matcher \"hungarian_predicted\" needs the network's predictions "
+              "(SSDPredictions: codes and probabilities)");
+  TORCH_CHECK(codes.dim() == 2 && codes.size(0) == p && codes.size(1) == 4,
+              "ssd_targets: predicted codes should be [", p, ",4], got ", codes.sizes());
+  TORCH_CHECK(probabilities.dim() == 2 && probabilities.size(0) == p &&
+                  probabilities.size(1) > labels.max().item<int64_t>(),
+              "ssd_targets: predicted probabilities should be [", p, ",C] with C > ",
+              labels.max().item<int64_t>(), " (the largest label), got ", probabilities.sizes());
+  auto matcher = options.hungarian();
+  matcher.location_cost(ops::LocationCost::kEncodedL1).coder_weights(options.coder_weights());
+  return ops::hungarian_match(boxes, priors, matcher,
+                              probabilities.detach().to(priors.options()), labels,
+                              codes.detach().to(priors.options()));
+}
+
 }  // namespace
 
 SSDTargets ssd_targets(const at::Tensor& gt_boxes, const at::Tensor& gt_labels,
-                       const at::Tensor& priors, const SSDTargetOptions& options) {
-  TORCH_CHECK(options.matcher() == "threshold" || options.matcher() == "hungarian",
-              "ssd_targets: matcher must be \"threshold\" or \"hungarian\", got \"",
+                       const at::Tensor& priors, const SSDTargetOptions& options,
+                       const SSDPredictions& predictions) {
+  TORCH_CHECK(options.matcher() == "threshold" || options.matcher() == "hungarian" ||
+                  options.matcher() == "hungarian_predicted",
+              "ssd_targets: matcher must be \"threshold\", \"hungarian\" or "
+              "\"hungarian_predicted\", got \"",
               options.matcher(), "\"");
   TORCH_CHECK(
       priors.defined() && priors.dim() == 2 && priors.size(1) == 4 && priors.is_floating_point(),
@@ -54,9 +81,14 @@ SSDTargets ssd_targets(const at::Tensor& gt_boxes, const at::Tensor& gt_labels,
   check_labels(labels, options.num_classes());
   const auto boxes = gt_boxes.to(priors.options());
 
-  const auto matched = options.matcher() == "threshold"
-                           ? ops::threshold_match(boxes, priors, options.iou_threshold())
-                           : ops::hungarian_match(boxes, priors, options.hungarian());
+  at::Tensor matched;
+  if (options.matcher() == "threshold") {
+    matched = ops::threshold_match(boxes, priors, options.iou_threshold());
+  } else if (options.matcher() == "hungarian") {
+    matched = ops::hungarian_match(boxes, priors, options.hungarian());
+  } else {
+    matched = match_predictions(boxes, labels, priors, options, predictions);
+  }
   const auto positive = matched >= 0;
   const auto index = matched.clamp_min(0);
   // 0 for background (kBackground), -1 (ignored) for a general matcher's in-between band.
@@ -72,14 +104,29 @@ SSDTargets ssd_targets(const at::Tensor& gt_boxes, const at::Tensor& gt_labels,
 
 SSDTargets ssd_targets(const std::vector<at::Tensor>& gt_boxes,
                        const std::vector<at::Tensor>& gt_labels, const at::Tensor& priors,
-                       const SSDTargetOptions& options) {
+                       const SSDTargetOptions& options, const SSDPredictions& predictions) {
   TORCH_CHECK(gt_boxes.size() == gt_labels.size(), "ssd_targets: ", gt_boxes.size(),
               " box tensors but ", gt_labels.size(), " label tensors");
   TORCH_CHECK(!gt_boxes.empty(), "ssd_targets: the batch is empty");
   if (options.matcher() != "threshold") {
     std::vector<at::Tensor> locations, labels;
+    const bool predicted = options.matcher() == "hungarian_predicted";
+    if (predicted) {
+      const auto n = static_cast<int64_t>(gt_boxes.size());
+      TORCH_CHECK(predictions.codes.defined() && predictions.probabilities.defined() &&
+                      predictions.codes.dim() == 3 && predictions.codes.size(0) == n &&
+                      predictions.probabilities.dim() == 3 &&
+                      predictions.probabilities.size(0) == n,
+                  "ssd_targets: matcher \"hungarian_predicted\" needs predictions of the ", n,
+                  " images: codes [N,P,4] and probabilities [N,P,C]");
+    }
     for (size_t i = 0; i < gt_boxes.size(); ++i) {
-      auto t = ssd_targets(gt_boxes[i], gt_labels[i], priors, options);
+      SSDPredictions image;
+      if (predicted) {
+        image = {predictions.codes[static_cast<int64_t>(i)],
+                 predictions.probabilities[static_cast<int64_t>(i)]};
+      }
+      auto t = ssd_targets(gt_boxes[i], gt_labels[i], priors, options, image);
       locations.push_back(t.locations);
       labels.push_back(t.labels);
     }

@@ -5,8 +5,9 @@
 //
 //   SSD detectors (task detection, and the detector of the SSD-based mask model):
 //     {"name": "multibox", "alpha": 1, "neg_pos_ratio": 3, "min_negatives": 0, "beta": 1,
-//      "matcher": "threshold" | "hungarian", "iou_threshold": 0.5,
-//      "hungarian_threshold_positives": false}
+//      "matcher": "threshold" | "hungarian" | "hungarian_predicted", "iou_threshold": 0.5,
+//      "hungarian_threshold_positives": false, "location_weight": 1, "confidence_weight": 1}
+//   (hungarian_predicted: models::SSDPredictions gives its cost.)
 //   The SSD-based mask model adds {"mask_weight": 1, "box_jitter": 0.1}.
 
 #include <cstdint>
@@ -29,8 +30,9 @@ class ConfigReader;
 namespace ostrov::tasks {
 
 /// SSD's objective (Liu et al. 2016): each image's boxes matched to the priors by the
-/// threshold matcher (torchvision's SSDMatcher) or the Hungarian matcher
-/// (models::ssd_targets), then the multibox loss (losses::functional::multibox_loss).
+/// threshold matcher (torchvision's SSDMatcher), the Hungarian matcher, or the Hungarian
+/// matcher on the network's own predictions (models::ssd_targets), then the multibox loss
+/// (losses::functional::multibox_loss).
 class SSDObjective {
  public:
   SSDObjective() = default;
