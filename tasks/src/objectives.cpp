@@ -33,17 +33,16 @@ SSDObjective::SSDObjective(io::ConfigReader& loss, int64_t num_classes) {
   hungarian.add_threshold_positives(
       loss.get<bool>("hungarian_threshold_positives", hungarian.add_threshold_positives()));
   // The weights of hungarian_predicted's cost (alpha: box distance, beta: confidence).
-  hungarian.location_weight(loss.get<double>("location_weight", hungarian.location_weight()));
-  hungarian.confidence_weight(
-      loss.get<double>("confidence_weight", hungarian.confidence_weight()));
-  for (const char* key : {"location_weight", "confidence_weight"}) {
-    const double value = std::string(key) == "location_weight" ? hungarian.location_weight()
-                                                               : hungarian.confidence_weight();
+  auto weight = [&](const char* key, double fallback) {
+    const double value = loss.get<double>(key, fallback);
     if (!(value >= 0.0)) {
       throw ConfigError(loss.where() + ": key " + loss.path_of(key) + " must be >= 0, got " +
                         std::to_string(value));
     }
-  }
+    return value;
+  };
+  hungarian.location_weight(weight("location_weight", hungarian.location_weight()));
+  hungarian.confidence_weight(weight("confidence_weight", hungarian.confidence_weight()));
   targets_.hungarian(hungarian);
 }
 

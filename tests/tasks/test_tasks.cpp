@@ -482,7 +482,6 @@ namespace {
 // unknown-key error it gives for a key added there.
 std::set<std::string> keys_the_reader_accepts(nlohmann::json config, const std::string& section) {
   nlohmann::json* object = &config;
-  std::string at;
   for (size_t start = 0; start <= section.size();) {
     const size_t dot = std::min(section.find('.', start), section.size());
     object = &(*object)[section.substr(start, dot - start)];
