@@ -14,6 +14,7 @@
 #include "ostrov/data/loader.h"
 #include "ostrov/data/scenes.h"
 #include "ostrov/data/transforms.h"
+#include "ostrov/losses/unet_weights.h"
 #include "ostrov/metrics/confusion_matrix.h"
 #include "workloads.h"
 
@@ -59,8 +60,25 @@ void loader_scenes(benchmark::State& state) {
   state.counters["images_per_s"] = benchmark::Counter(64.0, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// U-Net's weight map (losses::unet_weight_map) of one training batch, as the unet_border
+// recipe computes it every step: 8 instance label images of 128x128, each with 10 objects of
+// 30x28 px on a 3 x 4 grid, 2 to 12 px apart (the layout is benchmarks/reference's too).
+void unet_weight_map_8x128(benchmark::State& state) {
+  auto labels = at::zeros({8, 128, 128}, at::kLong);
+  for (int64_t i = 0; i < 8; ++i) {
+    for (int64_t k = 0; k < 10; ++k) {
+      const int64_t y = (k / 4) * 40 + (i % 3) * 2, x = (k % 4) * 32 + i % 5;
+      labels[i].slice(0, y, y + 30).slice(1, x, x + 28).fill_(k + 1);
+    }
+  }
+  double total = 0;
+  for (auto _ : state) total = losses::unet_weight_map(labels).sum().item<double>();
+  state.counters["sum"] = total;
+}
+
 const bool registered = [] {
   add("confusion_matrix_100x512", confusion_matrix_100x512);
+  add("unet_weight_map_8x128", unet_weight_map_8x128);
   add("loader_scenes", loader_scenes);
   return true;
 }();

@@ -55,6 +55,7 @@ ROWS = {
     "lsa_50x8732": ("linear_sum_assignment 50 x 8732 (scipy)", 1.0, None),
     "ssd_targets_b32": ("SSD300 targets, 32 images, match + encode", 1.0, None),
     "confusion_matrix_100x512": ("confusion matrix, 100 masks 512², 21 classes", 1.0, None),
+    "unet_weight_map_8x128": ("U-Net weight map, 8 label images 128², 10 objects (scipy EDT)", 1.0, None),
     "gemm_2048": ("float32 GEMM 2048³, OpenBLAS (the issue's peak)", 1.0, None),
     "conv1x1_peak": ("1x1 conv 1024->1024 on 64x64 = GEMM via oneDNN", 1.0, None),
 }

@@ -330,6 +330,31 @@ def confusion_matrix_100x512():
     return step
 
 
+def unet_weight_map_8x128():
+    """U-Net's weight map with scipy's exact Euclidean distance transform: w_c (inverse
+    frequency of background and objects) + 10 exp(-(d1 + d2)^2 / 50) on the background."""
+    import numpy as np
+    from scipy.ndimage import distance_transform_edt
+    labels = np.zeros((8, 128, 128), np.int64)
+    for i in range(8):
+        for k in range(10):
+            y, x = (k // 4) * 40 + (i % 3) * 2, (k % 4) * 32 + i % 5
+            labels[i, y:y + 30, x:x + 28] = k + 1
+
+    def step():
+        out = np.empty(labels.shape, np.float32)
+        for i, lab in enumerate(labels):
+            fg = lab != 0
+            n, nf = lab.size, int(fg.sum())
+            w = np.where(fg, n / (2.0 * nf), n / (2.0 * (n - nf)))
+            d = np.stack([distance_transform_edt(lab != k) for k in np.unique(lab[fg])])
+            d.sort(axis=0)
+            s = d[0] + d[1]
+            out[i] = w + np.where(fg, 0.0, 10.0 * np.exp(-s * s / 50.0))
+        return float(out.sum())
+    return step
+
+
 def _register():
     table = {}
     for name in SEGMENTATION:
@@ -338,7 +363,7 @@ def _register():
     for fn in (deeplabv3_mnv3_infer, lraspp_mnv3_infer, ssd_light_train, ssd_light_infer, ssd300_infer, ssdlite320_infer,
                gatys_vgg19_256, gemm_2048, conv1x1_peak, nms_10k,
                box_iou_1000x8732, roi_align_fwd_bwd, lsa_50x8732, ssd_targets_b32,
-               confusion_matrix_100x512):
+               confusion_matrix_100x512, unet_weight_map_8x128):
         table[fn.__name__] = fn
     return table
 

@@ -81,6 +81,20 @@ LossTerm::Make parse_energy(io::ConfigReader& r) {
   return maker<EnergyLossImpl>(o);
 }
 
+LossTerm::Make parse_weighted_cross_entropy(io::ConfigReader& r) {
+  WeightedCrossEntropyOptions o;
+  auto map = r.child("weight_map");
+  UNetWeightMapOptions m;
+  m.w0(map.get<double>("w0", m.w0()))
+      .sigma(map.get<double>("sigma", m.sigma()))
+      .balance_classes(map.get<bool>("balance_classes", m.balance_classes()));
+  map.finish();
+  o.weight_map(m);
+  o.class_weights(r.get<std::vector<double>>("class_weights", o.class_weights()));
+  o.ignore_index(r.get<int64_t>("ignore_index", o.ignore_index()));
+  return maker<WeightedCrossEntropyImpl>(o);
+}
+
 core::Registry<LossEntry>& registry() {
   static core::Registry<LossEntry> r("loss", {{"cross_entropy", parse_cross_entropy},
                                               {"soft_dice", parse_soft_dice},
@@ -88,7 +102,9 @@ core::Registry<LossEntry>& registry() {
                                               {"multibox", parse_multibox},
                                               {"halo", parse_halo},
                                               {"direction", parse_direction},
-                                              {"energy", parse_energy}});
+                                              {"energy", parse_energy},
+                                              {"weighted_cross_entropy",
+                                               parse_weighted_cross_entropy}});
   return r;
 }
 

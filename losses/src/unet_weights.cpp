@@ -8,6 +8,8 @@
 #include <ATen/ATen.h>
 #include <opencv2/imgproc.hpp>
 
+#include "ostrov/losses/segmentation.h"
+
 namespace ostrov::losses {
 
 namespace {
@@ -119,6 +121,45 @@ at::Tensor class_balance_map(const at::Tensor& target, int64_t ignore_index) {
   auto per_class = at::where(counts.gt(0), total / (counts * static_cast<double>(std::max<int64_t>(present, 1))),
                              at::zeros_like(counts));
   return per_class.index_select(0, safe.flatten()).view(target.sizes()) * valid.to(at::kFloat);
+}
+
+WeightedCrossEntropyImpl::WeightedCrossEntropyImpl(WeightedCrossEntropyOptions options_)
+    : options(std::move(options_)) {
+  reset();
+}
+
+void WeightedCrossEntropyImpl::reset() {
+  const auto& m = options.weight_map();
+  TORCH_CHECK(m.sigma() > 0, "weighted_cross_entropy: weight_map.sigma must be > 0, got ",
+              m.sigma());
+  TORCH_CHECK(m.w0() >= 0, "weighted_cross_entropy: weight_map.w0 must be >= 0, got ", m.w0());
+  TORCH_CHECK(m.class_weights().empty() || m.class_weights().size() == 2,
+              "weighted_cross_entropy: the weight map's fixed w_c should be {background, "
+              "foreground}, got ", m.class_weights().size(), " values");
+}
+
+at::Tensor WeightedCrossEntropyImpl::forward(const at::Tensor& logits, const at::Tensor& target,
+                                             const at::Tensor& instances) {
+  TORCH_CHECK(instances.dim() == 3 && target.dim() == 3 && instances.sizes() == target.sizes(),
+              "weighted_cross_entropy: instances ", instances.sizes(),
+              " should be [N,H,W] like the target ", target.sizes());
+  const auto weights = unet_weight_map(instances, options.weight_map()).to(logits.device());
+  return functional::cross_entropy(logits, target, options.class_weights(), weights,
+                                   options.ignore_index());
+}
+
+at::Tensor WeightedCrossEntropyImpl::compute(const LossInputs& in) {
+  return forward(need(in.logits, "weighted_cross_entropy", "logits"),
+                 need(in.target, "weighted_cross_entropy", "target"),
+                 need(in.instances, "weighted_cross_entropy", "instances"));
+}
+
+void WeightedCrossEntropyImpl::pretty_print(std::ostream& stream) const {
+  const auto& m = options.weight_map();
+  stream << "ostrov::losses::WeightedCrossEntropy(w0=" << m.w0() << ", sigma=" << m.sigma()
+         << ", balance_classes=" << (m.balance_classes() ? "true" : "false")
+         << ", classes weighted=" << (options.class_weights().empty() ? "no" : "yes")
+         << ", ignore_index=" << options.ignore_index() << ")";
 }
 
 }  // namespace ostrov::losses

@@ -1,9 +1,13 @@
 #include "ostrov/tasks/detection.h"
 
+#include <algorithm>
+
 #include <ATen/ATen.h>
 
 #include "entries.h"
 #include "evaluation.h"
+#include "ostrov/core/error.h"
+#include "ostrov/core/registry.h"
 #include "ostrov/data/visualize.h"
 #include "ostrov/metrics/detection_ap.h"
 #include "ostrov/models/detection/build.h"
@@ -40,28 +44,153 @@ void append_rows(std::vector<float>& rows, float kind, float image, const at::Te
   }
 }
 
+// SSD detectors: the SSD of models::build_detector, SSDObjective, ssd_postprocess.
+class SSDDetector : public Detector {
+ public:
+  explicit SSDDetector(const RunConfig& c)
+      : objective_(SSDObjective::from_config(c.loss, c.data.num_classes, c.path)),
+        net_(models::build_detector(c.model, c.data.num_classes, c.path)) {}
+  torch::nn::Module& module() override { return *net_; }
+  int64_t image_size() const override { return net_->options.image_size(); }
+  std::vector<double> image_mean() const override { return net_->options.image_mean(); }
+  std::vector<double> image_std() const override { return net_->options.image_std(); }
+  at::Tensor loss(const data::Batch& batch, std::vector<models::Detections>* found) override {
+    const auto out = net_->forward(batch.images);
+    if (found) *found = net_->postprocess(out);
+    return objective_(out, batch.boxes, batch.labels);
+  }
+  std::vector<models::Detections> detect(const at::Tensor& images,
+                                         const std::vector<ops::GridSize>& sizes) const override {
+    const auto net = net_.ptr();  // forward is not const; it changes no state after the warm-up
+    return net->postprocess(net->forward(images), sizes);
+  }
+
+ private:
+  SSDObjective objective_;
+  models::SSD net_{nullptr};
+};
+
+// YOLO v1: models::build_yolo, YOLOObjective, yolo_postprocess.
+class YOLODetector : public Detector {
+ public:
+  explicit YOLODetector(const RunConfig& c)
+      : objective_(YOLOObjective::from_config(c.loss, c.path)),
+        net_(models::build_yolo(c.model, c.data.num_classes, c.path)) {}
+  torch::nn::Module& module() override { return *net_; }
+  int64_t image_size() const override { return net_->options.image_size(); }
+  std::vector<double> image_mean() const override { return net_->options.image_mean(); }
+  std::vector<double> image_std() const override { return net_->options.image_std(); }
+  at::Tensor loss(const data::Batch& batch, std::vector<models::Detections>* found) override {
+    const auto out = net_->forward(batch.images);
+    if (found) *found = net_->postprocess(out);
+    return objective_(out, batch.boxes, batch.labels, net_->options.grid(),
+                      net_->options.image_size())
+        .total;
+  }
+  std::vector<models::Detections> detect(const at::Tensor& images,
+                                         const std::vector<ops::GridSize>& sizes) const override {
+    const auto net = net_.ptr();  // forward changes no state in eval mode
+    return net->postprocess(net->forward(images), sizes);
+  }
+
+ private:
+  YOLOObjective objective_;
+  models::YOLO net_{nullptr};
+};
+
+core::Registry<DetectorEntry>& detectors() {
+  static core::Registry<DetectorEntry> r(
+      "detector", {{"yolo",
+                    [](const RunConfig& c) -> std::unique_ptr<Detector> {
+                      return std::make_unique<YOLODetector>(c);
+                    },
+                    [](const RunConfig& c) {
+                      models::yolo_options(c.model, c.data.num_classes, c.path);
+                    },
+                    [](const RunConfig& c) { YOLOObjective::from_config(c.loss, c.path); }}});
+  return r;
+}
+
+std::string model_name(const RunConfig& c) {
+  return c.model.is_object() && c.model.contains("name") && c.model["name"].is_string()
+             ? c.model["name"].get<std::string>()
+             : std::string();
+}
+
+bool is_ssd(const std::string& name) {
+  const auto ssds = models::detection_model_names();
+  return std::find(ssds.begin(), ssds.end(), name) != ssds.end();
+}
+
+// The entry of config.model.name: a registry entry, or one of the SSDs; ConfigError otherwise.
+DetectorEntry find_detector(const RunConfig& c) {
+  const auto name = model_name(c);
+  if (const DetectorEntry* entry = detectors().find(name)) return *entry;
+  if (name.empty() || !is_ssd(name)) {
+    // models::build_detector names a missing or mistyped name; list every kind here.
+    std::string known;
+    for (const auto& n : detector_names()) known += (known.empty() ? "" : ", ") + n;
+    throw ConfigError(c.path + ": key model.name: unknown detector \"" + name + "\" (known: " +
+                      known + ")");
+  }
+  return {name,
+          [](const RunConfig& config) -> std::unique_ptr<Detector> {
+            return std::make_unique<SSDDetector>(config);
+          },
+          [](const RunConfig& config) {
+            models::detector_options(config.model, config.data.num_classes, config.path);
+          },
+          [](const RunConfig& config) {
+            SSDObjective::from_config(config.loss, config.data.num_classes, config.path);
+          }};
+}
+
 }  // namespace
 
+void register_detector(DetectorEntry entry) {
+  if (!entry.make || !entry.validate_model || !entry.validate_loss) {
+    throw Error("register_detector: the entry needs make, validate_model and validate_loss");
+  }
+  if (is_ssd(entry.name)) {
+    throw Error("register_detector: \"" + entry.name + "\" is an SSD of the models registry");
+  }
+  detectors().add(std::move(entry));
+}
+
+std::vector<std::string> detector_names() {
+  auto names = models::detection_model_names();
+  const auto more = detectors().names();
+  names.insert(names.end(), more.begin(), more.end());
+  return names;
+}
+
+std::unique_ptr<Detector> make_detector(const RunConfig& config) {
+  return find_detector(config).make(config);
+}
+
 TaskEntry detail::detection_entry() {
-  return {"detection", "boxes with classes (SSD300, the light SSD)", "map50", {"coco"},
+  return {"detection", "boxes with classes (SSD300, SSDlite, the light SSD, YOLO)", "map50",
+          {"coco"},
           [](const RunConfig& c, const c10::Device& d) {
             return std::make_unique<DetectionTask>(c, d);
           },
-          [](const RunConfig& c) { models::detector_options(c.model, c.data.num_classes, c.path); },
-          [](const RunConfig& c) { SSDObjective::from_config(c.loss, c.data.num_classes, c.path); },
-          models::detection_model_names};
+          [](const RunConfig& c) { find_detector(c).validate_model(c); },
+          [](const RunConfig& c) {
+            // Which loss keys exist depends on the model; an unknown model is named by the
+            // model check, so the loss is checked for a known one only.
+            const auto name = model_name(c);
+            if (detectors().find(name) != nullptr || is_ssd(name)) find_detector(c).validate_loss(c);
+          },
+          detector_names,
+          {}};  // the loss follows the detector kind
 }
 
 DetectionTask::DetectionTask(const RunConfig& config, const c10::Device& device)
-    : Task(config, device),
-      objective_(SSDObjective::from_config(config.loss, config.data.num_classes, config.path)) {
-  net_ = models::build_detector(config.model, config.data.num_classes, config.path);
-  net_->to(device);
+    : Task(config, device), detector_(make_detector(config)) {
+  detector_->module().to(device);
 }
 
-at::Tensor DetectionTask::loss(const data::Batch& batch) {
-  return objective_(net_->forward(batch.images), batch.boxes, batch.labels);
-}
+at::Tensor DetectionTask::loss(const data::Batch& batch) { return detector_->loss(batch, nullptr); }
 
 void DetectionTask::begin_evaluation() {
   eval_rows_.clear();
@@ -71,12 +200,11 @@ void DetectionTask::begin_evaluation() {
 }
 
 void DetectionTask::evaluate(const data::Batch& batch) {
-  const auto out = net_->forward(batch.images);
-  loss_sum_ += objective_(out, batch.boxes, batch.labels).item<double>() *
+  std::vector<models::Detections> detections;
+  loss_sum_ += detector_->loss(batch, &detections).item<double>() *
                static_cast<double>(batch.size());
   loss_count_ += batch.size();
   // Boxes stay in network-input pixels: the ground truth was resized the same way.
-  const auto detections = net_->postprocess(out);
   for (int64_t i = 0; i < batch.size(); ++i) {
     const auto image = static_cast<float>(eval_images_++);
     append_rows(eval_rows_, 0.0f, image, detections[i].boxes, detections[i].labels,
@@ -128,21 +256,20 @@ std::shared_ptr<const data::Transform> DetectionTask::transforms(bool training) 
         config_.data.transforms.is_null() ? default_augmentation() : config_.data.transforms;
     steps.push_back(data::build_transforms(list, config_.path, "data.transforms"));
   }
-  const auto size = net_->options.image_size();
+  const auto size = detector_->image_size();
   steps.push_back(std::make_shared<data::Resize>(size, size));
   steps.push_back(
-      std::make_shared<data::Normalize>(net_->options.image_mean(), net_->options.image_std()));
+      std::make_shared<data::Normalize>(detector_->image_mean(), detector_->image_std()));
   return std::make_shared<data::Compose>(std::move(steps));
 }
 
 ops::GridSize DetectionTask::input_size() const {
-  return {net_->options.image_size(), net_->options.image_size()};
+  return {detector_->image_size(), detector_->image_size()};
 }
 
 std::vector<Prediction> DetectionTask::predict(const at::Tensor& images,
                                                const std::vector<ops::GridSize>& sizes) const {
-  const auto net = net_.ptr();  // forward is not const; it changes no state after the warm-up
-  const auto detections = net->postprocess(net->forward(images), sizes);
+  const auto detections = detector_->detect(images, sizes);
   const auto ids = at::tensor(category_ids_, at::kLong);
   std::vector<Prediction> out(detections.size());
   for (size_t i = 0; i < detections.size(); ++i) {

@@ -14,6 +14,7 @@
 #include "ostrov/data/visualize.h"
 #include "ostrov/io/json.h"
 #include "ostrov/losses/build.h"
+#include "ostrov/losses/unet_weights.h"
 #include "ostrov/losses/watershed.h"
 #include "ostrov/tasks/objectives.h"
 #include "ostrov/ops/instance.h"
@@ -189,6 +190,41 @@ class WatershedObjective : public InstanceObjective {
   losses::CompositeLoss loss_;
 };
 
+// U-Net for touching objects: (weighted) cross-entropy on the 3-class or foreground target
+// made from the instance label image; weighted_cross_entropy reads that image for w(x).
+class UNetBorderObjective : public InstanceObjective {
+ public:
+  explicit UNetBorderObjective(const RunConfig& c)
+      : loss_(method_loss(c, {{"name", "weighted_cross_entropy"}},
+                          {"weighted_cross_entropy", "cross_entropy", "soft_dice", "ce_dice"},
+                          "loss for model unet_border takes the terms \"weighted_cross_entropy\", "
+                          "\"cross_entropy\", \"soft_dice\" and \"ce_dice\" only")) {}
+  at::Tensor loss(const models::InstanceModel& model, const data::Batch& batch,
+                  std::vector<models::InstancePrediction>* found) override {
+    auto& net = *model.as<models::UNetBorderImpl>();
+    losses::LossInputs in;
+    in.logits = net.forward(batch.images);
+    const auto device = in.logits.device();
+    const auto maps = instance_maps(batch);
+    const auto target =
+        net.options.target() == models::UNetBorderTarget::kThreeClass
+            ? losses::unet_three_class_target(maps, net.options.border_width())
+            : maps.ne(0).to(at::kLong);
+    in.target = target.to(device);
+    in.instances = maps;  // the weight map is computed on the CPU
+    if (found) {
+      for (int64_t i = 0; i < in.logits.size(0); ++i) {
+        found->push_back(models::unet_border_instances(in.logits[i], net.options));
+      }
+    }
+    return loss_->forward(in).total;
+  }
+  void to(const c10::Device& device) override { loss_->to(device); }
+
+ private:
+  losses::CompositeLoss loss_;
+};
+
 // Mask R-CNN on SSD: the detector's objective plus the mask loss on jittered true boxes.
 class MaskRCNNObjective : public InstanceObjective {
  public:
@@ -234,7 +270,8 @@ core::Registry<InstanceObjectiveEntry>& objectives() {
   static core::Registry<InstanceObjectiveEntry> r(
       "instance objective", {{"deep_coloring", objective<ColoringObjective>()},
                              {"deep_watershed", objective<WatershedObjective>()},
-                             {"mask_rcnn", objective<MaskRCNNObjective>()}});
+                             {"mask_rcnn", objective<MaskRCNNObjective>()},
+                             {"unet_border", objective<UNetBorderObjective>()}});
   return r;
 }
 
@@ -259,7 +296,9 @@ std::unique_ptr<InstanceObjective> make_instance_objective(const RunConfig& conf
 }
 
 TaskEntry detail::instance_entry() {
-  return {"instance", "one mask per object (DeepColoring, Deep Watershed, SSD + mask head)",
+  return {"instance",
+          "one mask per object (DeepColoring, Deep Watershed, SSD + mask head, U-Net with "
+          "border weights)",
           "ap50", {"coco"},
           [](const RunConfig& c, const c10::Device& d) {
             return std::make_unique<InstanceTask>(c, d);
@@ -274,7 +313,8 @@ TaskEntry detail::instance_entry() {
                                objectives().find(c.model["name"].get<std::string>()) != nullptr;
             if (known) make_instance_objective(c);
           },
-          models::instance_model_names};
+          models::instance_model_names,
+          {}};  // the loss is chosen by the model's objective, not by loss.name
 }
 
 InstanceTask::InstanceTask(const RunConfig& config, const c10::Device& device)

@@ -78,6 +78,48 @@ at::Tensor SSDObjective::operator()(const models::SSDOutput& out,
       .loss;
 }
 
+YOLOObjective::YOLOObjective(io::ConfigReader& loss) {
+  const auto name = loss.get<std::string>("name", "yolo");
+  if (name != "yolo") {
+    throw ConfigError(loss.where() + ": key " + loss.path_of("name") +
+                      " must be \"yolo\" for model yolo, got \"" + name + "\"");
+  }
+  auto weight = [&](const char* key, double fallback) {
+    const double value = loss.get<double>(key, fallback);
+    if (!(value >= 0.0)) {
+      throw ConfigError(loss.where() + ": key " + loss.path_of(key) + " must be >= 0, got " +
+                        std::to_string(value));
+    }
+    return value;
+  };
+  options_.lambda_coord(weight("lambda_coord", options_.lambda_coord()))
+      .lambda_noobj(weight("lambda_noobj", options_.lambda_noobj()))
+      .rescore(loss.get<bool>("rescore", options_.rescore()));
+}
+
+YOLOObjective YOLOObjective::from_config(const nlohmann::json& loss, const std::string& where) {
+  const nlohmann::json section = loss.is_null() ? nlohmann::json::object() : loss;
+  if (!section.is_object()) throw ConfigError(where + ": loss must be an object");
+  io::ConfigReader r(section, where, "loss");
+  YOLOObjective objective(r);
+  r.finish();
+  return objective;
+}
+
+losses::YOLOLossParts YOLOObjective::operator()(const models::YOLOOutput& out,
+                                                const std::vector<at::Tensor>& boxes,
+                                                const std::vector<at::Tensor>& labels,
+                                                int64_t grid, int64_t image_size) const {
+  std::vector<at::Tensor> cpu_boxes, cpu_labels;
+  for (size_t i = 0; i < boxes.size(); ++i) {
+    cpu_boxes.push_back(boxes[i].to(at::kCPU, at::kFloat));
+    cpu_labels.push_back(labels[i].to(at::kCPU, at::kLong));
+  }
+  const auto t = models::yolo_targets(cpu_boxes, cpu_labels, grid, image_size);
+  return losses::functional::yolo_loss(out.boxes, out.confidence, out.class_logits, t.has_object,
+                                       t.boxes, t.classes, options_);
+}
+
 MaskObjective::MaskObjective(io::ConfigReader& loss) {
   mask_weight_ = loss.get<double>("mask_weight", mask_weight_);
   box_jitter_ = loss.get<double>("box_jitter", box_jitter_);

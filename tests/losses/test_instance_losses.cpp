@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include "losses/gradcheck.h"
+#include "ostrov/losses/build.h"
 #include "ostrov/losses/halo.h"
 #include "ostrov/losses/unet_weights.h"
 #include "ostrov/losses/watershed.h"
@@ -205,4 +206,58 @@ TEST_CASE("Deep Watershed: targets, direction and energy losses", "[losses]") {
   CHECK(r.report == "");
   CHECK_THROWS_WITH(functional::direction_loss(field, field.narrow(2, 0, 6)),
                     Catch::Contains("[1, 2, 6, 7]") && Catch::Contains("[1, 2, 7, 7]"));
+}
+
+TEST_CASE("weighted_cross_entropy: U-Net's w(x) from the instances, by hand and from a config",
+          "[losses]") {
+  // two_objects(): background columns 3 (d1 = d2 = 1), 7 (d1 = 1, d2 = 5) and 8 (d1 = 2,
+  // d2 = 6) over all 5 rows; w_c = 1.5 on background and 0.75 on objects (as above).
+  const auto inst = two_objects();
+  const auto target = inst.ne(0).to(at::kLong);
+  const auto logits = at::randn({1, 2, 5, 9}, at::kDouble).requires_grad_(true);
+  auto term = [](double s) { return 10.0 * std::exp(-s * s / 50.0); };
+  auto w = at::full({5, 9}, 0.75, at::kDouble);
+  w.select(1, 3).fill_(1.5 + term(2));
+  w.select(1, 7).fill_(1.5 + term(6));
+  w.select(1, 8).fill_(1.5 + term(8));
+  const auto nll = -logits.detach()[0].log_softmax(0).gather(0, target).squeeze(0);
+  const double expected = ((w * nll).sum() / w.sum()).item<double>();
+
+  WeightedCrossEntropy loss;
+  const auto value = loss->forward(logits, target, inst);
+  CHECK(value.item<double>() == Approx(expected).epsilon(1e-6));
+  CHECK(std::abs(value.item<double>() - nll.mean().item<double>()) > 1e-3);  // w(x) matters
+  value.backward();
+  REQUIRE(logits.grad().defined());
+  CHECK(logits.grad().abs().sum().item<double>() > 0.0);
+
+  // class_weights multiply w(x): objects twice as heavy.
+  WeightedCrossEntropy heavier(WeightedCrossEntropyOptions().class_weights({1.0, 2.0}));
+  const auto w2 = w * (1.0 + target[0].to(at::kDouble));
+  CHECK(heavier->forward(logits.detach(), target, inst).item<double>() ==
+        Approx(((w2 * nll).sum() / w2.sum()).item<double>()).epsilon(1e-6));
+
+  // From a config, through CompositeLoss: the term reads LossInputs::instances.
+  auto built = build({{"name", "weighted_cross_entropy"},
+                      {"weight_map", {{"w0", 10}, {"sigma", 5}, {"balance_classes", true}}}},
+                     "run.json");
+  LossInputs in;
+  in.logits = logits.detach();
+  in.target = target;
+  CHECK_THROWS_WITH(built->forward(in), Catch::Contains("LossInputs::instances"));
+  in.instances = inst;
+  CHECK(built->forward(in).total.item<double>() == Approx(expected).epsilon(1e-6));
+  // Other w0 and sigma reach the map: w0 = 0 leaves only w_c.
+  auto flat = build({{"name", "weighted_cross_entropy"}, {"weight_map", {{"w0", 0}}}}, "run.json");
+  auto wc = at::where(target[0].eq(1), at::full({5, 9}, 0.75, at::kDouble),
+                      at::full({5, 9}, 1.5, at::kDouble));
+  CHECK(flat->forward(in).total.item<double>() ==
+        Approx(((wc * nll).sum() / wc.sum()).item<double>()).epsilon(1e-6));
+  CHECK_THROWS_WITH(build({{"name", "weighted_cross_entropy"}, {"weight_map", {{"w00", 1}}}},
+                          "run.json"),
+                    Catch::Contains("loss.weight_map.w00"));
+  CHECK_THROWS_WITH(build({{"name", "weighted_cross_entropy"}, {"weight_map", {{"sigma", 0}}}},
+                          "run.json"),
+                    Catch::Contains("sigma must be > 0"));
+  CHECK_THROWS_WITH(loss->forward(logits, target, inst[0]), Catch::Contains("instances"));
 }

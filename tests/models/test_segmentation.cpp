@@ -4,6 +4,7 @@
 // and ostrov::models::build's configs and errors.
 #include "catch.h"
 
+#include <array>
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -27,6 +28,7 @@
 #include "ostrov/models/instance/deep_coloring.h"
 #include "ostrov/models/instance/deep_watershed.h"
 #include "ostrov/models/instance/mask_rcnn.h"
+#include "ostrov/models/instance/unet_border.h"
 #include "ostrov/losses/mask.h"
 #include "ostrov/losses/watershed.h"
 #include "ostrov/ops/instance.h"
@@ -773,6 +775,96 @@ TEST_CASE("DeepWatershed: shapes, both losses reach every head, save and load", 
   }
   CHECK_THROWS_WITH(models::DeepWatershed(models::DeepWatershedOptions().num_levels(1)),
                     Catch::Contains("num_levels"));
+}
+
+// ------------------------------------------------------------------------- U-Net, border class
+
+TEST_CASE("unet_border_instances: cells are seeds, borders go back to them, the baseline merges",
+          "[models][instance]") {
+  // 6x10, columns of rows 1-4: 0 background, 1 border, 2-3 cell (A), 4-5 border, 6-7 cell (B),
+  // 8 border, 9 background; rows 0 and 5 background except one stray cell pixel at (5,9).
+  // Probabilities (background, cell, border): cell A (.1,.8,.1), cell B (.3,.6,.1), border
+  // (.1,.2,.7), background (.8,.1,.1).
+  auto probs = at::empty({3, 6, 10}, at::kDouble);
+  auto paint = [&](int64_t y0, int64_t y1, int64_t x0, int64_t x1, std::array<double, 3> p) {
+    for (int64_t c = 0; c < 3; ++c) probs[c].slice(0, y0, y1).slice(1, x0, x1).fill_(p[c]);
+  };
+  paint(0, 6, 0, 10, {0.8, 0.1, 0.1});
+  paint(1, 5, 1, 2, {0.1, 0.2, 0.7});
+  paint(1, 5, 2, 4, {0.1, 0.8, 0.1});
+  paint(1, 5, 4, 6, {0.1, 0.2, 0.7});
+  paint(1, 5, 6, 8, {0.3, 0.6, 0.1});
+  paint(1, 5, 8, 9, {0.1, 0.2, 0.7});
+  paint(5, 6, 9, 10, {0.1, 0.8, 0.1});
+  const auto logits = probs.log().to(at::kFloat);
+  auto options = models::UNetBorderOptions().border_width(1).min_size(2);
+  auto found = models::unet_border_instances(logits, options);
+  REQUIRE(found.masks.sizes() == at::IntArrayRef({2, 6, 10}));  // the stray pixel is dropped
+  // Border width 1: column 1 and 4 join A (their neighbour to the left or right at the step's
+  // start), columns 5 and 8 join B.
+  auto expect_a = at::zeros({6, 10}, at::kByte);
+  expect_a.slice(0, 1, 5).slice(1, 1, 5).fill_(1);
+  auto expect_b = at::zeros({6, 10}, at::kByte);
+  expect_b.slice(0, 1, 5).slice(1, 5, 9).fill_(1);
+  CHECK(at::equal(found.masks[0], expect_a));
+  CHECK(at::equal(found.masks[1], expect_b));
+  // Score = mean of 1 - p(background): A 0.9 everywhere; B 8 cell pixels of 0.7, 8 border of 0.9.
+  CHECK(found.scores[0].item<float>() == Approx(0.9).epsilon(1e-5));
+  CHECK(found.scores[1].item<float>() == Approx(0.8).epsilon(1e-5));
+  // Every border pixel here is taken in the first step: width 2 gives the same objects.
+  CHECK(at::equal(models::unet_border_instances(logits, options.border_width(2)).masks,
+                  found.masks));
+  options.border_width(1);
+  // min_size 1 keeps the stray pixel as a third object.
+  CHECK(models::unet_border_instances(logits, models::UNetBorderOptions(options).min_size(1))
+            .masks.size(0) == 3);
+  // The foreground baseline on the same scene (object = cell or border): A and B touch, one
+  // object of 32 pixels.
+  auto fg = at::stack({probs[0], probs[1] + probs[2]}).log().to(at::kFloat);
+  auto merged = models::unet_border_instances(
+      fg, models::UNetBorderOptions().target(models::UNetBorderTarget::kForeground).min_size(2));
+  REQUIRE(merged.masks.size(0) == 1);
+  CHECK(merged.masks[0].sum().item<int64_t>() == 32);
+  // Diagonal contact does not connect seeds (4-connectivity).
+  auto diagonal = at::zeros({3, 4, 4});
+  diagonal[0].fill_(5.0);
+  diagonal[1][1][1] = 10.0;
+  diagonal[1][2][2] = 10.0;
+  CHECK(models::unet_border_instances(diagonal, models::UNetBorderOptions().min_size(1))
+            .masks.size(0) == 2);
+  CHECK_THROWS_WITH(models::unet_border_instances(fg, options), Catch::Contains("three_class"));
+}
+
+TEST_CASE("UNetBorder: outputs per target, built from a config, save and load",
+          "[models][instance]") {
+  auto small = models::UNetOptions(3).depth(2).base_width(4);
+  models::UNetBorder three(models::UNetBorderOptions().unet(small));
+  auto x = at::rand({2, 3, 27, 33});
+  CHECK(three->forward(x).sizes() == at::IntArrayRef({2, 3, 27, 33}));
+  models::UNetBorder two(
+      models::UNetBorderOptions().target(models::UNetBorderTarget::kForeground).unet(small));
+  CHECK(two->forward(x).sizes() == at::IntArrayRef({2, 2, 27, 33}));
+  three->eval();
+  CHECK(three->predict(x).size() == 2);
+  models::UNetBorder other(three->options);
+  io::load_state_dict_into(*other, io::module_state_dict(*three));
+  other->eval();
+  CHECK(at::equal(other->forward(x), three->forward(x)));
+
+  auto built = models::build_instance({{"name", "unet_border"}, {"target", "foreground"},
+                                       {"border_width", 3}, {"depth", 2}, {"base_width", 4}},
+                                      11, 64, "u.json");
+  auto* net = built.as<models::UNetBorderImpl>();
+  REQUIRE(net != nullptr);
+  CHECK(net->options.target() == models::UNetBorderTarget::kForeground);
+  CHECK(net->options.border_width() == 3);
+  CHECK(net->num_outputs() == 2);
+  CHECK_THROWS_WITH(models::build_instance({{"name", "unet_border"}, {"target", "borders"}}, 11,
+                                           64, "u.json"),
+                    Catch::Contains("model.target") && Catch::Contains("three_class"));
+  CHECK_THROWS_WITH(models::build_instance({{"name", "unet_border"}, {"border_width", 0}}, 11,
+                                           64, "u.json"),
+                    Catch::Contains("border_width must be >= 1"));
 }
 
 // ------------------------------------------------------------------------- Mask R-CNN-style

@@ -643,6 +643,15 @@ TEST_CASE("Receptive fields of the SSD backbones up to their coarsest feature ma
   CHECK(lite[15].jump == 32);
   CHECK(lite.back().receptive_field == 1555);
   CHECK(lite.back().jump == 512);
+  // YOLO over ResNet-18: 435 at layer4 (jump 32, the classic figure), the head's 3x3 adds
+  // 2 x 32.
+  const auto yolo = nn::receptive_fields(models::detector_receptive_field_layers(
+      {{"name", "yolo"}, {"backbone", "resnet18"}}, "run.json"));
+  REQUIRE(yolo.size() >= 3);
+  CHECK(yolo[yolo.size() - 3].receptive_field == 435);
+  CHECK(yolo.back().name == "head.1");
+  CHECK(yolo.back().receptive_field == 499);
+  CHECK(yolo.back().jump == 32);
   CHECK_THROWS_WITH(models::detector_receptive_field_layers({{"name", "ssd"}}, "run.json"),
                     Contains("run.json") && Contains("model.name"));
 }

@@ -1,6 +1,7 @@
 // ostrov::tasks without the CLI: the registry, configs, the training objectives and whole runs.
 #include "catch.h"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -11,8 +12,11 @@
 #include "ostrov/core/error.h"
 #include "ostrov/io/json.h"
 #include "ostrov/losses/mask.h"
+#include "ostrov/losses/segmentation.h"
+#include "ostrov/losses/unet_weights.h"
 #include "ostrov/models/detection/ssd_targets.h"
 #include "ostrov/models/instance/build.h"
+#include "ostrov/tasks/detection.h"
 #include "ostrov/tasks/instance.h"
 #include "ostrov/tasks/objectives.h"
 #include "ostrov/tasks/run.h"
@@ -238,6 +242,56 @@ TEST_CASE("instance: a user's model kind and objective train through InstanceTas
                     Catch::Contains("loss.name must be \"halo\""));
 }
 
+TEST_CASE("instance: unet_border trains on the 3-class target under U-Net's weighted loss",
+          "[tasks]") {
+  // Two touching 6x5 objects side by side in a 16x16 image, and a separate 3x3 one.
+  data::Batch batch;
+  batch.images = at::rand({1, 3, 16, 16});
+  auto masks = at::zeros({3, 16, 16}, at::kByte);
+  masks[0].slice(0, 2, 8).slice(1, 2, 7).fill_(1);
+  masks[1].slice(0, 2, 8).slice(1, 7, 12).fill_(1);
+  masks[2].slice(0, 11, 14).slice(1, 11, 14).fill_(1);
+  batch.instances = {masks};
+  batch.labels = {at::tensor({1, 2, 1}, at::kLong)};
+  const auto maps = models::masks_to_label_image(masks, 16, 16).unsqueeze(0);
+
+  auto json = minimal("instance", "coco");
+  json["data"]["train"] = {{"images", "/nowhere/x"}, {"annotations", "/nowhere/x.json"}};
+  json["data"]["image_size"] = {16, 16};
+  json["model"] = {{"name", "unet_border"}, {"border_width", 1}, {"depth", 2}, {"base_width", 4}};
+  json["loss"] = {{"name", "weighted_cross_entropy"}, {"weight_map", {{"w0", 8}, {"sigma", 3}}}};
+  auto task = tasks::make_task(tasks::parse_run_config(json, "u.json"), torch::kCPU);
+  auto& net = *dynamic_cast<tasks::InstanceTask&>(*task).network().as<models::UNetBorderImpl>();
+  const auto target = losses::unet_three_class_target(maps, 1);
+  CHECK(target.eq(losses::kUNetBorder).sum().item<int64_t>() > 0);  // the contact is border
+  const auto weights = losses::unet_weight_map(maps, losses::UNetWeightMapOptions().w0(8).sigma(3));
+  const auto loss = task->loss(batch);  // train mode: BatchNorm on the batch, as below
+  const auto expected =
+      losses::functional::cross_entropy(net.forward(batch.images), target, {}, weights);
+  CHECK(loss.item<double>() == Approx(expected.item<double>()).epsilon(1e-6));
+  // Evaluation runs the same pass and reports the instance metrics.
+  task->model().eval();
+  task->begin_evaluation();
+  task->evaluate(batch);
+  const auto metrics = task->end_evaluation();
+  CHECK(metrics.contains("ap50"));
+  CHECK(metrics.contains("abs_dic"));
+
+  // The foreground baseline with plain cross-entropy: CE on object / background.
+  json["model"]["target"] = "foreground";
+  json["loss"] = {{"name", "cross_entropy"}};
+  auto plain = tasks::make_task(tasks::parse_run_config(json, "u.json"), torch::kCPU);
+  auto& two = *dynamic_cast<tasks::InstanceTask&>(*plain).network().as<models::UNetBorderImpl>();
+  const auto plain_loss = plain->loss(batch);
+  CHECK(plain_loss.item<double>() ==
+        Approx(losses::functional::cross_entropy(two.forward(batch.images), maps.ne(0).to(at::kLong))
+                   .item<double>())
+            .epsilon(1e-6));
+  json["loss"] = {{"name", "halo"}};
+  CHECK_THROWS_WITH(tasks::parse_run_config(json, "u.json"),
+                    Catch::Contains("loss for model unet_border takes"));
+}
+
 TEST_CASE("tasks::set_validation_data points data.val at a folder, a COCO file or a scene set",
           "[tasks]") {
   auto seg = tasks::parse_run_config(minimal("segmentation", "folder"), "a.json");
@@ -398,6 +452,104 @@ TEST_CASE("SSDObjective: its keys from the loss section, equal to ssd_targets + 
                     Catch::Contains("loss.name") && Catch::Contains("multibox"));
   CHECK_THROWS_WITH(tasks::SSDObjective::from_config({{"mask_weight", 1}}, c, "x.json"),
                     Catch::Contains("unknown key loss.mask_weight"));
+}
+
+TEST_CASE("YOLOObjective: its keys from the loss section, equal to yolo_targets + yolo_loss",
+          "[tasks]") {
+  at::manual_seed(0);
+  const int64_t s = 3, b = 2, k = 3, side = 96;
+  models::YOLOOutput out;
+  out.boxes = at::rand({2, s, s, b, 4});
+  out.confidence = at::rand({2, s, s, b});
+  out.class_logits = at::randn({2, s, s, k});
+  const std::vector<at::Tensor> boxes = {torch::tensor({{10.f, 10.f, 30.f, 28.f}, {50.f, 40.f, 90.f, 95.f}}),
+                                         torch::tensor({{20.f, 5.f, 45.f, 35.f}})};
+  const std::vector<at::Tensor> labels = {at::tensor({1, 3}, at::kLong), at::tensor({2}, at::kLong)};
+  auto expected = [&](const losses::YOLOLossOptions& o) {
+    const auto t = models::yolo_targets(boxes, labels, s, side);
+    return losses::functional::yolo_loss(out.boxes, out.confidence, out.class_logits, t.has_object,
+                                         t.boxes, t.classes, o)
+        .total.item<double>();
+  };
+  const auto defaults = tasks::YOLOObjective::from_config(nullptr, "y.json");
+  CHECK(defaults.options().lambda_coord() == 5.0);
+  CHECK(defaults(out, boxes, labels, s, side).total.item<double>() ==
+        Approx(expected({})).epsilon(1e-6));
+  const auto custom = tasks::YOLOObjective::from_config(
+      {{"name", "yolo"}, {"lambda_coord", 2.0}, {"lambda_noobj", 0.1}, {"rescore", false}}, "y.json");
+  const auto o = losses::YOLOLossOptions().lambda_coord(2.0).lambda_noobj(0.1).rescore(false);
+  CHECK(custom(out, boxes, labels, s, side).total.item<double>() == Approx(expected(o)).epsilon(1e-6));
+  CHECK(expected(o) != Approx(expected({})));
+  CHECK_THROWS_WITH(tasks::YOLOObjective::from_config({{"name", "multibox"}}, "y.json"),
+                    Catch::Contains("loss.name must be \"yolo\""));
+  CHECK_THROWS_WITH(tasks::YOLOObjective::from_config({{"lambda_noobj", -1}}, "y.json"),
+                    Catch::Contains("loss.lambda_noobj must be >= 0"));
+  CHECK_THROWS_WITH(tasks::YOLOObjective::from_config({{"lambda_cord", 1}}, "y.json"),
+                    Catch::Contains("loss.lambda_cord"));
+}
+
+TEST_CASE("detection: YOLO and the SSDs behind one Detector interface", "[tasks]") {
+  TempDir dir;
+  ostrov::test::write_tiny_scenes(dir, 2);
+  auto json = ostrov::test::tiny_config(
+      dir, "detection",
+      {{"name", "yolo"}, {"image_size", 64}, {"grid", 2}, {"backbone_channels", 16},
+       {"head_channels", 16}});
+  auto task = tasks::make_task(tasks::parse_run_config(json, "y.json"), torch::kCPU);
+  auto& detection = dynamic_cast<tasks::DetectionTask&>(*task);
+  CHECK(detection.detector().image_size() == 64);
+  CHECK(task->input_size() == ops::GridSize{64, 64});
+  auto* net = dynamic_cast<models::YOLOImpl*>(&task->model());
+  REQUIRE(net != nullptr);
+  CHECK(net->options.grid() == 2);
+
+  data::Batch batch;
+  batch.images = at::rand({2, 3, 64, 64});
+  batch.boxes = {torch::tensor({{4.f, 6.f, 30.f, 28.f}}), torch::tensor({{34.f, 30.f, 60.f, 62.f}})};
+  batch.labels = {at::tensor({2}, at::kLong), at::tensor({5}, at::kLong)};
+  const auto loss = task->loss(batch);
+  const auto expected = tasks::YOLOObjective::from_config(nullptr, "y.json")(
+      net->forward(batch.images), batch.boxes, batch.labels, 2, 64);
+  CHECK(loss.item<double>() == Approx(expected.total.item<double>()).epsilon(1e-6));
+  task->model().eval();
+  task->begin_evaluation();
+  task->evaluate(batch);
+  const auto metrics = task->end_evaluation();
+  CHECK(metrics["images"] == 2);
+  CHECK(metrics.contains("map50"));
+  const auto predictions = task->predict(batch.images, {{64, 64}, {128, 96}});
+  REQUIRE(predictions.size() == 2);
+  CHECK(predictions[1].boxes.size(1) == 4);
+
+  // Unknown names list the SSDs and YOLO; a loss for another detector is refused.
+  auto bad = json;
+  bad["model"] = {{"name", "yolo9000"}};
+  CHECK_THROWS_WITH(tasks::parse_run_config(bad, "y.json"),
+                    Catch::Contains("unknown detector \"yolo9000\"") &&
+                        Catch::Contains("ssd_light") && Catch::Contains("yolo"));
+  bad = json;
+  bad["loss"] = {{"name", "multibox"}};
+  CHECK_THROWS_WITH(tasks::parse_run_config(bad, "y.json"), Catch::Contains("must be \"yolo\""));
+  bad = json;
+  bad["model"]["grid"] = 0;
+  CHECK_THROWS_WITH(tasks::parse_run_config(bad, "y.json"), Catch::Contains("model.grid must be >= 1"));
+  const auto names = tasks::detector_names();
+  CHECK(std::find(names.begin(), names.end(), "ssd_light") != names.end());
+  CHECK(names.back() == "yolo");
+  CHECK_THROWS_WITH(tasks::register_detector({"ssd_light",
+                                              [](const tasks::RunConfig&) {
+                                                return std::unique_ptr<tasks::Detector>();
+                                              },
+                                              [](const tasks::RunConfig&) {},
+                                              [](const tasks::RunConfig&) {}}),
+                    Catch::Contains("is an SSD"));
+  // The SSDs run through the same interface.
+  auto ssd = tasks::make_task(
+      tasks::parse_run_config(ostrov::test::tiny_config(dir, "detection", {{"name", "ssd_light"}, {"image_size", 64}}),
+                              "s.json"),
+      torch::kCPU);
+  CHECK(dynamic_cast<tasks::DetectionTask&>(*ssd).detector().image_size() == 64);
+  CHECK(std::isfinite(ssd->loss(batch).item<double>()));
 }
 
 TEST_CASE("MaskObjective: weighted mask loss on jittered ground-truth boxes", "[tasks]") {

@@ -125,6 +125,52 @@ std::string join(const std::vector<std::string>& names, size_t limit = 8) {
 
 }  // namespace
 
+namespace {
+
+struct ParsedYOLO {
+  YOLOOptions options{2};
+  std::string weights;
+  std::string backbone_weights;
+};
+
+ParsedYOLO parse_yolo(const nlohmann::json& config, int64_t num_classes, const std::string& where) {
+  io::ConfigReader r(config, where, "model");
+  const auto name = r.required<std::string>("name");
+  if (name != "yolo") {
+    throw ConfigError(where + ": key " + r.path_of("name") + ": build_yolo builds \"yolo\", got \"" +
+                      name + "\"");
+  }
+  if (num_classes < 2) {
+    throw ConfigError(where + ": a detector needs num_classes >= 2 (background + 1), got " +
+                      std::to_string(num_classes));
+  }
+  ParsedYOLO p;
+  auto& o = p.options;
+  o.num_classes(num_classes);
+  auto names = detail::resnet_names();
+  names.insert(names.end(), {"mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"});
+  o.backbone(detail::read_backbone(r, "yolo", o.backbone(), {names, true, {}}));
+  o.image_size(detail::read_image_size(r, o.image_size()));
+  auto positive = [&](const char* key, int64_t fallback) {
+    const auto value = r.get<int64_t>(key, fallback);
+    if (value < 1) {
+      throw ConfigError(where + ": key " + r.path_of(key) + " must be >= 1, got " +
+                        std::to_string(value));
+    }
+    return value;
+  };
+  o.grid(positive("grid", o.grid()));
+  o.boxes_per_cell(positive("boxes_per_cell", o.boxes_per_cell()));
+  o.head_channels(positive("head_channels", o.head_channels()));
+  o.postprocess(detail::read_postprocess(r, o.postprocess()));
+  p.weights = r.get<std::string>("weights", "");
+  p.backbone_weights = r.get<std::string>("backbone_weights", "");
+  r.finish();
+  return p;
+}
+
+}  // namespace
+
 SSDOptions detector_options(const nlohmann::json& model_config, int64_t num_classes,
                             const std::string& where) {
   return parse(model_config, num_classes, where).options;
@@ -174,12 +220,42 @@ SSD build_detector(const nlohmann::json& model_config, int64_t num_classes,
 
 std::vector<nn::LayerSpec> detector_receptive_field_layers(const nlohmann::json& model_config,
                                                            const std::string& where) {
+  if (model_config.is_object() && model_config.contains("name") &&
+      model_config["name"] == "yolo") {
+    // The backbone to its last stage, then the head's 1x1 and 3x3 convolutions.
+    const auto options = parse_yolo(model_config, /*num_classes=*/2, where).options;
+    auto layers = detail::backbone_layers(options.backbone());
+    layers.push_back(detail::conv("head.0", 1));
+    layers.push_back(detail::conv("head.1", 3, 1, 1));
+    return layers;
+  }
   const ParsedDetector p = parse(model_config, /*num_classes=*/2, where);
   try {
     return ssd_receptive_field_layers(p.options);
   } catch (const c10::Error& e) {
     throw ConfigError(where + ": model: " + e.what_without_backtrace());
   }
+}
+
+YOLOOptions yolo_options(const nlohmann::json& model_config, int64_t num_classes,
+                         const std::string& where) {
+  return parse_yolo(model_config, num_classes, where).options;
+}
+
+YOLO build_yolo(const nlohmann::json& model_config, int64_t num_classes, const std::string& where) {
+  const ParsedYOLO p = parse_yolo(model_config, num_classes, where);
+  // Read the weight files first: a wrong path fails before the network is allocated.
+  const io::StateDict backbone_state =
+      p.backbone_weights.empty() ? io::StateDict{} : io::load_state_dict(p.backbone_weights);
+  YOLO net{nullptr};
+  try {
+    net = YOLO(p.options);
+  } catch (const c10::Error& e) {
+    throw ConfigError(where + ": model: " + e.what_without_backtrace());
+  }
+  if (!p.backbone_weights.empty()) net->load_backbone_weights(backbone_state, p.backbone_weights);
+  if (!p.weights.empty()) io::load_weights(*net, p.weights, /*strict=*/true);
+  return net;
 }
 
 void register_detection_model(DetectionModelEntry entry) {

@@ -74,11 +74,29 @@ InstanceRecipe parse_mask_rcnn(io::ConfigReader& r, int64_t num_classes, int64_t
   return recipe;
 }
 
+InstanceRecipe parse_unet_border(io::ConfigReader& r, int64_t, int64_t) {
+  UNetBorderOptions o;
+  const auto target = r.get<std::string>("target", "three_class");
+  if (target == "three_class") {
+    o.target(UNetBorderTarget::kThreeClass);
+  } else if (target == "foreground") {
+    o.target(UNetBorderTarget::kForeground);
+  } else {
+    throw ConfigError(r.where() + ": key " + r.path_of("target") + ": \"" + target +
+                      "\" is not a unet_border target (three_class, foreground)");
+  }
+  o.border_width(r.get<int64_t>("border_width", o.border_width()))
+      .min_size(r.get<int64_t>("min_size", o.min_size()));
+  o.unet(read_unet(r, o.unet()));
+  return {maker<UNetBorderImpl>(o), {}};
+}
+
 core::Registry<InstanceModelEntry>& registry() {
   static core::Registry<InstanceModelEntry> r("instance model",
                                               {{"deep_coloring", parse_deep_coloring},
                                                {"deep_watershed", parse_deep_watershed},
-                                               {"mask_rcnn", parse_mask_rcnn}});
+                                               {"mask_rcnn", parse_mask_rcnn},
+                                               {"unet_border", parse_unet_border}});
   return r;
 }
 

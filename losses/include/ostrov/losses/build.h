@@ -13,6 +13,8 @@
 //   halo:          margin, mu, ignore_index
 //   direction:     angular, eps                 (Deep Watershed direction field)
 //   energy:        class_weights, ignore_index  (Deep Watershed energy levels)
+//   weighted_cross_entropy: weight_map {w0, sigma, balance_classes}, class_weights,
+//                  ignore_index                 (U-Net's border weights; needs instances)
 // A term of "terms" also takes "weight" (default 1). Unknown keys and names are
 // ostrov::ConfigError naming the file and the key path (e.g. "loss.terms[1].epss"). Each name
 // is an entry of a registry (register_loss adds one; docs/architecture.md "Losses").
@@ -38,6 +40,7 @@
 #include "ostrov/losses/multibox.h"
 #include "ostrov/losses/segmentation.h"
 #include "ostrov/losses/term.h"
+#include "ostrov/losses/unet_weights.h"
 #include "ostrov/losses/watershed.h"
 
 namespace ostrov::io {

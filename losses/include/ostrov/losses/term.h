@@ -1,8 +1,8 @@
 #pragma once
 // What a loss term of a composite loss (losses::build, CompositeLoss) reads and the interface
 // every such term implements besides torch::nn::Module: CrossEntropy, SoftDice, CEDice,
-// MultiboxLoss, HaloLoss, DirectionLoss and EnergyLoss, and a user's loss registered with
-// losses::register_loss. docs/architecture.md "Losses".
+// MultiboxLoss, HaloLoss, DirectionLoss, EnergyLoss and WeightedCrossEntropy, and a user's
+// loss registered with losses::register_loss. docs/architecture.md "Losses".
 
 #include <ATen/core/Tensor.h>
 
@@ -25,6 +25,9 @@ struct LossInputs {
   at::Tensor direction;
   at::Tensor target_direction;  ///< direction: unit target vectors [N,2,H,W]
   at::Tensor mask;  ///< direction: [N,H,W] pixels to use; undefined: |target_direction| > 0.5
+  /// weighted_cross_entropy: [N,H,W] integer instance label image (0 = background, each other
+  /// value one object), from which the U-Net weight map is computed.
+  at::Tensor instances;
 };
 
 /// A loss a CompositeLoss can run: LossInputs -> scalar.

@@ -5,13 +5,20 @@
 //    thin background gaps between touching cells expensive to get wrong;
 //  - the 3-class cell / border / background target, an alternative that turns separating
 //    touching cells into a class of its own (weight the border class up in CrossEntropy).
-// Both feed functional::cross_entropy (pixel_weights and target).
+// Both feed functional::cross_entropy (pixel_weights and target); WeightedCrossEntropy
+// (config name "weighted_cross_entropy") computes the weight map from the instance label image
+// of every batch and applies it.
 
 #include <cstdint>
+#include <ostream>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
 #include <torch/arg.h>
+#include <torch/nn/cloneable.h>
+#include <torch/nn/pimpl.h>
+
+#include "ostrov/losses/term.h"
 
 namespace ostrov::losses {
 
@@ -50,5 +57,40 @@ at::Tensor unet_three_class_target(const at::Tensor& instances, int64_t border_w
 /// #counted pixels / (#classes present * #pixels of that class) on each pixel, 0 on
 /// ignore_index. Use it as w_c for a multi-class target (e.g. the 3-class one).
 at::Tensor class_balance_map(const at::Tensor& target, int64_t ignore_index = 255);
+
+/// Options of WeightedCrossEntropy.
+struct WeightedCrossEntropyOptions {
+  /// How w(x) is computed from the instances (config object "weight_map": w0, sigma,
+  /// balance_classes).
+  TORCH_ARG(UNetWeightMapOptions, weight_map) = {};
+  /// Empty (all 1) or one factor per class, multiplied with w(x) (e.g. the border class of the
+  /// 3-class target weighted up).
+  TORCH_ARG(std::vector<double>, class_weights) = {};
+  /// Target value whose pixels are left out.
+  TORCH_ARG(int64_t, ignore_index) = 255;
+};
+
+/// U-Net's weighted cross-entropy: sum_x w(x) * (-log p_t(x)) / sum_x w(x) with
+/// w = unet_weight_map(instances) (times class_weights[t(x)]), the map computed on the CPU from
+/// the batch's instance label image on every call, so it follows every augmentation of the
+/// instances (its cost per batch: workload unet_weight_map_8x128 in docs/performance.md).
+class WeightedCrossEntropyImpl : public torch::nn::Cloneable<WeightedCrossEntropyImpl>,
+                                 public LossTermModule {
+ public:
+  /// c10::Error for sigma <= 0 or fixed w_c that are not {background, foreground}.
+  explicit WeightedCrossEntropyImpl(WeightedCrossEntropyOptions options = {});
+  void reset() override;
+  /// logits [N,C,H,W], target [N,H,W] int64 class map, instances [N,H,W] integer instance
+  /// label image (0 = background) of the same size -> scalar. c10::Error names both shapes on
+  /// a mismatch.
+  at::Tensor forward(const at::Tensor& logits, const at::Tensor& target,
+                     const at::Tensor& instances);
+  /// forward on LossInputs::logits, target and instances (CompositeLoss).
+  at::Tensor compute(const LossInputs& in) override;
+  void pretty_print(std::ostream& stream) const override;
+
+  WeightedCrossEntropyOptions options;  ///< read on every forward
+};
+TORCH_MODULE(WeightedCrossEntropy);
 
 }  // namespace ostrov::losses

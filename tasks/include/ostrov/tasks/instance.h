@@ -1,13 +1,16 @@
 #pragma once
 // Task "instance": the models of models::build_instance (model keys are documented there),
-// each trained by the InstanceObjective registered under its name, under one config shape, all evaluated the same way on COCO instance masks:
-// class-agnostic mask AP (every object is "an object", since DeepColoring and Deep Watershed
-// have no classes), SBD and |DiC| (the CVPPP scores).
+// each trained by the InstanceObjective registered under its name, under one config shape,
+// all evaluated the same way on COCO instance masks: class-agnostic mask AP (every object is
+// "an object", since DeepColoring, Deep Watershed and UNetBorder have no classes), SBD and
+// |DiC| (the CVPPP scores).
 //
 // Losses: deep_coloring {"name": "halo", "margin", "mu"}; deep_watershed "direction" and/or
 // "energy" terms (default {"terms": [{"name": "direction"}, {"name": "energy"}]}) on targets
 // from the instance masks (losses::watershed_targets); mask_rcnn SSDObjective's keys plus
-// MaskObjective's (objectives.h).
+// MaskObjective's (objectives.h); unet_border weighted_cross_entropy (the default, w(x) from
+// the instance masks), cross_entropy, soft_dice and/or ce_dice terms on its 3-class or
+// foreground target (losses::unet_three_class_target).
 // Data: format "coco" with image_size (masks are resized with the image, nearest). Metrics:
 // ap50 (COCO AP@0.5 on masks, 101-point), ap (AP@[.5:.95]), ap75, sbd, abs_dic, dic, loss;
 // mask_rcnn also class_ap50 and class_ap (with its classes, as COCO rates Mask R-CNN).
@@ -40,7 +43,7 @@ class InstanceObjective {
 /// models::register_instance_model): `make` reads the config's `loss` section (null when
 /// absent: the kind's default) and throws ConfigError naming the key for bad ones.
 /// Built in: deep_coloring (halo), deep_watershed (direction + energy), mask_rcnn (SSDObjective
-/// + MaskObjective).
+/// + MaskObjective), unet_border (weighted_cross_entropy).
 struct InstanceObjectiveEntry {
   /// Builds the objective from the run config (reads its `loss` section).
   using Make = std::function<std::unique_ptr<InstanceObjective>(const RunConfig& config)>;

@@ -9,6 +9,8 @@
 //      "hungarian_threshold_positives": false, "location_weight": 1, "confidence_weight": 1}
 //   (hungarian_predicted: models::SSDPredictions gives its cost.)
 //   The SSD-based mask model adds {"mask_weight": 1, "box_jitter": 0.1}.
+//   YOLO (task detection, model yolo):
+//     {"name": "yolo", "lambda_coord": 5, "lambda_noobj": 0.5, "rescore": true}
 
 #include <cstdint>
 #include <random>
@@ -19,8 +21,10 @@
 #include <nlohmann/json.hpp>
 
 #include "ostrov/losses/multibox.h"
+#include "ostrov/losses/yolo.h"
 #include "ostrov/models/detection/ssd.h"
 #include "ostrov/models/detection/ssd_targets.h"
+#include "ostrov/models/detection/yolo.h"
 #include "ostrov/models/instance/mask_rcnn.h"
 
 namespace ostrov::io {
@@ -56,6 +60,31 @@ class SSDObjective {
  private:
   models::SSDTargetOptions targets_;
   losses::MultiboxLossOptions multibox_;
+};
+
+/// YOLO v1's objective (Redmon et al. 2016): each image's boxes assigned to the grid cell
+/// holding their centre (models::yolo_targets), then the sum-squared error of
+/// losses::functional::yolo_loss.
+class YOLOObjective {
+ public:
+  YOLOObjective() = default;
+  /// Reads name ("yolo", the default), lambda_coord (>= 0), lambda_noobj (>= 0) and rescore
+  /// from `loss` (the caller calls finish()); ConfigError naming the key for bad values.
+  explicit YOLOObjective(io::ConfigReader& loss);
+  /// The whole section (null: the defaults); unknown keys are errors.
+  static YOLOObjective from_config(const nlohmann::json& loss, const std::string& where);
+  /// The loss and its parts for `out` of a network with `grid` cells per side and an input of
+  /// `image_size` pixels, against each image's boxes [G_i,4] (input pixels) and labels [G_i]
+  /// in 1..C-1. The targets are made on the CPU.
+  losses::YOLOLossParts operator()(const models::YOLOOutput& out,
+                                   const std::vector<at::Tensor>& boxes,
+                                   const std::vector<at::Tensor>& labels, int64_t grid,
+                                   int64_t image_size) const;
+  /// lambda_coord, lambda_noobj, rescore.
+  const losses::YOLOLossOptions& options() const { return options_; }
+
+ private:
+  losses::YOLOLossOptions options_;
 };
 
 /// The mask term of the SSD-based mask model (models::MaskRCNN): the mask head learns on the

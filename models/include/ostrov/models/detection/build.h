@@ -1,6 +1,7 @@
 #pragma once
-// Building SSD detectors from the `model` object of an ostrov JSON config (task "detection"),
-// for the CLI and users' own programs; the detection counterpart of models/build.h.
+// Building SSD detectors (and YOLO, build_yolo at the end) from the `model` object of an
+// ostrov JSON config (task "detection"), for the CLI and users' own programs; the detection
+// counterpart of models/build.h.
 //
 // Config keys (unknown keys are ostrov::ConfigError naming the key path, e.g. model.imgae_size):
 //   name                  "ssd300_vgg16" (torchvision's ssd300_vgg16) |
@@ -34,6 +35,7 @@
 
 #include "ostrov/io/state_dict.h"
 #include "ostrov/models/detection/ssd.h"
+#include "ostrov/models/detection/yolo.h"
 
 namespace ostrov::io {
 class ConfigReader;
@@ -78,11 +80,25 @@ void load_ssd_backbone_weights(SSDImpl& ssd, const io::StateDict& state,
                                const std::string& source);
 
 /// The layer table of `ostrov receptive-field` for a detector's `model` section
-/// (ssd_receptive_field_layers of its options; ConfigError naming the key for bad ones).
+/// (ssd_receptive_field_layers of its options; yolo: its backbone's layers and the head's
+/// convolutions; ConfigError naming the key for bad ones).
 std::vector<nn::LayerSpec> detector_receptive_field_layers(const nlohmann::json& model_config,
                                                            const std::string& where);
 
 /// The names `build_detector` accepts (the registry's, in registration order).
 std::vector<std::string> detection_model_names();
+
+/// The options `build_yolo` would build with (validated; ConfigError naming the key). Keys:
+///   name "yolo"; backbone (resnet18..resnet152, mobilenet_v2, mobilenet_v3_large,
+///   mobilenet_v3_small; default resnet18), backbone_channels (ResNets), image_size (256),
+///   grid (S, 8), boxes_per_cell (B, 2), head_channels (256), the post-processing keys of the
+///   SSDs (score_threshold, nms_threshold, topk_candidates, detections_per_image), weights,
+///   backbone_weights (a torchvision classifier of the backbone).
+YOLOOptions yolo_options(const nlohmann::json& model_config, int64_t num_classes,
+                         const std::string& where);
+/// Builds the YOLO of `model_config` (keys above) with `num_classes` classes (background
+/// included), then loads `backbone_weights` and `weights` if given. ConfigError for bad keys
+/// and values, IoError for weights files.
+YOLO build_yolo(const nlohmann::json& model_config, int64_t num_classes, const std::string& where);
 
 }  // namespace ostrov::models

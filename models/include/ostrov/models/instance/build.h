@@ -4,7 +4,7 @@
 // and models/detection/build.h.
 //
 // Config keys (unknown keys are ostrov::ConfigError naming the key path, e.g. model.cut_levle):
-//   name  "deep_coloring" | "deep_watershed" | "mask_rcnn"
+//   name  "deep_coloring" | "deep_watershed" | "mask_rcnn" | "unet_border"
 //   weights  optional path: a whole-model state_dict (e.g. an ostrov checkpoint's weights),
 //            loaded strictly after everything else
 //   deep_coloring:  num_colors, min_size, depth, base_width, batch_norm
@@ -16,8 +16,10 @@
 //                   count_score, count_nms_threshold, score_threshold, nms_threshold, topk_candidates,
 //                   detections_per_image, backbone_weights (torchvision resnet18 for the
 //                   detector's backbone)
+//   unet_border:    target ("three_class" | "foreground"), border_width, min_size, depth,
+//                   base_width, batch_norm
 // Defaults are the options structs' (DeepColoringOptions, DeepWatershedOptions,
-// MaskRCNNOptions); count_score (0.5) is the score from which mask_rcnn's detections count as
+// MaskRCNNOptions, UNetBorderOptions); count_score (0.5) is the score from which mask_rcnn's detections count as
 // objects in label images (SBD, |DiC|), after a class-agnostic NMS at count_nms_threshold
 // (0.5), while AP takes every detection above min_score. Each name is an entry of a registry
 // (register_instance_model adds one; docs/architecture.md "Models").
@@ -37,6 +39,7 @@
 #include "ostrov/models/instance/deep_watershed.h"
 #include "ostrov/models/instance/mask_rcnn.h"
 #include "ostrov/models/instance/network.h"
+#include "ostrov/models/instance/unet_border.h"
 
 namespace ostrov::io {
 class ConfigReader;
