@@ -4,6 +4,7 @@
 #include <array>
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 #include <c10/util/Exception.h>
 
 #include "checks.h"
@@ -99,7 +100,7 @@ YOLOLossParts yolo_loss(const at::Tensor& pred_boxes, const at::Tensor& pred_con
   at::Tensor responsible;  // [N,S,S,B] bool
   at::Tensor best_iou;     // [N,S,S]: the responsible predictor's IoU (0 without an object)
   {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     const auto opts = pred_boxes.options();
     const auto row = at::arange(grid_h, opts).view({1, grid_h, 1, 1});
     const auto col = at::arange(grid_w, opts).view({1, 1, grid_w, 1});
