@@ -1,6 +1,7 @@
 #include "ostrov/tasks/detection.h"
 
 #include <algorithm>
+#include <utility>
 
 #include <ATen/ATen.h>
 
@@ -44,42 +45,48 @@ void append_rows(std::vector<float>& rows, float kind, float image, const at::Te
   }
 }
 
-// SSD detectors: the SSD of models::build_detector, SSDObjective, ssd_postprocess.
-class SSDDetector : public Detector {
+// What every detector holder shares: `Net` (models::SSD, models::YOLO) has options with
+// image_size, image_mean and image_std, and postprocess(forward(x), sizes).
+template <typename Net>
+class NetworkDetector : public Detector {
  public:
-  explicit SSDDetector(const RunConfig& c)
-      : objective_(SSDObjective::from_config(c.loss, c.data.num_classes, c.path)),
-        net_(models::build_detector(c.model, c.data.num_classes, c.path)) {}
+  explicit NetworkDetector(Net net) : net_(std::move(net)) {}
   torch::nn::Module& module() override { return *net_; }
   int64_t image_size() const override { return net_->options.image_size(); }
   std::vector<double> image_mean() const override { return net_->options.image_mean(); }
   std::vector<double> image_std() const override { return net_->options.image_std(); }
-  at::Tensor loss(const data::Batch& batch, std::vector<models::Detections>* found) override {
-    const auto out = net_->forward(batch.images);
-    if (found) *found = net_->postprocess(out);
-    return objective_(out, batch.boxes, batch.labels);
-  }
   std::vector<models::Detections> detect(const at::Tensor& images,
                                          const std::vector<ops::GridSize>& sizes) const override {
     const auto net = net_.ptr();  // forward is not const; it changes no state after the warm-up
     return net->postprocess(net->forward(images), sizes);
   }
 
+ protected:
+  Net net_;
+};
+
+// SSD detectors: the SSD of models::build_detector, SSDObjective, ssd_postprocess.
+class SSDDetector : public NetworkDetector<models::SSD> {
+ public:
+  explicit SSDDetector(const RunConfig& c)
+      : NetworkDetector(models::build_detector(c.model, c.data.num_classes, c.path)),
+        objective_(SSDObjective::from_config(c.loss, c.data.num_classes, c.path)) {}
+  at::Tensor loss(const data::Batch& batch, std::vector<models::Detections>* found) override {
+    const auto out = net_->forward(batch.images);
+    if (found) *found = net_->postprocess(out);
+    return objective_(out, batch.boxes, batch.labels);
+  }
+
  private:
   SSDObjective objective_;
-  models::SSD net_{nullptr};
 };
 
 // YOLO v1: models::build_yolo, YOLOObjective, yolo_postprocess.
-class YOLODetector : public Detector {
+class YOLODetector : public NetworkDetector<models::YOLO> {
  public:
   explicit YOLODetector(const RunConfig& c)
-      : objective_(YOLOObjective::from_config(c.loss, c.path)),
-        net_(models::build_yolo(c.model, c.data.num_classes, c.path)) {}
-  torch::nn::Module& module() override { return *net_; }
-  int64_t image_size() const override { return net_->options.image_size(); }
-  std::vector<double> image_mean() const override { return net_->options.image_mean(); }
-  std::vector<double> image_std() const override { return net_->options.image_std(); }
+      : NetworkDetector(models::build_yolo(c.model, c.data.num_classes, c.path)),
+        objective_(YOLOObjective::from_config(c.loss, c.path)) {}
   at::Tensor loss(const data::Batch& batch, std::vector<models::Detections>* found) override {
     const auto out = net_->forward(batch.images);
     if (found) *found = net_->postprocess(out);
@@ -87,15 +94,9 @@ class YOLODetector : public Detector {
                       net_->options.image_size())
         .total;
   }
-  std::vector<models::Detections> detect(const at::Tensor& images,
-                                         const std::vector<ops::GridSize>& sizes) const override {
-    const auto net = net_.ptr();  // forward changes no state in eval mode
-    return net->postprocess(net->forward(images), sizes);
-  }
 
  private:
   YOLOObjective objective_;
-  models::YOLO net_{nullptr};
 };
 
 core::Registry<DetectorEntry>& detectors() {

@@ -9,6 +9,20 @@
 
 namespace ostrov::tasks {
 
+namespace {
+
+// A weight of the loss section: `key` or `fallback`, ConfigError naming the key when < 0.
+double non_negative(io::ConfigReader& loss, const char* key, double fallback) {
+  const double value = loss.get<double>(key, fallback);
+  if (!(value >= 0.0)) {
+    throw ConfigError(loss.where() + ": key " + loss.path_of(key) + " must be >= 0, got " +
+                      std::to_string(value));
+  }
+  return value;
+}
+
+}  // namespace
+
 SSDObjective::SSDObjective(io::ConfigReader& loss, int64_t num_classes) {
   const auto name = loss.get<std::string>("name", "multibox");
   if (name != "multibox") {
@@ -33,16 +47,10 @@ SSDObjective::SSDObjective(io::ConfigReader& loss, int64_t num_classes) {
   hungarian.add_threshold_positives(
       loss.get<bool>("hungarian_threshold_positives", hungarian.add_threshold_positives()));
   // The weights of hungarian_predicted's cost (alpha: box distance, beta: confidence).
-  auto weight = [&](const char* key, double fallback) {
-    const double value = loss.get<double>(key, fallback);
-    if (!(value >= 0.0)) {
-      throw ConfigError(loss.where() + ": key " + loss.path_of(key) + " must be >= 0, got " +
-                        std::to_string(value));
-    }
-    return value;
-  };
-  hungarian.location_weight(weight("location_weight", hungarian.location_weight()));
-  hungarian.confidence_weight(weight("confidence_weight", hungarian.confidence_weight()));
+  hungarian.location_weight(
+      non_negative(loss, "location_weight", hungarian.location_weight()));
+  hungarian.confidence_weight(
+      non_negative(loss, "confidence_weight", hungarian.confidence_weight()));
   targets_.hungarian(hungarian);
 }
 
@@ -84,16 +92,8 @@ YOLOObjective::YOLOObjective(io::ConfigReader& loss) {
     throw ConfigError(loss.where() + ": key " + loss.path_of("name") +
                       " must be \"yolo\" for model yolo, got \"" + name + "\"");
   }
-  auto weight = [&](const char* key, double fallback) {
-    const double value = loss.get<double>(key, fallback);
-    if (!(value >= 0.0)) {
-      throw ConfigError(loss.where() + ": key " + loss.path_of(key) + " must be >= 0, got " +
-                        std::to_string(value));
-    }
-    return value;
-  };
-  options_.lambda_coord(weight("lambda_coord", options_.lambda_coord()))
-      .lambda_noobj(weight("lambda_noobj", options_.lambda_noobj()))
+  options_.lambda_coord(non_negative(loss, "lambda_coord", options_.lambda_coord()))
+      .lambda_noobj(non_negative(loss, "lambda_noobj", options_.lambda_noobj()))
       .rescore(loss.get<bool>("rescore", options_.rescore()));
 }
 
@@ -121,12 +121,8 @@ losses::YOLOLossParts YOLOObjective::operator()(const models::YOLOOutput& out,
 }
 
 MaskObjective::MaskObjective(io::ConfigReader& loss) {
-  mask_weight_ = loss.get<double>("mask_weight", mask_weight_);
+  mask_weight_ = non_negative(loss, "mask_weight", mask_weight_);
   box_jitter_ = loss.get<double>("box_jitter", box_jitter_);
-  if (!(mask_weight_ >= 0.0)) {
-    throw ConfigError(loss.where() + ": key " + loss.path_of("mask_weight") +
-                      " must be >= 0, got " + std::to_string(mask_weight_));
-  }
   if (!(box_jitter_ >= 0.0 && box_jitter_ < 0.5)) {
     throw ConfigError(loss.where() + ": key " + loss.path_of("box_jitter") +
                       " must be in [0, 0.5), got " + std::to_string(box_jitter_));

@@ -9,6 +9,7 @@
 #include "ostrov/io/json.h"
 #include "ostrov/io/weights.h"
 #include "../backbone_keys.h"
+#include "postprocess.h"
 #include "ssd_keys.h"
 
 namespace ostrov::models {
@@ -147,9 +148,8 @@ ParsedYOLO parse_yolo(const nlohmann::json& config, int64_t num_classes, const s
   ParsedYOLO p;
   auto& o = p.options;
   o.num_classes(num_classes);
-  auto names = detail::resnet_names();
-  names.insert(names.end(), {"mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"});
-  o.backbone(detail::read_backbone(r, "yolo", o.backbone(), {names, true, {}}));
+  o.backbone(detail::read_backbone(r, "yolo", o.backbone(),
+                                   {detail::yolo_backbone_names(), true, {}}));
   o.image_size(detail::read_image_size(r, o.image_size()));
   auto positive = [&](const char* key, int64_t fallback) {
     const auto value = r.get<int64_t>(key, fallback);
@@ -167,6 +167,25 @@ ParsedYOLO parse_yolo(const nlohmann::json& config, int64_t num_classes, const s
   p.backbone_weights = r.get<std::string>("backbone_weights", "");
   r.finish();
   return p;
+}
+
+// The last steps of build_detector and build_yolo for a parsed config (options, weights,
+// backbone_weights): the backbone file is read first, so a wrong path fails before the
+// network is allocated; a c10::Error of the constructor becomes a ConfigError; then the
+// backbone's and the whole model's weights are loaded.
+template <typename Holder, typename Parsed, typename LoadBackbone>
+Holder allocate_and_load(const Parsed& p, const std::string& where, LoadBackbone load_backbone) {
+  const io::StateDict backbone_state =
+      p.backbone_weights.empty() ? io::StateDict{} : io::load_state_dict(p.backbone_weights);
+  Holder net{nullptr};
+  try {
+    net = Holder(p.options);
+  } catch (const c10::Error& e) {
+    throw ConfigError(where + ": model: " + e.what_without_backtrace());
+  }
+  if (!p.backbone_weights.empty()) load_backbone(*net, backbone_state, p.backbone_weights);
+  if (!p.weights.empty()) io::load_weights(*net, p.weights, /*strict=*/true);
+  return net;
 }
 
 }  // namespace
@@ -204,18 +223,10 @@ void load_ssd_backbone_weights(SSDImpl& ssd, const io::StateDict& state, const s
 SSD build_detector(const nlohmann::json& model_config, int64_t num_classes,
                    const std::string& where) {
   const ParsedDetector p = parse(model_config, num_classes, where);
-  // Read the weight files first: a wrong path fails before the network is allocated.
-  const io::StateDict backbone_state =
-      p.backbone_weights.empty() ? io::StateDict{} : io::load_state_dict(p.backbone_weights);
-  SSD net{nullptr};
-  try {
-    net = SSD(p.options);
-  } catch (const c10::Error& e) {
-    throw ConfigError(where + ": model: " + e.what_without_backtrace());
-  }
-  if (!p.backbone_weights.empty()) load_ssd_backbone_weights(*net, backbone_state, p.backbone_weights);
-  if (!p.weights.empty()) io::load_weights(*net, p.weights, /*strict=*/true);
-  return net;
+  return allocate_and_load<SSD>(p, where, [](SSDImpl& net, const io::StateDict& state,
+                                             const std::string& file) {
+    load_ssd_backbone_weights(net, state, file);
+  });
 }
 
 std::vector<nn::LayerSpec> detector_receptive_field_layers(const nlohmann::json& model_config,
@@ -244,18 +255,10 @@ YOLOOptions yolo_options(const nlohmann::json& model_config, int64_t num_classes
 
 YOLO build_yolo(const nlohmann::json& model_config, int64_t num_classes, const std::string& where) {
   const ParsedYOLO p = parse_yolo(model_config, num_classes, where);
-  // Read the weight files first: a wrong path fails before the network is allocated.
-  const io::StateDict backbone_state =
-      p.backbone_weights.empty() ? io::StateDict{} : io::load_state_dict(p.backbone_weights);
-  YOLO net{nullptr};
-  try {
-    net = YOLO(p.options);
-  } catch (const c10::Error& e) {
-    throw ConfigError(where + ": model: " + e.what_without_backtrace());
-  }
-  if (!p.backbone_weights.empty()) net->load_backbone_weights(backbone_state, p.backbone_weights);
-  if (!p.weights.empty()) io::load_weights(*net, p.weights, /*strict=*/true);
-  return net;
+  return allocate_and_load<YOLO>(p, where, [](YOLOImpl& net, const io::StateDict& state,
+                                              const std::string& file) {
+    net.load_backbone_weights(state, file);
+  });
 }
 
 void register_detection_model(DetectionModelEntry entry) {

@@ -18,6 +18,7 @@
 #include "ostrov/ops/boxes.h"
 #include "ostrov/ops/nms.h"
 #include "../backbone_keys.h"
+#include "postprocess.h"
 
 namespace ostrov::models {
 
@@ -697,45 +698,53 @@ std::vector<Detections> ssd_postprocess(const at::Tensor& locations, const at::T
 
   const ops::BoxCoder coder({10.0, 10.0, 5.0, 5.0});
   const auto probabilities = at::softmax(logits, -1);
-  const int64_t num_classes = logits.size(2);
   std::vector<Detections> detections;
   detections.reserve(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     auto boxes = coder.decode(locations[i], priors);
     boxes = ops::clip_boxes_to_image(boxes, image_size[0], image_size[1]);
-    const auto scores = probabilities[i];
-    std::vector<at::Tensor> image_boxes, image_scores, image_labels;
-    for (int64_t label = 1; label < num_classes; ++label) {
-      auto score = scores.select(1, label);
-      const auto keep = score > options.score_threshold();
-      score = score.index({keep});
-      auto box = boxes.index({keep});
-      const int64_t k = std::min(options.topk_candidates(), score.size(0));
-      auto top = score.topk(k);
-      score = std::get<0>(top);
-      box = box.index_select(0, std::get<1>(top));
-      image_boxes.push_back(box);
-      image_scores.push_back(score);
-      image_labels.push_back(at::full({k}, label, score.options().dtype(at::kLong)));
-    }
-    const auto all_boxes = at::cat(image_boxes, 0);
-    const auto all_scores = at::cat(image_scores, 0);
-    const auto all_labels = at::cat(image_labels, 0);
-    auto keep = ops::batched_nms(all_boxes, all_scores, all_labels, options.nms_threshold());
-    keep = keep.slice(0, 0, options.detections_per_image());
-    Detections d{all_boxes.index_select(0, keep), all_scores.index_select(0, keep),
-                 all_labels.index_select(0, keep)};
-    if (!original_sizes.empty()) {
-      // torchvision's resize_boxes: float32 ratios new / old, one multiply per coordinate.
-      const auto& original = original_sizes[static_cast<size_t>(i)];
-      const float ratio_h = static_cast<float>(original[0]) / static_cast<float>(image_size[0]);
-      const float ratio_w = static_cast<float>(original[1]) / static_cast<float>(image_size[1]);
-      const auto c = d.boxes.unbind(1);
-      d.boxes = at::stack({c[0] * ratio_w, c[1] * ratio_h, c[2] * ratio_w, c[3] * ratio_h}, 1);
-    }
-    detections.push_back(std::move(d));
+    // Label 0 is the background: the candidates are the other columns.
+    detections.push_back(detail::select_detections(
+        boxes, probabilities[i].slice(1, 1), options, image_size,
+        original_sizes.empty() ? nullptr : &original_sizes[static_cast<size_t>(i)]));
   }
   return detections;
 }
+
+namespace detail {
+
+Detections select_detections(const at::Tensor& boxes, const at::Tensor& scores,
+                             const SSDPostprocessOptions& options, ops::GridSize input,
+                             const ops::GridSize* original) {
+  std::vector<at::Tensor> image_boxes, image_scores, image_labels;
+  for (int64_t column = 0; column < scores.size(1); ++column) {
+    auto score = scores.select(1, column);
+    const auto keep = score > options.score_threshold();
+    score = score.index({keep});
+    auto box = boxes.index({keep});
+    const int64_t k = std::min(options.topk_candidates(), score.size(0));
+    auto top = score.topk(k);
+    image_boxes.push_back(box.index_select(0, std::get<1>(top)));
+    image_scores.push_back(std::get<0>(top));
+    image_labels.push_back(at::full({k}, column + 1, score.options().dtype(at::kLong)));
+  }
+  const auto all_boxes = at::cat(image_boxes, 0);
+  const auto all_scores = at::cat(image_scores, 0);
+  const auto all_labels = at::cat(image_labels, 0);
+  auto keep = ops::batched_nms(all_boxes, all_scores, all_labels, options.nms_threshold());
+  keep = keep.slice(0, 0, options.detections_per_image());
+  Detections d{all_boxes.index_select(0, keep), all_scores.index_select(0, keep),
+               all_labels.index_select(0, keep)};
+  if (original != nullptr) {
+    // torchvision's resize_boxes: float32 ratios new / old, one multiply per coordinate.
+    const float ratio_h = static_cast<float>((*original)[0]) / static_cast<float>(input[0]);
+    const float ratio_w = static_cast<float>((*original)[1]) / static_cast<float>(input[1]);
+    const auto c = d.boxes.unbind(1);
+    d.boxes = at::stack({c[0] * ratio_w, c[1] * ratio_h, c[2] * ratio_w, c[3] * ratio_h}, 1);
+  }
+  return d;
+}
+
+}  // namespace detail
 
 }  // namespace ostrov::models

@@ -12,20 +12,11 @@
 
 #include "ostrov/nn/conv_bn_act.h"
 #include "ostrov/ops/boxes.h"
-#include "ostrov/ops/nms.h"
+#include "postprocess.h"
 
 namespace ostrov::models {
 
 namespace {
-
-/// The backbones whose last map is ceil(input / stride) (every downsampling layer is a
-/// stride-2 convolution or pooling padded to "same"), which the grid check relies on.
-const std::vector<std::string>& yolo_backbones() {
-  static const std::vector<std::string> names = {
-      "resnet18", "resnet34",     "resnet50",           "resnet101",
-      "resnet152", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"};
-  return names;
-}
 
 at::IntArrayRef shape_of(const at::Tensor& t) {
   return t.defined() ? t.sizes() : at::IntArrayRef{};
@@ -66,7 +57,7 @@ void YOLOImpl::reset() {
   TORCH_CHECK(o.image_mean().size() == 3 && o.image_std().size() == 3,
               "YOLO image_mean and image_std need 3 values, got ", o.image_mean().size(), " and ",
               o.image_std().size());
-  const auto& names = yolo_backbones();
+  const auto& names = detail::yolo_backbone_names();
   TORCH_CHECK(std::find(names.begin(), names.end(), o.backbone().name()) != names.end(),
               "YOLO backbone must be one of ", c10::Join(", ", names), ", got \"",
               o.backbone().name(), "\"");
@@ -245,37 +236,22 @@ std::vector<Detections> yolo_postprocess(const YOLOOutput& output, int64_t image
   std::vector<Detections> detections;
   detections.reserve(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
-    const auto boxes = decoded[i];
-    std::vector<at::Tensor> image_boxes, image_scores, image_labels;
-    for (int64_t c = 0; c < k; ++c) {
-      auto score = scores[i].select(1, c);
-      const auto keep = score > options.score_threshold();
-      score = score.index({keep});
-      auto box = boxes.index({keep});
-      const int64_t top = std::min(options.topk_candidates(), score.size(0));
-      auto best = score.topk(top);
-      image_boxes.push_back(box.index_select(0, std::get<1>(best)));
-      image_scores.push_back(std::get<0>(best));
-      image_labels.push_back(at::full({top}, c + 1, score.options().dtype(at::kLong)));
-    }
-    const auto all_boxes = at::cat(image_boxes, 0);
-    const auto all_scores = at::cat(image_scores, 0);
-    const auto all_labels = at::cat(image_labels, 0);
-    auto keep = ops::batched_nms(all_boxes, all_scores, all_labels, options.nms_threshold());
-    keep = keep.slice(0, 0, options.detections_per_image());
-    Detections d{all_boxes.index_select(0, keep), all_scores.index_select(0, keep),
-                 all_labels.index_select(0, keep)};
-    if (!sizes.empty()) {
-      // As ssd_postprocess: float ratios original / input, one multiply per coordinate.
-      const auto& original = sizes[static_cast<size_t>(i)];
-      const float ratio_h = static_cast<float>(original[0]) / static_cast<float>(image_size);
-      const float ratio_w = static_cast<float>(original[1]) / static_cast<float>(image_size);
-      const auto c = d.boxes.unbind(1);
-      d.boxes = at::stack({c[0] * ratio_w, c[1] * ratio_h, c[2] * ratio_w, c[3] * ratio_h}, 1);
-    }
-    detections.push_back(std::move(d));
+    detections.push_back(detail::select_detections(
+        decoded[i], scores[i], options, {image_size, image_size},
+        sizes.empty() ? nullptr : &sizes[static_cast<size_t>(i)]));
   }
   return detections;
 }
+
+namespace detail {
+
+const std::vector<std::string>& yolo_backbone_names() {
+  static const std::vector<std::string> names = {
+      "resnet18", "resnet34",     "resnet50",           "resnet101",
+      "resnet152", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"};
+  return names;
+}
+
+}  // namespace detail
 
 }  // namespace ostrov::models
