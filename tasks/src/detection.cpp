@@ -112,12 +112,6 @@ core::Registry<DetectorEntry>& detectors() {
   return r;
 }
 
-std::string model_name(const RunConfig& c) {
-  return c.model.is_object() && c.model.contains("name") && c.model["name"].is_string()
-             ? c.model["name"].get<std::string>()
-             : std::string();
-}
-
 bool is_ssd(const std::string& name) {
   const auto ssds = models::detection_model_names();
   return std::find(ssds.begin(), ssds.end(), name) != ssds.end();
@@ -125,7 +119,7 @@ bool is_ssd(const std::string& name) {
 
 // The entry of config.model.name: a registry entry, or one of the SSDs; ConfigError otherwise.
 DetectorEntry find_detector(const RunConfig& c) {
-  const auto name = model_name(c);
+  const auto name = detail::model_name(c);
   if (const DetectorEntry* entry = detectors().find(name)) return *entry;
   if (name.empty() || !is_ssd(name)) {
     // models::build_detector names a missing or mistyped name; list every kind here.
@@ -179,8 +173,10 @@ TaskEntry detail::detection_entry() {
           [](const RunConfig& c) {
             // Which loss keys exist depends on the model; an unknown model is named by the
             // model check, so the loss is checked for a known one only.
-            const auto name = model_name(c);
-            if (detectors().find(name) != nullptr || is_ssd(name)) find_detector(c).validate_loss(c);
+            const auto name = detail::model_name(c);
+            if (detectors().find(name) != nullptr || is_ssd(name)) {
+              find_detector(c).validate_loss(c);
+            }
           },
           detector_names,
           {}};  // the loss follows the detector kind

@@ -1,5 +1,8 @@
 #pragma once
-// The built-in task kinds, one function per task file; task.cpp puts them in the registry.
+// The built-in task kinds, one function per task file (task.cpp puts them in the registry),
+// and what their entries share.
+
+#include <string>
 
 #include "ostrov/tasks/task.h"
 
@@ -9,5 +12,9 @@ TaskEntry segmentation_entry();
 TaskEntry detection_entry();
 TaskEntry instance_entry();
 TaskEntry classification_entry();
+
+/// config.model's "name" when it is a string, "" otherwise (the model's own check names a
+/// missing or mistyped one).
+std::string model_name(const RunConfig& config);
 
 }  // namespace ostrov::tasks::detail

@@ -283,10 +283,7 @@ void register_instance_objective(InstanceObjectiveEntry entry) {
 }
 
 std::unique_ptr<InstanceObjective> make_instance_objective(const RunConfig& config) {
-  const auto name = config.model.is_object() && config.model.contains("name") &&
-                            config.model["name"].is_string()
-                        ? config.model["name"].get<std::string>()
-                        : std::string();
+  const auto name = detail::model_name(config);
   const InstanceObjectiveEntry* entry = objectives().find(name);
   if (entry == nullptr) {
     throw ConfigError(config.path + ": key model.name: no training objective for instance model \"" +
@@ -308,10 +305,7 @@ TaskEntry detail::instance_entry() {
           },
           [](const RunConfig& c) {
             // The model's own check names a bad model; the loss is checked for a known one.
-            const bool known = c.model.is_object() && c.model.contains("name") &&
-                               c.model["name"].is_string() &&
-                               objectives().find(c.model["name"].get<std::string>()) != nullptr;
-            if (known) make_instance_objective(c);
+            if (objectives().find(detail::model_name(c)) != nullptr) make_instance_objective(c);
           },
           models::instance_model_names,
           {}};  // the loss is chosen by the model's objective, not by loss.name

@@ -14,6 +14,13 @@
 
 namespace ostrov::tasks {
 
+std::string detail::model_name(const RunConfig& config) {
+  return config.model.is_object() && config.model.contains("name") &&
+                 config.model["name"].is_string()
+             ? config.model["name"].get<std::string>()
+             : std::string();
+}
+
 namespace {
 
 core::Registry<TaskEntry>& registry() {
