@@ -53,7 +53,7 @@
 #include "ostrov/models/instance/build.h"
 #include "ostrov/models/instance/deep_coloring.h"
 #include "ostrov/models/instance/deep_watershed.h"
-#include "ostrov/models/instance/mask_rcnn.h"
+#include "ostrov/models/instance/ssd_mask.h"
 #include "ostrov/models/segmentation/fc_densenet.h"
 #include "ostrov/models/segmentation/fcn.h"
 #include "ostrov/models/segmentation/pspnet.h"

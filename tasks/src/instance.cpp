@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <random>
 
 #include <ATen/ATen.h>
@@ -16,6 +17,7 @@
 #include "ostrov/losses/build.h"
 #include "ostrov/losses/unet_weights.h"
 #include "ostrov/losses/watershed.h"
+#include "ostrov/models/detection/faster_rcnn.h"
 #include "ostrov/tasks/objectives.h"
 #include "ostrov/ops/instance.h"
 #include "ostrov/train/distributed.h"
@@ -226,11 +228,11 @@ class UNetBorderObjective : public InstanceObjective {
 };
 
 // Mask R-CNN on SSD: the detector's objective plus the mask loss on jittered true boxes.
-class MaskRCNNObjective : public InstanceObjective {
+class SSDMaskObjective : public InstanceObjective {
  public:
-  explicit MaskRCNNObjective(const RunConfig& c) {
+  explicit SSDMaskObjective(const RunConfig& c) {
     if (c.data.height != c.data.width) {
-      throw ConfigError(c.path + ": model mask_rcnn needs a square data.image_size");
+      throw ConfigError(c.path + ": model ssd_mask needs a square data.image_size");
     }
     const nlohmann::json section = c.loss.is_null() ? nlohmann::json::object() : c.loss;
     if (!section.is_object()) throw ConfigError(c.path + ": loss must be an object");
@@ -241,7 +243,7 @@ class MaskRCNNObjective : public InstanceObjective {
   }
   at::Tensor loss(const models::InstanceModel& model, const data::Batch& batch,
                   std::vector<models::InstancePrediction>* found) override {
-    auto& net = *model.as<models::MaskRCNNImpl>();
+    auto& net = *model.as<models::SSDMaskImpl>();
     // Inference runs the network once more (detector -> NMS -> masks); evaluation only.
     if (found) *found = net.predict(batch.images);
     const auto out = net.forward(batch.images);
@@ -259,6 +261,56 @@ class MaskRCNNObjective : public InstanceObjective {
   std::mt19937_64 rng_{0x05700};
 };
 
+// Two-stage Mask R-CNN: the model's own losses (torchvision's five), each with a weight.
+// Boxes with zero width or height (an object cut to a line by the augmentation) are left out
+// with their masks; the model itself rejects them, as torchvision does.
+class TwoStageObjective : public InstanceObjective {
+ public:
+  explicit TwoStageObjective(const RunConfig& c) {
+    const nlohmann::json section = c.loss.is_null() ? nlohmann::json::object() : c.loss;
+    if (!section.is_object()) throw ConfigError(c.path + ": loss must be an object");
+    io::ConfigReader r(section, c.path, "loss");
+    for (const char* key : {"loss_objectness", "loss_rpn_box_reg", "loss_classifier",
+                            "loss_box_reg", "loss_mask"}) {
+      const auto w = r.get<double>(std::string(key) + "_weight", 1.0);
+      if (!(w >= 0.0)) {
+        throw ConfigError(c.path + ": key " + r.path_of(std::string(key) + "_weight") +
+                          " must be >= 0, got " + std::to_string(w));
+      }
+      weights_[key] = w;
+    }
+    r.finish();
+  }
+  at::Tensor loss(const models::InstanceModel& model, const data::Batch& batch,
+                  std::vector<models::InstancePrediction>* found) override {
+    auto& net = *model.as<models::FasterRCNNImpl>();
+    std::vector<at::Tensor> images;
+    std::vector<models::RCNNTarget> targets;
+    for (int64_t i = 0; i < batch.images.size(0); ++i) {
+      const auto k = static_cast<size_t>(i);
+      images.push_back(batch.images[i]);
+      const auto device = batch.images.device();
+      const auto b = batch.boxes[k].to(device, at::kFloat);
+      const auto keep = at::where((b.select(1, 2) > b.select(1, 0))
+                                      .logical_and(b.select(1, 3) > b.select(1, 1)))[0];
+      targets.push_back({b.index_select(0, keep),
+                         batch.labels[k].to(device, at::kLong).index_select(0, keep),
+                         batch.instances[k].to(device).index_select(0, keep)});
+    }
+    auto out = net.forward(images, targets);
+    if (found) *found = net.instances(out.detections);
+    at::Tensor total;
+    for (const auto& [name, value] : out.losses) {
+      const auto term = value * weights_.at(name);
+      total = total.defined() ? total + term : term;
+    }
+    return total;
+  }
+
+ private:
+  std::map<std::string, double> weights_;
+};
+
 template <typename Objective>
 InstanceObjectiveEntry::Make objective() {
   return [](const RunConfig& c) -> std::unique_ptr<InstanceObjective> {
@@ -270,7 +322,8 @@ core::Registry<InstanceObjectiveEntry>& objectives() {
   static core::Registry<InstanceObjectiveEntry> r(
       "instance objective", {{"deep_coloring", objective<ColoringObjective>()},
                              {"deep_watershed", objective<WatershedObjective>()},
-                             {"mask_rcnn", objective<MaskRCNNObjective>()},
+                             {"mask_rcnn", objective<TwoStageObjective>()},
+                             {"ssd_mask", objective<SSDMaskObjective>()},
                              {"unet_border", objective<UNetBorderObjective>()}});
   return r;
 }

@@ -129,7 +129,7 @@ MaskObjective::MaskObjective(io::ConfigReader& loss) {
   }
 }
 
-at::Tensor MaskObjective::operator()(models::MaskRCNNImpl& net, const at::Tensor& mask_features,
+at::Tensor MaskObjective::operator()(models::SSDMaskImpl& net, const at::Tensor& mask_features,
                                      const std::vector<at::Tensor>& boxes,
                                      const std::vector<at::Tensor>& labels,
                                      const std::vector<at::Tensor>& instances,

@@ -338,7 +338,7 @@ TEST_CASE("ostrov train, eval and predict DeepColoring on tiny COCO scenes", "[c
   }
 }
 
-TEST_CASE("ostrov train, eval and predict Deep Watershed and the Mask R-CNN-style model",
+TEST_CASE("ostrov train, eval and predict Deep Watershed, SSDMask and the two-stage Mask R-CNN",
           "[cli][train][instance]") {
   TempDir dir;
   make_scenes(dir);
@@ -368,10 +368,14 @@ TEST_CASE("ostrov train, eval and predict Deep Watershed and the Mask R-CNN-styl
        {{"model", {{"name", "deep_watershed"}, {"num_levels", 6}, {"cut_level", 2}, {"depth", 2},
                    {"base_width", 4}, {"min_size", 2}}},
         {"loss", {{"terms", {{{"name", "direction"}}, {{"name", "energy"}, {"weight", 2}}}}}}}},
-      {"mask_rcnn",
-       {{"model", {{"name", "mask_rcnn"}, {"feature_channels", 8}, {"mask_channels", 8},
+      {"ssd_mask",
+       {{"model", {{"name", "ssd_mask"}, {"feature_channels", 8}, {"mask_channels", 8},
                    {"mask_convs", 1}, {"roi_size", 7}}},
-        {"loss", {{"name", "multibox"}, {"mask_weight", 2.0}, {"box_jitter", 0.1}}}}}};
+        {"loss", {{"name", "multibox"}, {"mask_weight", 2.0}, {"box_jitter", 0.1}}}}},
+      {"mask_rcnn",
+       {{"model", {{"name", "mask_rcnn"}, {"backbone_channels", 16}, {"fpn_channels", 8},
+                   {"representation_size", 16}, {"mask_channels", 8}}},
+        {"loss", {{"loss_mask_weight", 2.0}}}}}};
   for (const auto& [name, parts] : models.items()) {
     INFO(name);
     nlohmann::json config = {
@@ -413,8 +417,9 @@ TEST_CASE("ostrov train, eval and predict Deep Watershed and the Mask R-CNN-styl
     for (size_t i = 0; i < pred["masks"].size(); ++i) {
       CHECK(pred["masks"][i]["size"] == nlohmann::json::array({64, 64}));
       const auto label = pred["labels"][i].get<int64_t>();
-      // mask_rcnn names the dataset's category ids (1..10); the others say "an object" (0).
-      CHECK(label == (name == "mask_rcnn" ? std::clamp<int64_t>(label, 1, 10) : 0));
+      // ssd_mask and mask_rcnn name the dataset's category ids (1..10); Deep Watershed says
+      // "an object" (0).
+      CHECK(label == (name != "deep_watershed" ? std::clamp<int64_t>(label, 1, 10) : 0));
     }
   }
   // A loss the model cannot use, and a bad mask-loss key: exit 2 naming the key.
@@ -424,7 +429,7 @@ TEST_CASE("ostrov train, eval and predict Deep Watershed and the Mask R-CNN-styl
                  true);
   CHECK(bad.exit_code == 2);
   CHECK_THAT(bad.output, Catch::Contains("deep_watershed"));
-  auto jitter = run(cli() + " train " + quote(dir / "mask_rcnn.json") + " --out " +
+  auto jitter = run(cli() + " train " + quote(dir / "ssd_mask.json") + " --out " +
                         quote(dir / "bad") + " --set loss.box_jitter=0.9",
                     true);
   CHECK(jitter.exit_code == 2);

@@ -101,16 +101,17 @@ TEST_CASE("models::register_detection_model: a user's SSD configuration through 
 TEST_CASE("models::register_instance_model: names in order, unknown names listed",
           "[models][registry]") {
   const auto names = models::instance_model_names();
-  REQUIRE(names.size() >= 3);
-  CHECK(std::vector<std::string>(names.begin(), names.begin() + 3) ==
-        std::vector<std::string>{"deep_coloring", "deep_watershed", "mask_rcnn"});
-  CHECK_THROWS_AS(models::register_instance_model({"mask_rcnn", [](io::ConfigReader&, int64_t, int64_t) {
+  REQUIRE(names.size() >= 5);
+  CHECK(std::vector<std::string>(names.begin(), names.begin() + 5) ==
+        std::vector<std::string>{"deep_coloring", "deep_watershed", "mask_rcnn", "ssd_mask",
+                                 "unet_border"});
+  CHECK_THROWS_AS(models::register_instance_model({"ssd_mask", [](io::ConfigReader&, int64_t, int64_t) {
                     return models::InstanceRecipe{};
                   }}),
                   Error);
   CHECK_THROWS_WITH(models::build_instance({{"name", "yolact"}}, 3, 64, "i.json"),
                     Catch::Contains("unknown instance model \"yolact\"") &&
-                        Catch::Contains("deep_coloring, deep_watershed, mask_rcnn"));
+                        Catch::Contains("deep_coloring, deep_watershed, mask_rcnn, ssd_mask"));
 }
 
 TEST_CASE("One backbone spelling in every model config: backbone, backbone_channels, output_stride",
@@ -142,8 +143,8 @@ TEST_CASE("One backbone spelling in every model config: backbone, backbone_chann
                     Catch::Contains("ssd_light takes \"resnet18\", got \"resnet34\""));
   CHECK_THROWS_WITH(models::detector_options({{"name", "ssd300_vgg16"}, {"backbone_channels", 32}}, 3, "d.json"),
                     Catch::Contains("model.backbone_channels"));
-  CHECK_THROWS_WITH(models::check_instance_model({{"name", "mask_rcnn"}, {"backbone", "vgg16"}}, 3, 64, "i.json"),
-                    Catch::Contains("mask_rcnn takes \"resnet18\""));
+  CHECK_THROWS_WITH(models::check_instance_model({{"name", "ssd_mask"}, {"backbone", "vgg16"}}, 3, 64, "i.json"),
+                    Catch::Contains("ssd_mask takes \"resnet18\""));
   CHECK_THROWS_WITH(models::build_classifier({{"name", "resnet18"}, {"base_channels", 8}}, 3, "c.json"),
                     Catch::Contains("model.base_channels is spelled model.backbone_channels"));
 }

@@ -27,7 +27,7 @@
 #include "ostrov/models/instance/build.h"
 #include "ostrov/models/instance/deep_coloring.h"
 #include "ostrov/models/instance/deep_watershed.h"
-#include "ostrov/models/instance/mask_rcnn.h"
+#include "ostrov/models/instance/ssd_mask.h"
 #include "ostrov/models/instance/unet_border.h"
 #include "ostrov/losses/mask.h"
 #include "ostrov/losses/watershed.h"
@@ -926,9 +926,9 @@ TEST_CASE("mask_loss: BCE of each box's class mask only, by hand", "[losses][ins
                     Catch::Contains("labels must lie in [0, 3)"));
 }
 
-TEST_CASE("MaskRCNN: shapes, gradients of both heads, predictions at input size, save and load",
+TEST_CASE("SSDMask: shapes, gradients of both heads, predictions at input size, save and load",
           "[models][instance]") {
-  models::MaskRCNN net(models::MaskRCNNOptions(4).image_size(128).feature_channels(16)
+  models::SSDMask net(models::SSDMaskOptions(4).image_size(128).feature_channels(16)
                            .mask_channels(16).mask_convs(2).roi_size(7));
   auto x = at::rand({2, 3, 128, 128});
   auto out = net->forward(x);
@@ -955,7 +955,7 @@ TEST_CASE("MaskRCNN: shapes, gradients of both heads, predictions at input size,
     CHECK(f.labels.size(0) == k);
     if (k > 0) CHECK(f.scores.min().item<float>() >= 0.05f);
   }
-  models::MaskRCNN other(net->options);
+  models::SSDMask other(net->options);
   io::load_state_dict_into(*other, io::module_state_dict(*net));
   other->eval();
   CHECK(at::equal(other->forward(x).mask_features, net->forward(x).mask_features));
@@ -972,21 +972,21 @@ TEST_CASE("build_instance makes the three methods and names bad keys", "[models]
   auto ws = models::build_instance({{"name", "deep_watershed"}, {"cut_level", 4}, {"depth", 2},
                                     {"base_width", 4}}, 11, 64, "run.json");
   REQUIRE(ws.as<models::DeepWatershedImpl>() != nullptr);
-  CHECK(ws.as<models::MaskRCNNImpl>() == nullptr);
+  CHECK(ws.as<models::SSDMaskImpl>() == nullptr);
   CHECK(ws.as<models::DeepWatershedImpl>()->options.extract().cut_level() == 4);
-  auto mr = models::build_instance({{"name", "mask_rcnn"}, {"count_score", 0.25}}, 11, 96, "run.json");
-  auto* mask_rcnn = mr.as<models::MaskRCNNImpl>();
-  REQUIRE(mask_rcnn != nullptr);
-  CHECK(mask_rcnn->options.image_size() == 96);  // the caller's size unless the config says
-  CHECK(mask_rcnn->options.count_score() == 0.25);
+  auto mr = models::build_instance({{"name", "ssd_mask"}, {"count_score", 0.25}}, 11, 96, "run.json");
+  auto* ssd_mask = mr.as<models::SSDMaskImpl>();
+  REQUIRE(ssd_mask != nullptr);
+  CHECK(ssd_mask->options.image_size() == 96);  // the caller's size unless the config says
+  CHECK(ssd_mask->options.count_score() == 0.25);
   CHECK(mr.network->has_classes());
   // A clone (a data-parallel replica) is still an instance network.
   CHECK(models::as_instance_network(mr.module->clone()) != nullptr);
   CHECK_THROWS_WITH(models::as_instance_network(std::make_shared<torch::nn::Module>()),
                     Catch::Contains("not an ostrov instance network"));
-  auto narrow = models::build_instance({{"name", "mask_rcnn"}, {"backbone_channels", 16}}, 11, 64,
+  auto narrow = models::build_instance({{"name", "ssd_mask"}, {"backbone_channels", 16}}, 11, 64,
                                        "run.json");
-  auto* narrow_net = narrow.as<models::MaskRCNNImpl>();
+  auto* narrow_net = narrow.as<models::SSDMaskImpl>();
   CHECK(narrow_net->detector->options.backbone_channels() == 16);
   CHECK(narrow_net->lateral[0]->as<torch::nn::Conv2dImpl>()->weight.size(1) == 16);
   CHECK(narrow_net->lateral[2]->as<torch::nn::Conv2dImpl>()->weight.size(1) == 64);
@@ -997,14 +997,14 @@ TEST_CASE("build_instance makes the three methods and names bad keys", "[models]
                     Catch::Contains("model.backbone_weights") &&
                         Catch::Contains("deep_coloring has no pretrained backbone"));
   // Validation alone names the same problems without allocating a network.
-  CHECK_NOTHROW(models::check_instance_model({{"name", "mask_rcnn"}}, 11, 64, "run.json"));
-  CHECK_THROWS_WITH(models::check_instance_model({{"name", "mask_rcnn"}, {"roi_sise", 7}}, 11, 64,
+  CHECK_NOTHROW(models::check_instance_model({{"name", "ssd_mask"}}, 11, 64, "run.json"));
+  CHECK_THROWS_WITH(models::check_instance_model({{"name", "ssd_mask"}, {"roi_sise", 7}}, 11, 64,
                                                  "run.json"),
                     Catch::Contains("model.roi_sise"));
-  CHECK_THROWS_WITH(models::build_instance({{"name", "mask_rcnn"}, {"backbone_channels", -1}}, 11, 64,
+  CHECK_THROWS_WITH(models::build_instance({{"name", "ssd_mask"}, {"backbone_channels", -1}}, 11, 64,
                                            "run.json"),
                     Catch::Contains("model.backbone_channels"));
-  CHECK_THROWS_WITH(models::build_instance({{"name", "mask_rcnn"}, {"image_size", 24}}, 11, 64,
+  CHECK_THROWS_WITH(models::build_instance({{"name", "ssd_mask"}, {"image_size", 24}}, 11, 64,
                                            "run.json"),
                     Catch::Contains("run.json") && Catch::Contains("model.image_size") &&
                         Catch::Contains(">= 32, got 24"));
@@ -1015,7 +1015,7 @@ TEST_CASE("build_instance makes the three methods and names bad keys", "[models]
   CHECK_THROWS_WITH(models::build_instance({{"name", "deep_watershed"}, {"cut_level", 16}}, 11, 64, "run.json"),
                     Catch::Contains("cut_level"));
   // The detector's post-processing keys are checked as build_detector checks them.
-  CHECK_THROWS_WITH(models::build_instance({{"name", "mask_rcnn"}, {"nms_threshold", 0}}, 11, 64, "run.json"),
+  CHECK_THROWS_WITH(models::build_instance({{"name", "ssd_mask"}, {"nms_threshold", 0}}, 11, 64, "run.json"),
                     Catch::Contains("model.nms_threshold") && Catch::Contains("(0,1]"));
 
   // Two detections of one object as two classes and one elsewhere: one object and one other.

@@ -157,7 +157,7 @@ TEST_CASE("tasks::parse_run_config reports every section's problem in one error"
   CHECK_THROWS_WITH(tasks::parse_run_config(inst, "i.json"),
                     Catch::Contains("model.cut_levle") &&
                         Catch::Contains("\"direction\" and \"energy\" only"));
-  inst["model"] = {{"name", "mask_rcnn"}};
+  inst["model"] = {{"name", "ssd_mask"}};
   inst["loss"] = {{"mask_wieght", 1}};
   CHECK_THROWS_WITH(tasks::parse_run_config(inst, "i.json"), Catch::Contains("loss.mask_wieght"));
   // Classification: the classifier's keys and its loss too.
@@ -554,7 +554,7 @@ TEST_CASE("detection: YOLO and the SSDs behind one Detector interface", "[tasks]
 
 TEST_CASE("MaskObjective: weighted mask loss on jittered ground-truth boxes", "[tasks]") {
   at::manual_seed(1);
-  models::MaskRCNN net(models::MaskRCNNOptions(3).image_size(64).backbone_channels(8)
+  models::SSDMask net(models::SSDMaskOptions(3).image_size(64).backbone_channels(8)
                            .feature_channels(8).mask_channels(8).mask_convs(1).roi_size(7));
   net->eval();
   const auto x = at::randn({1, 3, 64, 64});

@@ -1,6 +1,6 @@
 #pragma once
 // Internal to ostrov::models: the keys every SSD-based model config shares, read and checked in
-// one place for build_detector and build_instance's mask_rcnn: the post-processing keys
+// one place for build_detector and build_instance's ssd_mask: the post-processing keys
 // (score_threshold, nms_threshold, topk_candidates, detections_per_image) and the light SSD's
 // image_size (its backbone keys are every model's: backbone_keys.h).
 

@@ -7,13 +7,13 @@
 //
 // Losses: deep_coloring {"name": "halo", "margin", "mu"}; deep_watershed "direction" and/or
 // "energy" terms (default {"terms": [{"name": "direction"}, {"name": "energy"}]}) on targets
-// from the instance masks (losses::watershed_targets); mask_rcnn SSDObjective's keys plus
+// from the instance masks (losses::watershed_targets); ssd_mask SSDObjective's keys plus
 // MaskObjective's (objectives.h); unet_border weighted_cross_entropy (the default, w(x) from
 // the instance masks), cross_entropy, soft_dice and/or ce_dice terms on its 3-class or
 // foreground target (losses::unet_three_class_target).
 // Data: format "coco" with image_size (masks are resized with the image, nearest). Metrics:
 // ap50 (COCO AP@0.5 on masks, 101-point), ap (AP@[.5:.95]), ap75, sbd, abs_dic, dic, loss;
-// mask_rcnn also class_ap50 and class_ap (with its classes, as COCO rates Mask R-CNN).
+// ssd_mask also class_ap50 and class_ap (with its classes, as COCO rates Mask R-CNN).
 
 #include <functional>
 #include <memory>
@@ -42,7 +42,7 @@ class InstanceObjective {
 /// The training objective of the instance model registered under `name` (see
 /// models::register_instance_model): `make` reads the config's `loss` section (null when
 /// absent: the kind's default) and throws ConfigError naming the key for bad ones.
-/// Built in: deep_coloring (halo), deep_watershed (direction + energy), mask_rcnn (SSDObjective
+/// Built in: deep_coloring (halo), deep_watershed (direction + energy), ssd_mask (SSDObjective
 /// + MaskObjective), unet_border (weighted_cross_entropy).
 struct InstanceObjectiveEntry {
   /// Builds the objective from the run config (reads its `loss` section).
@@ -76,7 +76,7 @@ class InstanceTask : public Task {
 
   std::vector<Prediction> predict(const at::Tensor& images,
                                   const std::vector<ops::GridSize>& sizes) const override;
-  /// The objects (mask_rcnn: the detections counted as objects, see
+  /// The objects (ssd_mask: the detections counted as objects, see
   /// models::InstanceNetwork::counted_masks; the JSON keeps every detection with its score).
   cv::Mat overlay(const cv::Mat& bgr, const Prediction& prediction) const override;
   /// {"boxes", "scores", "labels", "masks": [COCO compressed RLE at the input's size]}.
@@ -92,7 +92,7 @@ class InstanceTask : public Task {
   // that ranks can exchange them.
   struct EvalImage {
     at::Tensor masks, scores, labels;  // predicted, after the class-agnostic selection
-    at::Tensor class_masks, class_scores, class_labels;  // mask_rcnn: every detection
+    at::Tensor class_masks, class_scores, class_labels;  // ssd_mask: every detection
     at::Tensor counted;                // predicted label image (SBD, DiC)
     at::Tensor truth, truth_labels;
   };

@@ -25,7 +25,7 @@
 #include "ostrov/models/detection/ssd.h"
 #include "ostrov/models/detection/ssd_targets.h"
 #include "ostrov/models/detection/yolo.h"
-#include "ostrov/models/instance/mask_rcnn.h"
+#include "ostrov/models/instance/ssd_mask.h"
 
 namespace ostrov::io {
 class ConfigReader;
@@ -87,7 +87,7 @@ class YOLOObjective {
   losses::YOLOLossOptions options_;
 };
 
-/// The mask term of the SSD-based mask model (models::MaskRCNN): the mask head learns on the
+/// The mask term of the SSD-based mask model (models::SSDMask): the mask head learns on the
 /// ground-truth boxes, jittered while training so that it copes with the detector's
 /// imperfect boxes, against mask targets cropped from the instance masks
 /// (models::mask_targets), with losses::functional::mask_loss.
@@ -101,7 +101,7 @@ class MaskObjective {
   /// instance masks [G_i,H,W] at the network input's size {H,W}. Jitters (drawing from
   /// `rng`) only when `training`. An undefined tensor when the batch has no object or the
   /// weight is 0.
-  at::Tensor operator()(models::MaskRCNNImpl& net, const at::Tensor& mask_features,
+  at::Tensor operator()(models::SSDMaskImpl& net, const at::Tensor& mask_features,
                         const std::vector<at::Tensor>& boxes,
                         const std::vector<at::Tensor>& labels,
                         const std::vector<at::Tensor>& instances, ops::GridSize image_size,

@@ -4,22 +4,32 @@
 // and models/detection/build.h.
 //
 // Config keys (unknown keys are ostrov::ConfigError naming the key path, e.g. model.cut_levle):
-//   name  "deep_coloring" | "deep_watershed" | "mask_rcnn" | "unet_border"
+//   name  "deep_coloring" | "deep_watershed" | "mask_rcnn" | "ssd_mask" | "unet_border"
 //   weights  optional path: a whole-model state_dict (e.g. an ostrov checkpoint's weights),
 //            loaded strictly after everything else
 //   deep_coloring:  num_colors, min_size, depth, base_width, batch_norm
 //   deep_watershed: num_levels, level_step, cut_level, min_size, direction_to_energy, depth,
 //                   base_width, batch_norm
-//   mask_rcnn:      backbone ("resnet18", the only one), backbone_channels, image_size
+//   ssd_mask:      backbone ("resnet18", the only one), backbone_channels, image_size
 //                   (default: the caller's), feature_channels, roi_size,
 //                   sampling_ratio, mask_channels, mask_convs, mask_threshold, min_score,
 //                   count_score, count_nms_threshold, score_threshold, nms_threshold, topk_candidates,
 //                   detections_per_image, backbone_weights (torchvision resnet18 for the
 //                   detector's backbone)
+//   mask_rcnn:      the two-stage Mask R-CNN (models::FasterRCNN with masks): preset ("small":
+//                   ResNet-18 FPN resized to the data's size, FasterRCNNOptions::
+//                   maskrcnn_resnet18_fpn_small; "torchvision": maskrcnn_resnet50_fpn), then
+//                   backbone (a ResNet), backbone_channels, fpn_channels, trainable_layers,
+//                   frozen_batch_norm, min_size, max_size, representation_size, mask_channels,
+//                   rpn_batch_size_per_image, rpn_post_nms_top_n_train/_test,
+//                   batch_size_per_image, score_threshold, nms_threshold,
+//                   detections_per_image, mask_threshold, count_score, count_nms_threshold,
+//                   backbone_weights (a torchvision ResNet for the body); images come
+//                   normalised from ostrov's data pipeline, so the model only resizes them
 //   unet_border:    target ("three_class" | "foreground"), border_width, min_size, depth,
 //                   base_width, batch_norm
 // Defaults are the options structs' (DeepColoringOptions, DeepWatershedOptions,
-// MaskRCNNOptions, UNetBorderOptions); count_score (0.5) is the score from which mask_rcnn's detections count as
+// SSDMaskOptions, UNetBorderOptions); count_score (0.5) is the score from which ssd_mask's detections count as
 // objects in label images (SBD, |DiC|), after a class-agnostic NMS at count_nms_threshold
 // (0.5), while AP takes every detection above min_score. Each name is an entry of a registry
 // (register_instance_model adds one; docs/architecture.md "Models").
@@ -37,7 +47,7 @@
 #include "ostrov/io/state_dict.h"
 #include "ostrov/models/instance/deep_coloring.h"
 #include "ostrov/models/instance/deep_watershed.h"
-#include "ostrov/models/instance/mask_rcnn.h"
+#include "ostrov/models/instance/ssd_mask.h"
 #include "ostrov/models/instance/network.h"
 #include "ostrov/models/instance/unet_border.h"
 
@@ -64,7 +74,7 @@ struct InstanceModel {
   }
   /// InstanceNetwork::counted_masks.
   at::Tensor counted_masks(const InstancePrediction& p) const { return network->counted_masks(p); }
-  /// The concrete network (e.g. `as<MaskRCNNImpl>()`), nullptr when it is another kind.
+  /// The concrete network (e.g. `as<SSDMaskImpl>()`), nullptr when it is another kind.
   template <typename Impl>
   Impl* as() const {
     return dynamic_cast<Impl*>(module.get());
@@ -99,7 +109,7 @@ struct InstanceModelEntry {
 void register_instance_model(InstanceModelEntry entry);
 
 /// Builds the model named by `model_config["name"]` for `num_classes` classes (background
-/// included; only mask_rcnn uses them) and a square network input of `image_size` (mask_rcnn's
+/// included; only ssd_mask uses them) and a square network input of `image_size` (ssd_mask's
 /// default), then loads `backbone_weights` and `weights` if given. `where` names the config
 /// file in errors: ConfigError for bad keys and values, IoError for weights files.
 InstanceModel build_instance(const nlohmann::json& model_config, int64_t num_classes,

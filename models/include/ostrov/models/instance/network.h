@@ -1,6 +1,6 @@
 #pragma once
 // The interface every instance-segmentation network of ostrov::models implements besides
-// torch::nn::Module (DeepColoringImpl, DeepWatershedImpl, MaskRCNNImpl), so that code built
+// torch::nn::Module (DeepColoringImpl, DeepWatershedImpl, SSDMaskImpl), so that code built
 // from a config (models::build_instance, the instance task, the Predictor) runs any of them
 // without knowing which, and so that a Module::clone() of one is still usable through it.
 // docs/architecture.md "Models" says how to add one.
@@ -13,7 +13,7 @@
 namespace ostrov::models {
 
 /// Instances found in one image: K masks and a confidence per mask; methods with classes and
-/// boxes (MaskRCNN) also fill labels and boxes.
+/// boxes (SSDMask) also fill labels and boxes.
 struct InstancePrediction {
   at::Tensor masks;   ///< [K,H,W] uint8 (disjoint for DeepColoring and DeepWatershed)
   at::Tensor scores;  ///< [K] float in (0,1]

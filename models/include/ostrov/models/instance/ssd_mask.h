@@ -12,7 +12,7 @@
 // kept boxes -> paste_masks -> threshold.
 //
 // ```
-// ostrov::models::MaskRCNN net(ostrov::models::MaskRCNNOptions(11).image_size(128));
+// ostrov::models::SSDMask net(ostrov::models::SSDMaskOptions(11).image_size(128));
 // auto out = net->forward(images);                          // out.detector, out.mask_features
 // auto logits = net->mask_logits(out.mask_features, rois);  // [R, 11, 28, 28]
 // auto objects = net->predict(images);                      // masks, scores, labels, boxes
@@ -73,10 +73,10 @@ class MaskHeadImpl : public torch::nn::Cloneable<MaskHeadImpl> {
 };
 TORCH_MODULE(MaskHead);
 
-/// Options of MaskRCNN.
-struct MaskRCNNOptions {
+/// Options of SSDMask.
+struct SSDMaskOptions {
   /// `num_classes` classes, background included; the other options at their defaults.
-  explicit MaskRCNNOptions(int64_t num_classes) : num_classes_(num_classes) {}
+  explicit SSDMaskOptions(int64_t num_classes) : num_classes_(num_classes) {}
   /// C, classes including background.
   TORCH_ARG(int64_t, num_classes);
   /// Side of the square network input (the detector's SSDOptions::light image size).
@@ -112,8 +112,8 @@ struct MaskRCNNOptions {
   SSDOptions detector_options() const;
 };
 
-/// What MaskRCNN::forward returns.
-struct MaskRCNNOutput {
+/// What SSDMask::forward returns.
+struct SSDMaskOutput {
   SSDOutput detector;        ///< locations, class logits, priors
   at::Tensor mask_features;  ///< [N, feature_channels, H/4, W/4]
 };
@@ -121,14 +121,14 @@ struct MaskRCNNOutput {
 /// The model. Children: `detector` (SSD, light: state_dict keys detector.backbone.*,
 /// detector.head.*), `lateral.{0,1,2}` (1x1 convs from layer1/2/3), `smooth` (3x3 ConvBnAct),
 /// `mask_head` (MaskHead).
-class MaskRCNNImpl : public torch::nn::Cloneable<MaskRCNNImpl>, public InstanceNetwork {
+class SSDMaskImpl : public torch::nn::Cloneable<SSDMaskImpl>, public InstanceNetwork {
  public:
   /// c10::Error for feature_channels or roi_size < 1, mask_threshold outside (0, 1), and the
   /// SSD's and the mask head's own checks.
-  explicit MaskRCNNImpl(MaskRCNNOptions options);
+  explicit SSDMaskImpl(SSDMaskOptions options);
   void reset() override;
   /// x [N,3,S,S] (preprocessed, S = image_size or any size the detector takes).
-  MaskRCNNOutput forward(const at::Tensor& x);
+  SSDMaskOutput forward(const at::Tensor& x);
   /// Mask logits [R, C, 2 roi_size, 2 roi_size] of rois [R,5] (batch index, x1, y1, x2, y2 in
   /// input pixels) on mask_features.
   at::Tensor mask_logits(const at::Tensor& mask_features, const at::Tensor& rois);
@@ -143,7 +143,7 @@ class MaskRCNNImpl : public torch::nn::Cloneable<MaskRCNNImpl>, public InstanceN
   at::Tensor counted_masks(const InstancePrediction& p) const override;
 
   /// The options it was built with; reset() rebuilds from them.
-  MaskRCNNOptions options;
+  SSDMaskOptions options;
   /// The light SSD of options.detector_options() (its ResNet-18 backbone also feeds the masks).
   SSD detector{nullptr};
   /// 1x1 convs from layer1, layer2, layer3 (1, 2, 4 x backbone_channels) to feature_channels,
@@ -154,7 +154,7 @@ class MaskRCNNImpl : public torch::nn::Cloneable<MaskRCNNImpl>, public InstanceN
   /// MaskHead on the RoIAligned mask_features (feature_channels -> num_classes masks).
   MaskHead mask_head{nullptr};
 };
-TORCH_MODULE(MaskRCNN);
+TORCH_MODULE(SSDMask);
 
 /// Mask targets as torchvision's project_masks_on_boxes: each object's mask [G,H,W] (any
 /// integer or float type) cropped to its box [G,4] (x1,y1,x2,y2 pixels) and resized to

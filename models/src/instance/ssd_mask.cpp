@@ -1,4 +1,4 @@
-#include "ostrov/models/instance/mask_rcnn.h"
+#include "ostrov/models/instance/ssd_mask.h"
 
 #include <algorithm>
 
@@ -42,23 +42,23 @@ at::Tensor MaskHeadImpl::forward(const at::Tensor& rois) {
   return predictor->forward(at::relu(deconv->forward(y)));
 }
 
-// ------------------------------------------------------------------------------- MaskRCNN
+// ------------------------------------------------------------------------------- SSDMask
 
-SSDOptions MaskRCNNOptions::detector_options() const {
+SSDOptions SSDMaskOptions::detector_options() const {
   return SSDOptions::light(num_classes(), image_size())
       .num_extra(num_extra())
       .backbone_channels(backbone_channels())
       .postprocess(postprocess());
 }
 
-MaskRCNNImpl::MaskRCNNImpl(MaskRCNNOptions options) : options(std::move(options)) { reset(); }
+SSDMaskImpl::SSDMaskImpl(SSDMaskOptions options) : options(std::move(options)) { reset(); }
 
-void MaskRCNNImpl::reset() {
-  TORCH_CHECK(options.feature_channels() >= 1, "MaskRCNN: feature_channels must be >= 1");
-  TORCH_CHECK(options.roi_size() >= 1, "MaskRCNN: roi_size must be >= 1, got ",
+void SSDMaskImpl::reset() {
+  TORCH_CHECK(options.feature_channels() >= 1, "SSDMask: feature_channels must be >= 1");
+  TORCH_CHECK(options.roi_size() >= 1, "SSDMask: roi_size must be >= 1, got ",
               options.roi_size());
   TORCH_CHECK(options.mask_threshold() > 0 && options.mask_threshold() < 1,
-              "MaskRCNN: mask_threshold must lie in (0, 1), got ", options.mask_threshold());
+              "SSDMask: mask_threshold must lie in (0, 1), got ", options.mask_threshold());
   detector = register_module("detector", SSD(options.detector_options()));
   const int64_t f = options.feature_channels();
   lateral = register_module("lateral", torch::nn::ModuleList());
@@ -73,13 +73,13 @@ void MaskRCNNImpl::reset() {
                                 .num_convs(options.mask_convs())));
 }
 
-MaskRCNNOutput MaskRCNNImpl::forward(const at::Tensor& x) {
+SSDMaskOutput SSDMaskImpl::forward(const at::Tensor& x) {
   TORCH_CHECK(x.defined() && x.dim() == 4 && x.size(1) == 3,
-              "MaskRCNN expects input [N,3,H,W], got ", x.defined() ? x.sizes() : at::IntArrayRef{});
+              "SSDMask expects input [N,3,H,W], got ", x.defined() ? x.sizes() : at::IntArrayRef{});
   auto* backbone = detector->backbone->as<SSDResNetBackboneImpl>();
-  TORCH_CHECK(backbone != nullptr, "MaskRCNN: the detector must have the resnet18 backbone");
+  TORCH_CHECK(backbone != nullptr, "SSDMask: the detector must have the resnet18 backbone");
   auto stages = backbone->forward_stages(x);
-  MaskRCNNOutput out;
+  SSDMaskOutput out;
   out.detector = detector->forward_heads({stages.begin() + 2, stages.end()}, {x.size(2), x.size(3)});
   // Top-down: layer3 -> layer2 -> layer1, each up-sampled to the finer map and summed.
   auto merged = lateral[2]->as<torch::nn::Conv2dImpl>()->forward(stages[2]);
@@ -92,8 +92,8 @@ MaskRCNNOutput MaskRCNNImpl::forward(const at::Tensor& x) {
   return out;
 }
 
-at::Tensor MaskRCNNImpl::mask_logits(const at::Tensor& mask_features, const at::Tensor& rois) {
-  TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5, "MaskRCNN::mask_logits: rois should be [R,5], got ",
+at::Tensor SSDMaskImpl::mask_logits(const at::Tensor& mask_features, const at::Tensor& rois) {
+  TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5, "SSDMask::mask_logits: rois should be [R,5], got ",
               rois.sizes());
   const int64_t channels = options.feature_channels();
   if (rois.size(0) == 0) {
@@ -108,7 +108,7 @@ at::Tensor MaskRCNNImpl::mask_logits(const at::Tensor& mask_features, const at::
   return mask_head->forward(pooled);
 }
 
-std::vector<InstancePrediction> MaskRCNNImpl::predict(const at::Tensor& x) {
+std::vector<InstancePrediction> SSDMaskImpl::predict(const at::Tensor& x) {
   const auto out = forward(x);
   const auto detections = detector->postprocess(out.detector);
   const int64_t h = x.size(2), w = x.size(3);
@@ -145,7 +145,7 @@ std::vector<InstancePrediction> MaskRCNNImpl::predict(const at::Tensor& x) {
 
 // --------------------------------------------------------------------------- training parts
 
-at::Tensor MaskRCNNImpl::class_agnostic(const InstancePrediction& p, double min_score) const {
+at::Tensor SSDMaskImpl::class_agnostic(const InstancePrediction& p, double min_score) const {
   if (p.masks.size(0) == 0) return at::arange(0, at::kLong);
   // The detector's NMS is per class, so one object can come back as a shirt and as a coat.
   const auto candidates = (p.scores >= min_score).nonzero().squeeze(1);
@@ -153,7 +153,7 @@ at::Tensor MaskRCNNImpl::class_agnostic(const InstancePrediction& p, double min_
                                     options.count_nms_threshold())});
 }
 
-at::Tensor MaskRCNNImpl::counted_masks(const InstancePrediction& p) const {
+at::Tensor SSDMaskImpl::counted_masks(const InstancePrediction& p) const {
   return p.masks.index({class_agnostic(p, options.count_score()).flip(0)});  // weakest first
 }
 
