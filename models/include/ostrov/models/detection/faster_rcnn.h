@@ -110,7 +110,10 @@ class FasterRCNNImpl : public torch::nn::Cloneable<FasterRCNNImpl>, public Insta
   /// needs targets and returns losses only; evaluation mode returns detections (and, given
   /// targets, the losses too, as the validation loss). ostrov::Error naming the image and box
   /// for a box with zero or negative width or height, a label outside [1, C), or masks whose
-  /// count or size does not match.
+  /// count or size does not match. Handled as torchvision does: images without objects (every
+  /// anchor and proposal is background; the box and mask terms are 0), more objects than
+  /// detections_per_img (training takes them all), masks reaching outside their box (the
+  /// target is the mask cut by each proposal).
   FasterRCNNOutput forward(const std::vector<at::Tensor>& images,
                            const std::vector<RCNNTarget>& targets = {});
 
