@@ -133,6 +133,11 @@ TEST_CASE("GeneralizedRCNNTransform: sizes, padding, boxes and masks by hand, an
   CHECK((t.resized_size({240, 320}, 256) == models::ImageSize{256, 341}));
   CHECK((t.resized_size({300, 200}, 256) == models::ImageSize{383, 255}));
   CHECK((t.resized_size({100, 1000}, 256) == models::ImageSize{40, 400}));  // max_size caps it
+  // In double (later torchvision): 1.28 exactly -> 384 x 256.
+  const models::GeneralizedRCNNTransform d(
+      models::GeneralizedRCNNTransformOptions().min_size({256}).max_size(400).float32_scale(false));
+  CHECK((d.resized_size({300, 200}, 256) == models::ImageSize{384, 256}));
+  CHECK((d.resized_size({240, 320}, 256) == models::ImageSize{256, 341}));
   const auto a = at::rand({3, 240, 320}), b = at::rand({3, 300, 200});
   std::vector<models::RCNNTarget> targets = {rect_target(240, 320, {{30, 40, 120, 150}}, {1}),
                                              rect_target(300, 200, {{20, 30, 180, 250}}, {2})};

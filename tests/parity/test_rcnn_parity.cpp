@@ -61,9 +61,14 @@ double max_diff(const at::Tensor& a, const at::Tensor& b) {
 }
 
 const char* kScript = R"(
-import os, torch, torchvision
+import inspect, os, torch, torchvision
 from torchvision.models.detection import maskrcnn_resnet50_fpn
+from torchvision.models.detection import transform as tv_transform
 os.chdir(os.path.dirname(os.path.abspath(__file__)))
+# torchvision 0.14 computes the resize scale in float32, later versions in Python floats.
+source = inspect.getsource(tv_transform._resize_image_and_masks)
+with open('scale.txt', 'w') as f:
+    f.write('float32' if 'normal way' not in source else 'double')
 torch.manual_seed(0)
 m = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=4, min_size=256,
                           max_size=400)
@@ -145,7 +150,13 @@ TEST_CASE(
   REQUIRE(r.exit_code == 0);
 
   auto options = models::FasterRCNNOptions::maskrcnn_resnet50_fpn(4);
-  options.transform(options.transform().min_size(std::vector<int64_t>{256}).max_size(400));
+  const auto scale = read_lines(dir / "scale.txt");
+  REQUIRE(scale.size() == 1);
+  INFO("torchvision's resize scale: " << scale[0]);
+  options.transform(options.transform()
+                        .min_size(std::vector<int64_t>{256})
+                        .max_size(400)
+                        .float32_scale(scale[0] == "float32"));
   models::FasterRCNN net(options);
 
   // Same keys, same order, same shapes as torchvision's state_dict.

@@ -29,13 +29,18 @@ GeneralizedRCNNTransform::GeneralizedRCNNTransform(GeneralizedRCNNTransformOptio
 }
 
 ImageSize GeneralizedRCNNTransform::resized_size(ImageSize size, int64_t min_size) const {
-  // torchvision computes the scale on float32 tensors, then floor(side * scale) in Python
-  // floats (interpolate with recompute_scale_factor=True).
-  const float shorter = static_cast<float>(std::min(size[0], size[1]));
-  const float longer = static_cast<float>(std::max(size[0], size[1]));
-  const float scale = std::min(static_cast<float>(min_size) / shorter,
-                               static_cast<float>(options_.max_size()) / longer);
-  const double s = static_cast<double>(scale);
+  // torchvision 0.14 computes the scale on float32 tensors, later versions in Python floats;
+  // both then take floor(side * scale) in Python floats (interpolate with
+  // recompute_scale_factor=True).
+  const auto shorter = static_cast<double>(std::min(size[0], size[1]));
+  const auto longer = static_cast<double>(std::max(size[0], size[1]));
+  double s = std::min(static_cast<double>(min_size) / shorter,
+                      static_cast<double>(options_.max_size()) / longer);
+  if (options_.float32_scale()) {
+    s = static_cast<double>(std::min(static_cast<float>(min_size) / static_cast<float>(shorter),
+                                     static_cast<float>(options_.max_size()) /
+                                         static_cast<float>(longer)));
+  }
   return {static_cast<int64_t>(std::floor(static_cast<double>(size[0]) * s)),
           static_cast<int64_t>(std::floor(static_cast<double>(size[1]) * s))};
 }

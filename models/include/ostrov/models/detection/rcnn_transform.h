@@ -51,12 +51,17 @@ struct GeneralizedRCNNTransformOptions {
   TORCH_ARG(int64_t, size_divisible) = 32;
   /// false: the images come normalised already (ostrov's data pipeline does it), only resize.
   TORCH_ARG(bool, normalize) = true;
+  /// How the resize scale is computed: true in float32, as torchvision 0.14; false in double,
+  /// as later torchvision (0.21). The sizes can differ by a pixel: 300x200 to min_size 256
+  /// gives 383x255 in float32 and 384x256 in double.
+  TORCH_ARG(bool, float32_scale) = true;
 };
 
 /// torchvision.models.detection.transform.GeneralizedRCNNTransform (0.14), without fixed_size:
 /// - normalise: (image - mean) / std per channel;
 /// - resize: scale = min(min_size / shorter side, max_size / longer side), computed in float32
-///   as torchvision; the output side is floor(side * scale); bilinear (align_corners=false);
+///   as torchvision 0.14 (or in double, see float32_scale); the output side is
+///   floor(side * scale); bilinear (align_corners=false);
 ///   target boxes scale by new/old per axis (float32 ratios), masks resize by nearest;
 /// - batch: zero-pad at the bottom and right to the largest size, rounded up to
 ///   size_divisible.
