@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <mutex>
 #include <random>
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include "entries.h"
 #include "evaluation.h"
@@ -284,6 +286,13 @@ class TwoStageObjective : public InstanceObjective {
   at::Tensor loss(const models::InstanceModel& model, const data::Batch& batch,
                   std::vector<models::InstancePrediction>* found) override {
     auto& net = *model.as<models::FasterRCNNImpl>();
+    const auto n = static_cast<size_t>(batch.images.size(0));
+    if (batch.boxes.size() != n || batch.labels.size() != n || batch.instances.size() != n) {
+      throw DataError("model mask_rcnn needs boxes, labels and instance masks for every image (a "
+                      "COCO dataset with segmentations); the batch has " +
+                      std::to_string(batch.instances.size()) + " mask sets for " +
+                      std::to_string(n) + " images");
+    }
     std::vector<at::Tensor> images;
     std::vector<models::RCNNTarget> targets;
     for (int64_t i = 0; i < batch.images.size(0); ++i) {
@@ -297,7 +306,19 @@ class TwoStageObjective : public InstanceObjective {
                          batch.labels[k].to(device, at::kLong).index_select(0, keep),
                          batch.instances[k].to(device).index_select(0, keep)});
     }
+    // The validation loss samples anchors and proposals too: keep the default generator where
+    // it was, so that how often one evaluates does not change the training's draws.
+    auto generator = at::detail::getDefaultCPUGenerator();
+    at::Tensor state;
+    if (!net.is_training()) {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      state = generator.get_state();
+    }
     auto out = net.forward(images, targets);
+    if (state.defined()) {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      generator.set_state(state);
+    }
     if (found) *found = net.instances(out.detections);
     at::Tensor total;
     for (const auto& [name, value] : out.losses) {

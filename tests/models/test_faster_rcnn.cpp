@@ -12,7 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "ostrov/io/state_dict.h"
 #include "ostrov/io/weights.h"
+#include "ostrov/models/backbones/resnet.h"
 #include "ostrov/models/detection/faster_rcnn.h"
 #include "ostrov/models/instance/build.h"
 #include "ostrov/ops/roi_align.h"
@@ -418,6 +420,21 @@ TEST_CASE("build_instance: mask_rcnn is the two-stage model, ssd_mask the one-st
   CHECK(tv.as<models::FasterRCNNImpl>()->options.backbone().backbone().name() == "resnet50");
   CHECK(tv.as<models::FasterRCNNImpl>()->options.transform().max_size() == 1333);
   CHECK(models::build_instance({{"name", "ssd_mask"}}, 4, 64, "run.json").as<models::SSDMaskImpl>() != nullptr);
+  // From ImageNet weights, as torchvision: frozen batch norm, layer2..layer4 trainable.
+  test::TempDir dir;
+  models::ResNet r18(models::ResNetOptions(18));
+  io::save_state_dict(io::module_state_dict(*r18), dir / "r18.pth");
+  auto pre = models::build_instance({{"name", "mask_rcnn"}, {"fpn_channels", 16},
+                                     {"representation_size", 32},
+                                     {"backbone_weights", dir / "r18.pth"}},
+                                    4, 64, "run.json");
+  auto* pretrained = pre.as<models::FasterRCNNImpl>();
+  CHECK(pretrained->options.backbone().frozen_batch_norm());
+  CHECK(pretrained->options.backbone().trainable_layers() == 3);
+  const auto body = pretrained->backbone->body->named_parameters();
+  CHECK(at::equal(body["conv1.weight"], r18->conv1->weight));
+  CHECK(!body["conv1.weight"].requires_grad());
+  CHECK(body["layer2.0.conv1.weight"].requires_grad());
   CHECK_THROWS_WITH(models::check_instance_model({{"name", "mask_rcnn"}, {"preset", "big"}}, 4, 64, "run.json"),
                     Contains("\"big\" is not a mask_rcnn preset (small, torchvision)"));
   CHECK_THROWS_WITH(models::check_instance_model({{"name", "mask_rcnn"}, {"min_size", 16}}, 4, 64, "run.json"),

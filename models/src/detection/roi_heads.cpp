@@ -331,11 +331,16 @@ RoIHeadsOutput RoIHeadsImpl::forward(const std::vector<at::Tensor>& features,
         if (fg_i.numel() == 0) continue;
         TORCH_CHECK(targets[i].masks.defined(), "RoIHeads: the mask branch needs target masks (image ", i,
                     ")");
-        // project_masks_on_boxes: RoIAlign of the matched ground-truth mask.
-        const auto gt_masks = targets[i].masks.to(boxes.device(), boxes.scalar_type()).unsqueeze(1);
-        const auto rois = at::cat({idx.to(boxes.scalar_type()).unsqueeze(1), boxes}, 1);
+        // project_masks_on_boxes: RoIAlign of the matched ground-truth mask, on the CPU (the
+        // same numbers; the adaptive sampling grid of a large object would take one pass per
+        // sampling point on another device), then to the logits' device.
+        const auto cpu_boxes = boxes.detach().to(at::kCPU);
+        const auto gt_masks = targets[i].masks.to(at::kCPU, cpu_boxes.scalar_type()).unsqueeze(1);
+        const auto rois = at::cat(
+            {idx.to(at::kCPU, cpu_boxes.scalar_type()).unsqueeze(1), cpu_boxes}, 1);
         const int64_t m = 2 * mask_roi_pool.options().output_size();
-        mask_targets.push_back(ops::roi_align(gt_masks, rois, {m, m}, 1.0, -1, false).squeeze(1));
+        mask_targets.push_back(
+            ops::roi_align(gt_masks, rois, {m, m}, 1.0, -1, false).squeeze(1).to(boxes.device()));
       }
       const auto mask_logits =
           mask_predictor->forward(mask_head->forward(mask_roi_pool(features, mask_boxes, image_sizes)));

@@ -96,9 +96,12 @@ InstanceRecipe parse_two_stage(io::ConfigReader& r, int64_t num_classes, int64_t
   auto backbone = o.backbone();
   backbone.backbone(detail::read_backbone(r, "mask_rcnn", backbone.backbone(),
                                           {detail::resnet_names(), true, {}}));
+  // As torchvision: from ImageNet weights, the body's batch norm is frozen and only layer2 to
+  // layer4 train (trainable_backbone_layers 3); from scratch, everything trains.
+  const bool pretrained = !r.get<std::string>("backbone_weights", "").empty();
   backbone.out_channels(r.get<int64_t>("fpn_channels", backbone.out_channels()))
-      .trainable_layers(r.get<int64_t>("trainable_layers", backbone.trainable_layers()))
-      .frozen_batch_norm(r.get<bool>("frozen_batch_norm", backbone.frozen_batch_norm()));
+      .trainable_layers(r.get<int64_t>("trainable_layers", pretrained ? 3 : 5))
+      .frozen_batch_norm(r.get<bool>("frozen_batch_norm", pretrained));
   o.backbone(backbone);
   auto transform = o.transform();
   const auto min_size = r.get<int64_t>("min_size", transform.min_size().back());

@@ -19,8 +19,9 @@
 //   mask_rcnn:      the two-stage Mask R-CNN (models::FasterRCNN with masks): preset ("small":
 //                   ResNet-18 FPN resized to the data's size, FasterRCNNOptions::
 //                   maskrcnn_resnet18_fpn_small; "torchvision": maskrcnn_resnet50_fpn), then
-//                   backbone (a ResNet), backbone_channels, fpn_channels, trainable_layers,
-//                   frozen_batch_norm, min_size, max_size, representation_size, mask_channels,
+//                   backbone (a ResNet), backbone_channels, fpn_channels, trainable_layers
+//                   and frozen_batch_norm (5 / false, or 3 / true with backbone_weights, as
+//                   torchvision), min_size, max_size, representation_size, mask_channels,
 //                   rpn_batch_size_per_image, rpn_post_nms_top_n_train/_test,
 //                   batch_size_per_image, score_threshold, nms_threshold,
 //                   detections_per_image, mask_threshold, count_score, count_nms_threshold,
