@@ -8,7 +8,7 @@
 
 #include "ostrov/core/error.h"
 #include "ostrov/io/weights.h"
-#include "ostrov/ops/nms.h"
+#include "../instance/detector_counting.h"
 
 namespace ostrov::models {
 
@@ -204,15 +204,11 @@ std::vector<InstancePrediction> FasterRCNNImpl::instances(
 }
 
 at::Tensor FasterRCNNImpl::class_agnostic(const InstancePrediction& p, double min_score) const {
-  if (p.masks.size(0) == 0) return at::arange(0, at::kLong);
-  // NMS is per class, so one object can come back as a shirt and as a coat.
-  const auto candidates = (p.scores >= min_score).nonzero().squeeze(1);
-  return candidates.index({ops::nms(p.boxes.index({candidates}), p.scores.index({candidates}),
-                                    options.count_nms_threshold())});
+  return detail::class_agnostic_detections(p, min_score, options.count_nms_threshold());
 }
 
 at::Tensor FasterRCNNImpl::counted_masks(const InstancePrediction& p) const {
-  return p.masks.index({class_agnostic(p, options.count_score()).flip(0)});  // weakest first
+  return detail::counted_detection_masks(p, options.count_score(), options.count_nms_threshold());
 }
 
 void FasterRCNNImpl::load_torchvision(const io::StateDict& state, const std::string& source) {

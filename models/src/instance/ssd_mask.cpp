@@ -7,8 +7,8 @@
 
 #include "ostrov/nn/conv_bn_act.h"
 #include "ostrov/ops/instance.h"
-#include "ostrov/ops/nms.h"
 #include "ostrov/ops/roi_align.h"
+#include "detector_counting.h"
 
 namespace ostrov::models {
 
@@ -146,15 +146,11 @@ std::vector<InstancePrediction> SSDMaskImpl::predict(const at::Tensor& x) {
 // --------------------------------------------------------------------------- training parts
 
 at::Tensor SSDMaskImpl::class_agnostic(const InstancePrediction& p, double min_score) const {
-  if (p.masks.size(0) == 0) return at::arange(0, at::kLong);
-  // The detector's NMS is per class, so one object can come back as a shirt and as a coat.
-  const auto candidates = (p.scores >= min_score).nonzero().squeeze(1);
-  return candidates.index({ops::nms(p.boxes.index({candidates}), p.scores.index({candidates}),
-                                    options.count_nms_threshold())});
+  return detail::class_agnostic_detections(p, min_score, options.count_nms_threshold());
 }
 
 at::Tensor SSDMaskImpl::counted_masks(const InstancePrediction& p) const {
-  return p.masks.index({class_agnostic(p, options.count_score()).flip(0)});  // weakest first
+  return detail::counted_detection_masks(p, options.count_score(), options.count_nms_threshold());
 }
 
 at::Tensor mask_targets(const at::Tensor& masks, const at::Tensor& boxes, int64_t size) {
