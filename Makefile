@@ -4,7 +4,7 @@ PRESET ?= dev
 JOBS   ?= 2
 
 .PHONY: all deps configure build test test-asan test-debian13 clean-debian13 demo bench fuzz \
-        docs install clean
+        docs install clean device-bundle device-check
 
 all: build
 
@@ -70,6 +70,21 @@ docs:
 	  echo "docs: $$(wc -l < $(BUILD)/docs/warnings.log) Doxygen warnings ($(BUILD)/docs/warnings.log)"; \
 	  exit 1; fi
 	@echo "docs: $(BUILD)/docs/html/index.html, no warnings"
+
+# What a GPU machine needs that it lacks (docs/building.md, "A GPU machine"): the C++
+# dependencies built from Debian's sources into deps/device, packed as deps/device.tar.xz, and
+# Debian's Fashion-MNIST files in deps/fashion-mnist; both travel with a device call, which runs
+# scripts/device/run.sh. device-check builds ostrov against that prefix here (Debian's LibTorch)
+# in build-device and runs the whole suite there, as the GPU machine would.
+device-bundle:
+	bash scripts/device/bundle.sh
+	tar -cJf deps/device.tar.xz -C deps device
+	mkdir -p deps/fashion-mnist && cp -u /usr/share/datasets/fashion-mnist/*.gz deps/fashion-mnist/
+	@du -sh deps/device.tar.xz deps/fashion-mnist
+
+device-check: device-bundle
+	JOBS=$(JOBS) bash scripts/device/build.sh build-device
+	ctest --test-dir build-device -j $(JOBS) --output-on-failure
 
 install: build
 	cmake --install $(BUILD) --prefix $(or $(PREFIX),/usr/local)

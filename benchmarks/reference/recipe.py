@@ -29,6 +29,8 @@ def parser(doc, *, width, width_help, lr, warmup, total):
     tr.add_argument("--wall", type=float, default=1e9, help="stop after this many seconds")
     tr.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     tr.add_argument("--log", help="append each evaluation's JSON line here")
+    tr.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="bf16: the forward passes under torch.autocast (train.precision)")
     return p, sub, tr
 
 
@@ -48,3 +50,9 @@ def emit(record, log=None):
     if log:
         with open(log, "a") as f:
             f.write(line + "\n")
+
+
+def autocast(args, device):
+    """torch.autocast to bfloat16 when --precision bf16 (ostrov's AutocastGuard), else a no-op."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
+                          enabled=args.precision == "bf16")

@@ -131,7 +131,8 @@ def train(args):
         net.eval()
         cm = torch.zeros(NUM_CLASSES * NUM_CLASSES, dtype=torch.long, device=dev)
         for i in range(0, xva.size(0), 50):
-            p = net(xva[i:i + 50]).argmax(1)
+            with recipe.autocast(args, dev):
+                p = net(xva[i:i + 50]).argmax(1)
             cm += torch.bincount(yva[i:i + 50].flatten() * NUM_CLASSES + p.flatten(),
                                  minlength=NUM_CLASSES * NUM_CLASSES)
         net.train()
@@ -159,7 +160,8 @@ def train(args):
         y = torch.where(flip.view(-1, 1, 1), y.flip(2), y)
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        loss = loss_fn(net(x), y)
+        with recipe.autocast(args, dev):
+            loss = loss_fn(net(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

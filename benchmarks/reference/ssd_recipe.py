@@ -590,7 +590,8 @@ def train(args):
                                     priors)
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        loss = multibox_loss(*net(normalize(x)), codes, labels)
+        with recipe.autocast(args, dev):
+            loss = multibox_loss(*net(normalize(x)), codes, labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/cuda.h>
 #include <torch/types.h>
 
 #include "ostrov/core/error.h"
@@ -74,6 +75,15 @@ DistributedEnv DistributedEnv::from_environment() {
     throw ConfigError("MASTER_PORT=" + std::to_string(env.master_port) + " is not a port");
   }
   return env;
+}
+
+c10::Device rank_device(const c10::Device& device, const std::string& requested,
+                        const DistributedEnv& env, int64_t cuda_devices) {
+  const bool indexed = requested.find(':') != std::string::npos;
+  if (env.world_size == 1 || !device.is_cuda() || indexed) return device;
+  if (cuda_devices < 0) cuda_devices = static_cast<int64_t>(torch::cuda::device_count());
+  if (cuda_devices <= 0) return device;
+  return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank % cuda_devices));
 }
 
 struct DataParallel::Impl {

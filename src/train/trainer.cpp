@@ -111,8 +111,11 @@ bool better(double candidate, double best, bool higher) {
 data::Batch to_device(const data::Batch& batch, const c10::Device& device) {
   if (device.is_cpu()) return batch;
   data::Batch out = batch;
-  auto move = [&device](at::Tensor& t) {
-    if (t.defined()) t = t.to(device, /*non_blocking=*/true);
+  const bool pin = device.is_cuda();
+  auto move = [&](at::Tensor& t) {
+    if (!t.defined()) return;
+    if (pin && t.is_cpu() && !t.is_pinned()) t = t.pin_memory();
+    t = t.to(device, /*non_blocking=*/true);
   };
   move(out.images);
   move(out.masks);
@@ -131,7 +134,9 @@ Trainer::Trainer(Task& task, torch::optim::Optimizer& optimizer, LrSchedule sche
       train_(train),
       val_(val),
       options_(std::move(options)),
-      dp_(dp) {
+      dp_(dp),
+      scaler_(GradScalerOptions().enabled(options_.loss_scaling() ||
+                                          options_.precision() == Precision::fp16)) {
   TORCH_CHECK(options_.epochs() > 0 || options_.max_steps() > 0,
               "Trainer: epochs or max_steps must be positive");
 }
@@ -152,6 +157,7 @@ void Trainer::save(const std::string& name, int64_t step, int64_t epoch, int64_t
   meta.extra = extra;
   meta.extra["batch_in_epoch"] = batch_in_epoch;
   meta.extra["best"] = best_;
+  if (scaler_.enabled()) meta.extra["grad_scaler"] = scaler_.state();
   io::save_checkpoint((fs::path(options_.out_dir()) / name).string(), task_.model(), &optimizer_,
                       meta);
 }
@@ -168,7 +174,11 @@ nlohmann::json Trainer::evaluate(data::DataLoader& loader) {
     torch::NoGradGuard no_grad;
     task_.begin_evaluation();
     loader.set_epoch(0);
-    while (auto batch = loader.next()) task_.evaluate(to_device(*batch, options_.device()));
+    while (auto batch = loader.next()) {
+      const data::Batch on_device = to_device(*batch, options_.device());
+      AutocastGuard autocast(options_.device(), options_.precision());
+      task_.evaluate(on_device);
+    }
     if (dp_ != nullptr && dp_->world_size() > 1) task_.merge(*dp_);
     metrics = task_.end_evaluation();
   }
@@ -215,6 +225,9 @@ TrainResult Trainer::fit() {
     evaluation_pending = meta.extra.value("evaluation_pending", false);
     restored_evals_without_improvement =
         meta.extra.value("counters", nlohmann::json::object()).value("evals_without_improvement", int64_t{0});
+    if (scaler_.enabled() && meta.extra.contains("grad_scaler")) {
+      scaler_.load_state(meta.extra["grad_scaler"]);
+    }
     core::logger()->info("resuming from {} at step {} (epoch {}, batch {})", last, step,
                          first_epoch, skip);
   }
@@ -270,7 +283,11 @@ TrainResult Trainer::fit() {
         schedule_.apply(optimizer_, step);
       }
       optimizer_.zero_grad();
-      at::Tensor loss = task_.loss(on_device);
+      at::Tensor loss;
+      {
+        AutocastGuard autocast(options_.device(), options_.precision());
+        loss = task_.loss(on_device);
+      }
       const double value = loss.item<double>();
       if (!std::isfinite(value)) {
         progress.end_line();
@@ -281,10 +298,19 @@ TrainResult Trainer::fit() {
                            : std::string()) +
                     ". Lower the learning rate or check the data.");
       }
-      loss.backward();
+      scaler_.scale(loss).backward();
       if (dp_ != nullptr) dp_->average_gradients(model);
-      if (options_.grad_clip() > 0.0) clip_grad_norm(params, options_.grad_clip());
-      optimizer_.step();
+      // fp16: the gradients are unscaled before clipping; a step whose gradients overflowed is
+      // skipped on every rank alike (they hold the same averaged gradients) and lowers the scale.
+      const bool finite = !scaler_.enabled() || scaler_.unscale(params);
+      if (finite) {
+        if (options_.grad_clip() > 0.0) clip_grad_norm(params, options_.grad_clip());
+        optimizer_.step();
+      } else {
+        core::logger()->debug("step {}: gradients overflowed at loss scale {}; step skipped",
+                              step + 1, scaler_.scale_value());
+      }
+      scaler_.update();
       ++step;
       ++b;
       result.losses.push_back(value);
@@ -303,12 +329,14 @@ TrainResult Trainer::fit() {
       for (auto& cb : callbacks_) cb->on_step(info);
       progress.update(info, total_steps, seconds_since(start));
       if (history && options_.log_every() > 0 && step % options_.log_every() == 0) {
-        history->append({{"epoch", epoch},
-                         {"step", step},
-                         {"split", "train"},
-                         {"loss", loss_sum / static_cast<double>(loss_count)},
-                         {"lr", info.lr},
-                         {"images_per_second", images_per_second}});
+        nlohmann::json record = {{"epoch", epoch},
+                                 {"step", step},
+                                 {"split", "train"},
+                                 {"loss", loss_sum / static_cast<double>(loss_count)},
+                                 {"lr", info.lr},
+                                 {"images_per_second", images_per_second}};
+        if (scaler_.enabled()) record["loss_scale"] = scaler_.scale_value();
+        history->append(record);
         loss_sum = 0.0;
         loss_count = 0;
       }

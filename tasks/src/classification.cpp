@@ -44,7 +44,8 @@ TaskEntry detail::classification_entry() {
             models::check_classifier(c.model, c.data.num_classes, c.path);
           },
           [](const RunConfig& c) { read_label_smoothing(c); },
-          models::classifier_names};
+          models::classifier_names,
+          /*loss_names=*/{}};
 }
 
 ClassificationTask::ClassificationTask(const RunConfig& config, const c10::Device& device)

@@ -4,8 +4,10 @@
 #include <filesystem>
 #include <functional>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "ostrov/core/device.h"
 #include "ostrov/core/error.h"
 #include "ostrov/core/runtime.h"
 #include "ostrov/io/checkpoint.h"
@@ -125,6 +127,11 @@ RunConfig parse_run_config(nlohmann::json json, const std::string& where) {
     tc.workers = t.get<int64_t>("workers", tc.workers);
     tc.seed = t.get<uint64_t>("seed", tc.seed);
     tc.device = t.get<std::string>("device", tc.device);
+    tc.precision = t.get<std::string>("precision", tc.precision);
+    if (tc.precision != "fp32" && tc.precision != "bf16" && tc.precision != "fp16") {
+      throw ConfigError(where + ": train.precision: unknown precision \"" + tc.precision +
+                        "\"; expected fp32, bf16 or fp16");
+    }
     tc.threads = t.get<int64_t>("threads", tc.threads);
     tc.log_every = t.get<int64_t>("log_every", tc.log_every);
     tc.eval_every = t.get<int64_t>("eval_every", tc.eval_every);
@@ -275,6 +282,21 @@ void check_split_exists(const RunConfig& config, const std::string& split) {
                         "\" does not exist");
     }
     need_dir(s.images, "images");
+  }
+}
+
+c10::Device config_device(const RunConfig& config) {
+  const std::string& name = config.train.device;
+  try {
+    return core::parse_device(name);
+  } catch (const ConfigError& e) {
+    std::string message = config.path + ": train.device: " + e.what();
+    if (name == "cuda" || name.rfind("cuda:", 0) == 0) {
+      const auto info = core::runtime_info();
+      message += fmt::format(" (`ostrov info` reports cuda: {}, cuda_devices: {}, LibTorch {})",
+                             info.cuda ? "true" : "false", info.cuda_devices, info.torch_version);
+    }
+    throw ConfigError(message);
   }
 }
 

@@ -22,6 +22,7 @@
 #include "ostrov/io/json.h"
 #include "ostrov/train/distributed.h"
 #include "ostrov/train/optim.h"
+#include "ostrov/train/precision.h"
 
 namespace fs = std::filesystem;
 
@@ -111,7 +112,9 @@ void check_run_folder(const TrainRunOptions& options) {
 train::TrainResult train(const RunConfig& config, const TrainRunOptions& options) {
   const auto env = train::DistributedEnv::from_environment();
   if (env.rank == 0) check_run_folder(options);
-  const c10::Device device = core::parse_device(config.train.device);
+  const c10::Device device = train::rank_device(config_device(config), config.train.device, env);
+  const train::Precision precision =
+      train::parse_precision(config.train.precision, device, config.path + ": train.precision");
   core::set_num_threads(config.train.threads > 0
                             ? static_cast<int>(config.train.threads)
                             : std::max(1, core::available_cores() / env.world_size));
@@ -165,7 +168,8 @@ train::TrainResult train(const RunConfig& config, const TrainRunOptions& options
                              .grad_clip(config.train.grad_clip)
                              .resume(options.resume())
                              .config(resolved)
-                             .device(device),
+                             .device(device)
+                             .precision(precision),
                          &dp);
   std::unique_ptr<AttachedSink> attached;
   std::shared_ptr<RunFiles> files;

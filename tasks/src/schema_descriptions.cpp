@@ -161,6 +161,7 @@ const std::map<std::string, std::string>& descriptions() {
       {"train.workers", "data-loader threads (0: load on the training thread)"},
       {"train.seed", "seeds initialisation, shuffling and augmentation"},
       {"train.device", "cpu, cuda, cuda:N or auto"},
+      {"train.precision", "fp32, bf16 (autocast; CPU and CUDA) or fp16 (autocast + loss scaling; CUDA)"},
       {"train.threads", "intra-op threads (0: the available cores per process)"},
       {"train.log_every", "log every N steps"},
       {"train.eval_every", "evaluate every N epochs (and at the end)"},

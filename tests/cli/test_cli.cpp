@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <torch/cuda.h>
 #include <torch/version.h>
 
 #include "support.h"
@@ -96,6 +97,34 @@ TEST_CASE("ostrov config --check validates keys and data paths without training"
   CHECK(typo.exit_code == 2);
   CHECK_THAT(typo.output, Catch::Contains("model.depht"));
   CHECK_FALSE(std::filesystem::exists(dir.path() / "runs"));
+}
+
+TEST_CASE("ostrov train: a device or precision the build cannot run exits 2 naming the key", "[cli]") {
+  ostrov::test::TempDir dir;
+  std::filesystem::create_directories(dir.path() / "train");
+  nlohmann::json config = {
+      {"task", "segmentation"},
+      {"data", {{"format", "folder"}, {"train", {{"root", dir / "train"}}}, {"num_classes", 2}}},
+      {"model", {{"name", "unet"}, {"depth", 2}, {"base_width", 4}}},
+      {"train", {{"epochs", 1}}}};
+  const std::string path = dir / "run.json";
+  std::ofstream(path) << config.dump(2);
+  const std::string train = std::string(OSTROV_CLI) + " train '" + path + "' --out '" +
+                            (dir / "out") + "'";
+  const auto fp16 = run(train + " --set train.precision=fp16", true);
+  CHECK(fp16.exit_code == 2);
+  CHECK_THAT(fp16.output, Catch::Contains("run.json: train.precision \"fp16\" needs a CUDA device"));
+  const auto typo = run(train + " --set train.precision=fp8", true);
+  CHECK(typo.exit_code == 2);
+  CHECK_THAT(typo.output, Catch::Contains("train.precision: unknown precision \"fp8\""));
+  if (!torch::cuda::is_available()) {
+    const auto cuda = run(train + " --set train.device=cuda", true);
+    CHECK(cuda.exit_code == 2);
+    CHECK_THAT(cuda.output, Catch::Contains("run.json: train.device: device \"cuda\" requested but "
+                                            "CUDA is not available") &&
+                                Catch::Contains("`ostrov info` reports cuda: false, cuda_devices: 0"));
+  }
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "out" / "last.pt"));
 }
 
 TEST_CASE("every examples/configs/*.json trains a step on tiny data at its own paths", "[cli]") {

@@ -77,13 +77,13 @@ TEST_CASE("tasks registry: the four built-in tasks, a user's task, clear errors"
                           [](const tasks::RunConfig& c, const c10::Device& d) {
                             return std::make_unique<CountingTask>(c, d);
                           },
-                          {}, {}});
+                          {}, {}, {}, {}});
   }
   CHECK_THROWS_AS(tasks::register_task({"counting", "again", "loss", {"folder"},
                                         [](const tasks::RunConfig& c, const c10::Device& d) {
                                           return std::make_unique<CountingTask>(c, d);
                                         },
-                                        {}, {}}),
+                                        {}, {}, {}, {}}),
                   Error);
   auto config = tasks::parse_run_config(minimal("counting", "folder"), "user.json");
   CHECK(config.train.best_metric == "loss");

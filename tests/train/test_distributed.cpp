@@ -115,3 +115,19 @@ TEST_CASE("DistributedEnv reads torchrun variables and rejects bad ones", "[trai
   auto t = at::ones({2});
   CHECK(at::equal(single.all_reduce_sum(t), at::ones({2})));
 }
+
+TEST_CASE("rank_device: one GPU per local rank unless the config names one", "[train][distributed]") {
+  train::DistributedEnv env;
+  env.world_size = 4;
+  env.rank = 3;
+  env.local_rank = 3;
+  const c10::Device cuda0(c10::kCUDA, 0);
+  CHECK(train::rank_device(cuda0, "cuda", env, 2) == c10::Device(c10::kCUDA, 1));  // 3 mod 2
+  CHECK(train::rank_device(cuda0, "auto", env, 8) == c10::Device(c10::kCUDA, 3));
+  CHECK(train::rank_device(c10::Device(c10::kCUDA, 5), "cuda:5", env, 8) ==
+        c10::Device(c10::kCUDA, 5));  // an explicit index is kept
+  CHECK(train::rank_device(c10::Device(c10::kCPU), "cpu", env, 8) == c10::Device(c10::kCPU));
+  CHECK(train::rank_device(c10::Device(c10::kCPU), "auto", env, 0) == c10::Device(c10::kCPU));
+  train::DistributedEnv single;
+  CHECK(train::rank_device(cuda0, "cuda", single, 8) == cuda0);
+}

@@ -21,6 +21,7 @@
 #include "ostrov/data/loader.h"
 #include "ostrov/io/checkpoint.h"
 #include "ostrov/train/history.h"
+#include "ostrov/train/precision.h"
 #include "ostrov/train/trainer.h"
 #include "support.h"
 
@@ -304,4 +305,170 @@ TEST_CASE("an output folder that cannot be created or lacks space fails before t
   fit(task3, run3, train::TrainerOptions().epochs(1).out_dir(out));
   CHECK(std::filesystem::exists(dir / "run/last.pt"));
   CHECK_FALSE(std::filesystem::exists(dir / "run/.ostrov-write-test"));
+}
+
+TEST_CASE("parse_precision: fp32, bf16 on CPU, fp16 only on CUDA, unknown names", "[train][precision]") {
+  const c10::Device cpu(c10::kCPU);
+  CHECK(train::parse_precision("fp32", cpu) == train::Precision::fp32);
+  CHECK(train::parse_precision("bf16", cpu) == train::Precision::bf16);
+  CHECK(train::parse_precision("fp16", c10::Device(c10::kCUDA, 0)) == train::Precision::fp16);
+  CHECK_THROWS_AS(train::parse_precision("fp16", cpu), ConfigError);
+  CHECK_THROWS_WITH(train::parse_precision("fp16", cpu, "run.json: train.precision"),
+                    Catch::StartsWith("run.json: train.precision \"fp16\" needs a CUDA device") &&
+                        Catch::Contains("use bf16 or fp32"));
+  CHECK_THROWS_WITH(train::parse_precision("half", cpu),
+                    Catch::Contains("train.precision: unknown precision \"half\"") &&
+                        Catch::Contains("fp32, bf16 or fp16"));
+  CHECK_THROWS_WITH(train::parse_precision("bf16", c10::Device(c10::kMeta)),
+                    Catch::Contains("only on CPU and CUDA"));
+  CHECK(train::precision_name(train::Precision::bf16) == "bf16");
+  CHECK(train::autocast_dtype(train::Precision::fp16) == at::kHalf);
+  CHECK(train::autocast_dtype(train::Precision::fp32) == at::kFloat);
+}
+
+TEST_CASE("AutocastGuard runs convolutions in bfloat16 on the CPU, nests and restores", "[train][precision]") {
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(3, 4, 3));
+  const auto x = at::rand({1, 3, 8, 8});
+  const auto reference = conv->forward(x);
+  const c10::Device cpu(c10::kCPU);
+  {
+    train::AutocastGuard fp32(cpu, train::Precision::fp32);  // changes nothing
+    CHECK(conv->forward(x).scalar_type() == at::kFloat);
+  }
+  {
+    train::AutocastGuard outer(cpu, train::Precision::bf16);
+    const auto y = conv->forward(x);
+    CHECK(y.scalar_type() == at::kBFloat16);
+    // bfloat16 keeps 8 bits of mantissa: close to float32, not equal.
+    const double diff = (y.to(at::kFloat) - reference).abs().max().item<double>();
+    CHECK(diff > 0.0);
+    CHECK(diff < 2e-2 * reference.abs().max().item<double>() + 1e-3);
+    {
+      train::AutocastGuard inner(cpu, train::Precision::bf16);
+      CHECK(conv->forward(x).scalar_type() == at::kBFloat16);
+    }
+    CHECK(conv->forward(x).scalar_type() == at::kBFloat16);  // the inner guard left it on
+  }
+  CHECK(conv->forward(x).scalar_type() == at::kFloat);  // off again
+}
+
+TEST_CASE("GradScaler: torch.amp's scale, unscale, skip on overflow, back-off and growth", "[train][precision]") {
+  auto w = at::zeros({2}).requires_grad_(true);
+  const std::vector<at::Tensor> params{w};
+  train::GradScaler scaler(train::GradScalerOptions().init_scale(8.0).growth_interval(2));
+  CHECK(scaler.scale(at::scalar_tensor(3.0)).item<double>() == 24.0);
+  // Step 1: finite gradients (16, 8) scaled by 8 come back as (2, 1).
+  w.mutable_grad() = at::tensor({16.0f, 8.0f});
+  CHECK(scaler.unscale(params));
+  CHECK(at::equal(w.grad(), at::tensor({2.0f, 1.0f})));
+  scaler.update();
+  CHECK(scaler.scale_value() == 8.0);  // one finite step of the two growth needs
+  // Step 2: finite again, so the scale doubles.
+  w.mutable_grad() = at::tensor({8.0f, 8.0f});
+  CHECK(scaler.unscale(params));
+  scaler.update();
+  CHECK(scaler.scale_value() == 16.0);
+  // Step 3: an overflow: reported, the scale halves, the growth count restarts.
+  w.mutable_grad() = at::tensor({std::numeric_limits<float>::infinity(), 1.0f});
+  CHECK_FALSE(scaler.unscale(params));
+  scaler.update();
+  CHECK(scaler.scale_value() == 8.0);
+  CHECK(scaler.skipped_steps() == 1);
+  w.mutable_grad() = at::tensor({std::nanf(""), 1.0f});
+  CHECK_FALSE(scaler.unscale(params));
+  scaler.update();
+  CHECK(scaler.scale_value() == 4.0);
+  // One finite step does not grow it (the count restarted at the overflow).
+  w.mutable_grad() = at::tensor({1.0f, 1.0f});
+  CHECK(scaler.unscale(params));
+  scaler.update();
+  CHECK(scaler.scale_value() == 4.0);
+  // State round trip, and a malformed state names the key.
+  train::GradScaler restored(train::GradScalerOptions().init_scale(8.0).growth_interval(2));
+  restored.load_state(scaler.state());
+  CHECK(restored.scale_value() == 4.0);
+  CHECK(restored.skipped_steps() == 2);
+  w.mutable_grad() = at::tensor({1.0f, 1.0f});
+  CHECK(restored.unscale(params));
+  restored.update();
+  CHECK(restored.scale_value() == 8.0);  // the restored growth count was 1
+  CHECK_THROWS_WITH(restored.load_state({{"scale", 2.0}}), Catch::Contains("\"growth_tracker\""));
+  CHECK_THROWS_WITH(restored.load_state({{"scale", -1.0}, {"growth_tracker", 0}, {"skipped_steps", 0}}),
+                    Catch::Contains("positive"));
+  // Disabled: the loss passes through, gradients are only checked.
+  train::GradScaler off(train::GradScalerOptions().enabled(false));
+  CHECK(off.scale(at::scalar_tensor(3.0)).item<double>() == 3.0);
+  w.mutable_grad() = at::tensor({16.0f, 8.0f});
+  CHECK(off.unscale(params));
+  CHECK(at::equal(w.grad(), at::tensor({16.0f, 8.0f})));
+  CHECK(off.scale_value() == 1.0);
+}
+
+TEST_CASE("Trainer with loss scaling skips the step whose gradients overflow and checkpoints the scale",
+          "[train][precision]") {
+  // The loss of the 3rd step is multiplied by 1e35: finite in float32, but x65536 it is not,
+  // so its gradients overflow. That step must leave the parameters as they were.
+  struct OverflowingTask : ToyTask {
+    int calls = 0;
+    std::vector<std::vector<at::Tensor>> before;  // parameters before each step
+    at::Tensor loss(const data::Batch& b) override {
+      std::vector<at::Tensor> copy;
+      for (const auto& p : net_->parameters()) copy.push_back(p.detach().clone());
+      before.push_back(copy);
+      auto l = ToyTask::loss(b);
+      return ++calls == 3 ? l * 1e35 : l;
+    }
+  };
+  test::TempDir dir;
+  core::seed_everything(4);
+  OverflowingTask task;
+  Run run;
+  auto result = fit(task, run,
+                    train::TrainerOptions().epochs(1).log_every(1).loss_scaling(true)
+                        .out_dir(dir.path().string()),
+                    100, /*validate=*/false);
+  REQUIRE(result.steps == 4);
+  REQUIRE(task.before.size() == 4);
+  const auto params = task.net_->parameters();
+  auto same = [&](size_t a, size_t b) {
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (!at::equal(task.before[a][i], task.before[b][i])) return false;
+    }
+    return true;
+  };
+  CHECK_FALSE(same(0, 1));  // step 1 updated
+  CHECK_FALSE(same(1, 2));  // step 2 updated
+  CHECK(same(2, 3));        // step 3 overflowed: skipped
+  std::vector<double> scales;
+  const train::History history(dir / "metrics.jsonl", true);
+  for (const auto& r : history.records()) {
+    if (r["split"] == "train") scales.push_back(r["loss_scale"].get<double>());
+  }
+  CHECK((scales == std::vector<double>{65536.0, 65536.0, 32768.0, 32768.0}));
+  const auto state = io::read_checkpoint_meta(dir / "last.pt").extra["grad_scaler"];
+  CHECK(state["scale"].get<double>() == 32768.0);
+  CHECK(state["skipped_steps"].get<int64_t>() == 1);
+  CHECK(state["growth_tracker"].get<int64_t>() == 1);
+}
+
+TEST_CASE("Trainer in bf16 on the CPU: autocast in the training and evaluation passes", "[train][precision]") {
+  core::seed_everything(6);
+  ToyTask fp32_task;
+  Run run_a;
+  auto fp32 = fit(fp32_task, run_a, train::TrainerOptions().epochs(1).max_steps(3));
+  core::seed_everything(6);
+  ToyTask bf16_task;
+  Run run_b;
+  auto bf16 = fit(bf16_task, run_b,
+                  train::TrainerOptions().epochs(1).max_steps(3).precision(train::Precision::bf16));
+  REQUIRE(bf16.losses.size() == 3);
+  // Same start, same batches: the first loss differs only by bfloat16 rounding.
+  CHECK(bf16.losses[0] != fp32.losses[0]);
+  CHECK(std::abs(bf16.losses[0] - fp32.losses[0]) < 2e-2 * fp32.losses[0]);
+  for (double l : bf16.losses) CHECK(std::isfinite(l));
+  const double val_fp32 = fp32.last_evaluation["loss"].get<double>();
+  const double val_bf16 = bf16.last_evaluation["loss"].get<double>();
+  CHECK(std::abs(val_bf16 - val_fp32) < 0.05 * val_fp32);
+  // Parameters stay float32 (autocast casts inputs of each op, not the weights).
+  for (const auto& p : bf16_task.net_->parameters()) CHECK(p.scalar_type() == at::kFloat);
 }

@@ -84,7 +84,7 @@ Command add_eval(CLI::App& app) {
     if (!sub->parsed()) return -1;
     auto config = run_config(*args);
     if (!args->data.empty()) tasks::set_validation_data(config, args->data);
-    auto task = tasks::load_task(config, args->checkpoint, core::parse_device(config.train.device));
+    auto task = tasks::load_task(config, args->checkpoint, tasks::config_device(config));
     std::cout << tasks::evaluate(*task).dump() << std::endl;  // the only stdout output
     return kExitOk;
   };
@@ -106,7 +106,7 @@ Command add_predict(CLI::App& app) {
     const auto options = tasks::PredictOptions().tile(args->tile).overlap(args->overlap);
     const auto images = list_images(args->input);
     const auto predictor = tasks::Predictor::load(args->checkpoint, config,
-                                                  core::parse_device(config.train.device));
+                                                  tasks::config_device(config));
     fs::create_directories(args->output);
     core::ProgressLine progress("predict", static_cast<int64_t>(images.size()), "images",
                                 core::stderr_is_terminal() && images.size() > 1 ? &std::cerr

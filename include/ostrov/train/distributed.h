@@ -1,5 +1,6 @@
 #pragma once
-// Data-parallel training over PyTorch's c10d (ProcessGroupGloo on CPU) with torchrun's
+// Data-parallel training over PyTorch's c10d (ProcessGroupGloo: CPU tensors, and CUDA tensors
+// where LibTorch has CUDA) with torchrun's
 // conventions: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT and a TCPStore on rank 0.
 //
 //   auto env = DistributedEnv::from_environment();   // world_size 1 when the variables are unset
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 #include <torch/nn/module.h>
 
 namespace ostrov::train {
@@ -30,6 +32,13 @@ struct DistributedEnv {
   /// (rank >= world_size), naming the variable.
   static DistributedEnv from_environment();
 };
+
+/// The device of this rank. A CUDA device asked for without an index ("cuda", "auto") becomes
+/// cuda:(local_rank mod cuda_devices) when world_size > 1, torchrun's one process per GPU; an
+/// explicit "cuda:N", the CPU and a single process keep `device`. `requested` is the config's
+/// string, `device` its parse (core::parse_device); cuda_devices < 0 asks LibTorch.
+c10::Device rank_device(const c10::Device& device, const std::string& requested,
+                        const DistributedEnv& env, int64_t cuda_devices = -1);
 
 /// A c10d Gloo process group and the collectives a trainer needs. With world_size 1 every
 /// call is a no-op, so single-process code needs no branches.

@@ -28,6 +28,7 @@
 #include "ostrov/data/loader.h"
 #include "ostrov/data/sample.h"
 #include "ostrov/train/optim.h"
+#include "ostrov/train/precision.h"
 
 namespace torch::optim {
 class Optimizer;
@@ -86,6 +87,13 @@ struct TrainerOptions {
   TORCH_ARG(nlohmann::json, config) = nlohmann::json::object();
   /// Device the batches are moved to (the model must already be there).
   TORCH_ARG(c10::Device, device) = c10::Device(c10::kCPU);
+  /// Arithmetic of the forward passes, training and evaluation (parse_precision checks it
+  /// against the device). fp16 scales the loss with a GradScaler: a step whose gradients
+  /// overflow is skipped, train records carry `loss_scale`, checkpoints the scaler's state.
+  TORCH_ARG(Precision, precision) = Precision::fp32;
+  /// Dynamic loss scaling (GradScaler with torch.amp's defaults) at any precision; fp16 turns it
+  /// on whatever this says.
+  TORCH_ARG(bool, loss_scaling) = false;
   /// Progress bar on stderr: "auto" (when stderr is a terminal), "bar", "log".
   TORCH_ARG(std::string, progress) = "auto";
   /// Free bytes out_dir's disk must have before training starts; -1 (default) estimates it
@@ -159,9 +167,12 @@ class Trainer {
   DataParallel* dp_;
   std::vector<std::shared_ptr<Callback>> callbacks_;
   nlohmann::json best_;
+  GradScaler scaler_;
 };
 
-/// Moves a batch's tensors to `device` (non-blocking where possible).
+/// Moves a batch's tensors to `device`. To a CUDA device each tensor is first copied into
+/// page-locked (pinned) host memory, so the copy to the GPU is asynchronous (non-blocking) and
+/// overlaps the step before it; other devices copy directly. A CPU device returns the batch.
 data::Batch to_device(const data::Batch& batch, const c10::Device& device);
 
 }  // namespace ostrov::train

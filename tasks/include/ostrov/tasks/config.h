@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <c10/core/Device.h>
 #include <nlohmann/json.hpp>
 
 #include "ostrov/train/optim.h"
@@ -52,6 +53,8 @@ struct TrainConfig {
   int64_t workers = 2;            ///< data-loader threads (0: load on the training thread)
   uint64_t seed = 0;              ///< seeds model initialisation, shuffling and augmentation
   std::string device = "cpu";     ///< "cpu", "cuda", "cuda:N" or "auto"
+  /// "fp32" | "bf16" | "fp16" (train::parse_precision; fp16 needs CUDA)
+  std::string precision = "fp32";
   int64_t threads = 0;            ///< intra-op threads (0: the available cores / processes)
   int64_t log_every = 10;         ///< log training records every N steps
   int64_t eval_every = 1;         ///< evaluate every N epochs (and at the end)
@@ -109,6 +112,11 @@ void infer_num_classes(RunConfig& config);
 /// annotation file (images in `<its folder>/images`) or a folder holding `instances.json` and
 /// `images/` (what `ostrov make-scenes` writes).
 void set_validation_data(RunConfig& config, const std::string& path);
+
+/// The device of `config.train.device` (core::parse_device). ostrov::ConfigError (exit 2) naming
+/// the config, the key `train.device` and, when CUDA is asked for but unusable, what `ostrov info`
+/// reports (whether this LibTorch has CUDA, the visible devices, its version).
+c10::Device config_device(const RunConfig& config);
 
 /// The split's files exist: ConfigError naming the key (data.<split>.root, ...) otherwise.
 void check_split_exists(const RunConfig& config, const std::string& split);
