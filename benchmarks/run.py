@@ -150,12 +150,18 @@ def main():
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--out", default=os.path.join(HERE, "results", "latest.json"))
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown (docs/performance.md)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the model rows under torch.compile (torch >= 2; Inductor's "
+                             "CPU backend, compile time excluded): a third column")
     args = parser.parse_args()
 
     binary = os.path.join(args.build, "bin", "ostrov_bench")
     if not os.access(binary, os.X_OK):
         sys.exit(f"run.py: {binary} not found; build it first (make bench builds it)")
     torch.set_num_threads(args.threads)
+    if args.compile and not hasattr(torch, "compile"):
+        sys.exit(f"run.py: --compile needs torch >= 2 (this is {torch.__version__}); on Debian 13: "
+                 "scripts/debian13.sh shell '/usr/bin/python3 benchmarks/run.py --build build-debian13 --compile ...'")
     env = dict(os.environ)
     selected = [n for n in list(ROWS) + [LOADER] if re.search(args.filter, n)]
     if not selected:
@@ -169,7 +175,14 @@ def main():
     results = {}
     for name in selected:
         ours, theirs, counters, round_ratios = [], [], {}, []
+        compiled_times, compiled_ratios = [], []
         fn = workloads.WORKLOADS[name]() if name in workloads.WORKLOADS else None
+        cfn = None
+        if args.compile and name in workloads.COMPILABLE:
+            cfn = workloads.WORKLOADS[name](compiled=True)
+            start = time.perf_counter()
+            cfn()  # compiles (forward, and backward for the training rows)
+            print(f"  {name}: torch.compile took {time.perf_counter() - start:.1f} s", flush=True)
         for _ in range(args.rounds):
             times, last = ostrov_times(binary, name, args.reps, args.min_time, args.threads, env)
             ours += times
@@ -178,18 +191,27 @@ def main():
                 ref_times = python_times(fn, args.reps, args.min_time)
                 theirs += ref_times
                 round_ratios.append(statistics.median(times) / statistics.median(ref_times))
-        fn = None
+            if cfn is not None:
+                ctimes = python_times(cfn, args.reps, args.min_time)
+                compiled_times += ctimes
+                compiled_ratios.append(statistics.median(times) / statistics.median(ctimes))
+        fn = cfn = None
         results[name] = {"ostrov": statistics.median(ours),
                          "reference": statistics.median(theirs) if theirs else None,
                          # Paired: each round's ostrov median over the reference median measured
                          # right after it, so slow drifts of this shared machine cancel.
                          "ratio": statistics.median(round_ratios) if round_ratios else None,
                          "ratio_range": [min(round_ratios), max(round_ratios)] if round_ratios else None,
+                         "compiled": statistics.median(compiled_times) if compiled_times else None,
+                         "compiled_ratio": statistics.median(compiled_ratios) if compiled_ratios else None,
                          "counters": counters}
         ref = results[name]["reference"]
         print(f"  {name}: ostrov {results[name]['ostrov']:.2f} ms"
               + (f", reference {ref:.2f} ms, ratio per round {', '.join(f'{r:.2f}' for r in round_ratios)}"
-                 if ref is not None else ""), flush=True)
+                 if ref is not None else "")
+              + (f", compiled {results[name]['compiled']:.2f} ms, ratio per round "
+                 f"{', '.join(f'{r:.2f}' for r in compiled_ratios)}" if compiled_ratios else ""),
+              flush=True)
 
     # The machine's measured peak: the faster of OpenBLAS's GEMM and oneDNN's 1x1 convolution
     # (oneDNN, which runs LibTorch's convolutions, outruns OpenBLAS severalfold here).
@@ -215,6 +237,9 @@ def main():
         size, target, flop_mult = ROWS[name]
         row = {"workload": name, "size": size, "ostrov_ms": r["ostrov"], "reference_ms": r["reference"],
                "ratio": r["ratio"], "ratio_range": r["ratio_range"], "target": target}
+        if r["compiled"] is not None:
+            row["compiled_ms"] = r["compiled"]
+            row["compiled_ratio"] = r["compiled_ratio"]
         if "params" in r["counters"]:
             row["params"] = int(r["counters"]["params"])
             model = name.rsplit("_", 1)[0]
@@ -238,6 +263,12 @@ def main():
               f"{fmt(row['ratio'], '%6.2f')}{ok}{fmt(row['target'], '%5.2f')} "
               f"{('%.2f-%.2f' % tuple(row['ratio_range'])) if row.get('ratio_range') else '-':>11} "
               f"{fmt(row.get('gflop_per_s'), '%8.1f')} {fmt(row.get('peak_percent'), '%5.1f%%')}  {row['size']}")
+    compiled_rows = [row for row in rows if "compiled_ms" in row]
+    if compiled_rows:
+        print(f"\n{'workload':26} {'ostrov ms':>10} {'eager ms':>10} {'compile ms':>10} {'ratio':>6}  (ratio = ostrov / torch.compile)")
+        for row in compiled_rows:
+            print(f"{row['workload']:26} {row['ostrov_ms']:10.2f} {row['reference_ms']:10.2f} "
+                  f"{row['compiled_ms']:10.2f} {row['compiled_ratio']:6.2f}")
     for name, value in peaks.items():
         print(f"\npeak {name}: {value:.1f} GFLOP/s", end="")
     print("\n%peak is against the higher peak; * = ratio above its target")

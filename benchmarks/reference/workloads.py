@@ -39,17 +39,25 @@ def pattern_image(height, width):
     return (7 * c + 3 * y + 5 * x).remainder(256).float() / 255.0
 
 
-def _segmentation_train(name):
+def compiled_if(model, compiled):
+    """torch.compile(model) when `compiled` (Inductor's CPU backend, default mode): the peer a
+    current PyTorch user would pick. It compiles on the first calls, which python_times' warm-up
+    makes, so compile time is not in the timings."""
+    return torch.compile(model) if compiled else model
+
+
+def _segmentation_train(name, compiled=False):
     batch, size = SEGMENTATION[name]
     model = ref_models.build(name)
     model.train()
+    net = compiled_if(model, compiled)
     sgd = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = seeded_rand((batch, 3, size, size), 0)
     target = (seeded_rand((batch, size, size), 1) * CLASSES).long().clamp_max_(CLASSES - 1)
 
     def step():
         sgd.zero_grad()
-        out = model(x)
+        out = net(x)
         if isinstance(out, tuple):  # PSPNet in training mode: (main, aux)
             loss = F.cross_entropy(out[0], target, ignore_index=255) + \
                 model.aux_weight * F.cross_entropy(out[1], target, ignore_index=255)
@@ -60,10 +68,11 @@ def _segmentation_train(name):
     return step
 
 
-def _segmentation_infer(name):
+def _segmentation_infer(name, compiled=False):
     batch, size = SEGMENTATION[name]
     model = ref_models.build(name)
     model.eval()
+    model = compiled_if(model, compiled)
     x = seeded_rand((batch, 3, size, size), 0)
 
     def step():
@@ -72,9 +81,10 @@ def _segmentation_infer(name):
     return step
 
 
-def _mobile_segmentation_infer(builder):
+def _mobile_segmentation_infer(builder, compiled=False):
     model = builder(weights=None, weights_backbone=None, num_classes=CLASSES)  # no aux head
     model.eval()
+    model = compiled_if(model, compiled)
     x = seeded_rand((1, 3, 512, 512), 0)
 
     def step():
@@ -83,12 +93,14 @@ def _mobile_segmentation_infer(builder):
     return step
 
 
-def deeplabv3_mnv3_infer():
-    return _mobile_segmentation_infer(torchvision.models.segmentation.deeplabv3_mobilenet_v3_large)
+def deeplabv3_mnv3_infer(compiled=False):
+    return _mobile_segmentation_infer(torchvision.models.segmentation.deeplabv3_mobilenet_v3_large,
+                                      compiled)
 
 
-def lraspp_mnv3_infer():
-    return _mobile_segmentation_infer(torchvision.models.segmentation.lraspp_mobilenet_v3_large)
+def lraspp_mnv3_infer(compiled=False):
+    return _mobile_segmentation_infer(torchvision.models.segmentation.lraspp_mobilenet_v3_large,
+                                      compiled)
 
 
 def _multibox_loss(locations, logits, target_locations, labels, neg_pos_ratio=3):
@@ -107,9 +119,10 @@ def _multibox_loss(locations, logits, target_locations, labels, neg_pos_ratio=3)
     return bbox_loss / n + (cls_loss[foreground].sum() + cls_loss[background_idxs].sum()) / n
 
 
-def ssd_light_train():
+def ssd_light_train(compiled=False):
     model = ref_models.build("ssd_light")
     model.train()
+    net = compiled_if(model, compiled)
     sgd = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = seeded_rand((8, 3, 256, 256), 0)
     locations, _ = model(x)
@@ -120,15 +133,16 @@ def ssd_light_train():
 
     def step():
         sgd.zero_grad()
-        loc, logits = model(x)
+        loc, logits = net(x)
         _multibox_loss(loc, logits, target_locations, labels).backward()
         sgd.step()
     return step
 
 
-def ssd_light_infer():
+def ssd_light_infer(compiled=False):
     model = ref_models.build("ssd_light")
     model.eval()
+    model = compiled_if(model, compiled)
     x = seeded_rand((8, 3, 256, 256), 0)
 
     def step():
@@ -358,8 +372,8 @@ def unet_weight_map_8x128():
 def _register():
     table = {}
     for name in SEGMENTATION:
-        table[name + "_train"] = (lambda n=name: _segmentation_train(n))
-        table[name + "_infer"] = (lambda n=name: _segmentation_infer(n))
+        table[name + "_train"] = (lambda compiled=False, n=name: _segmentation_train(n, compiled))
+        table[name + "_infer"] = (lambda compiled=False, n=name: _segmentation_infer(n, compiled))
     for fn in (deeplabv3_mnv3_infer, lraspp_mnv3_infer, ssd_light_train, ssd_light_infer, ssd300_infer, ssdlite320_infer,
                gatys_vgg19_256, gemm_2048, conv1x1_peak, nms_10k,
                box_iou_1000x8732, roi_align_fwd_bwd, lsa_50x8732, ssd_targets_b32,
@@ -369,3 +383,6 @@ def _register():
 
 
 WORKLOADS = _register()
+# The workloads whose builder takes compiled=True (run.py --compile): the models.
+COMPILABLE = {name for name in WORKLOADS
+              if name.endswith("_train") or name.endswith("_infer")} - {"ssd300_infer", "ssdlite320_infer"}

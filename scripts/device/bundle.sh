@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the C++ libraries a bare GPU machine lacks — OpenCV (core, imgproc, imgcodecs with
-# PNG and JPEG), zlib, libpng, libjpeg-turbo, fmt, spdlog, nlohmann-json, CLI11, Catch2 and
+# PNG, JPEG, TIFF and WebP: torchvision's image extensions, which ostrov reads), zlib, libpng,
+# libjpeg-turbo, libtiff, libwebp, fmt, spdlog, nlohmann-json, CLI11, Catch2 and
 # Google Benchmark — from Debian 12's source packages into one relocatable prefix: static,
 # position-independent libraries (they link into ostrov's shared libraries) and the header-only
 # ones, each with its CMake package files. That prefix travels with a device call
@@ -24,7 +25,7 @@ prefix="${OSTROV_DEVICE_DEPS:-$checkout/deps/device}"
 src="${OSTROV_DEVICE_SRC:-/var/cache/ostrov/device-src}"
 abi="${OSTROV_DEVICE_ABI:-1}"
 jobs="${JOBS:-$(nproc)}"
-packages=(zlib libpng1.6 libjpeg-turbo opencv fmtlib spdlog nlohmann-json3 cli11 catch2 benchmark)
+packages=(zlib libpng1.6 libjpeg-turbo tiff libwebp opencv fmtlib spdlog nlohmann-json3 cli11 catch2 benchmark)
 
 say() { echo "device-bundle: $*"; }
 
@@ -55,7 +56,7 @@ unpack() {
   local tree="$src/tree/$1"
   if [ ! -d "$tree" ]; then
     local tarball
-    tarball=$(compgen -G "$src/${1}_*.orig.tar.*" | grep -v -- "-contrib" | head -1)
+    tarball=$(compgen -G "$src/${1}_*.orig.tar.*" | grep -v -e "-contrib" -e "\.asc$" | head -1)
     mkdir -p "$tree.partial"
     tar -xf "$tarball" -C "$tree.partial" --strip-components=1
     mv "$tree.partial" "$tree"
@@ -92,12 +93,31 @@ mkdir -p "$prefix"
 start=$(date +%s)
 
 # The image codecs first, static, so that OpenCV and ostrov find these and not the system's.
-build zlib
-rm -f "$prefix"/lib/libz.so*
+# zlib by its own configure script: Debian's repacked source lacks the files its CMake build
+# lists for Windows.
+if [ ! -e "$prefix/.built-zlib" ]; then
+  say "building zlib"
+  tree=$(unpack zlib)
+  rm -rf "$src/build/zlib" && mkdir -p "$src/build" && cp -r "$tree" "$src/build/zlib"
+  (cd "$src/build/zlib" && CFLAGS="-O2 -fPIC" ./configure --static --prefix="$prefix" &&
+    make -j "$jobs" libz.a && make install) > "$src/build-zlib.log" 2>&1 ||
+    { tail -30 "$src/build-zlib.log"; exit 1; }
+  touch "$prefix/.built-zlib"
+fi
 build libpng1.6 -DPNG_SHARED=OFF -DPNG_STATIC=ON -DPNG_TESTS=OFF -DPNG_EXECUTABLES=OFF \
   -DZLIB_ROOT="$prefix" -DZLIB_LIBRARY="$prefix/lib/libz.a" -DZLIB_INCLUDE_DIR="$prefix/include"
-build libjpeg-turbo -DENABLE_SHARED=OFF -DENABLE_STATIC=ON -DWITH_TURBOJPEG=OFF \
+# (libjpeg-turbo reads a relative CMAKE_INSTALL_LIBDIR against its own default, hence absolute)
+build libjpeg-turbo -DCMAKE_INSTALL_LIBDIR="$prefix/lib" -DENABLE_SHARED=OFF -DENABLE_STATIC=ON \
+  -DWITH_TURBOJPEG=OFF \
   -DWITH_SIMD="$(command -v nasm > /dev/null && echo ON || echo OFF)"
+
+build tiff -Dtiff-tools=OFF -Dtiff-tests=OFF -Dtiff-contrib=OFF -Dtiff-docs=OFF -Djbig=OFF \
+  -Dlzma=OFF -Dzstd=OFF -Dwebp=OFF -Dlerc=OFF -Dlibdeflate=OFF -Dpixarlog=OFF -Dold-jpeg=OFF \
+  -Djpeg=ON -Dzlib=ON -DZLIB_LIBRARY="$prefix/lib/libz.a" -DZLIB_INCLUDE_DIR="$prefix/include" \
+  -DJPEG_LIBRARY="$prefix/lib/libjpeg.a" -DJPEG_INCLUDE_DIR="$prefix/include"
+build libwebp -DWEBP_BUILD_ANIM_UTILS=OFF -DWEBP_BUILD_CWEBP=OFF -DWEBP_BUILD_DWEBP=OFF \
+  -DWEBP_BUILD_GIF2WEBP=OFF -DWEBP_BUILD_IMG2WEBP=OFF -DWEBP_BUILD_VWEBP=OFF \
+  -DWEBP_BUILD_WEBPINFO=OFF -DWEBP_BUILD_WEBPMUX=OFF -DWEBP_BUILD_EXTRAS=OFF
 
 build opencv \
   -DBUILD_LIST=core,imgproc,imgcodecs \
@@ -105,7 +125,10 @@ build opencv \
   -DZLIB_LIBRARY="$prefix/lib/libz.a" -DZLIB_INCLUDE_DIR="$prefix/include" \
   -DPNG_LIBRARY="$prefix/lib/libpng16.a" -DPNG_PNG_INCLUDE_DIR="$prefix/include" \
   -DJPEG_LIBRARY="$prefix/lib/libjpeg.a" -DJPEG_INCLUDE_DIR="$prefix/include" \
-  -DWITH_PNG=ON -DWITH_JPEG=ON -DWITH_TIFF=OFF -DWITH_WEBP=OFF -DWITH_OPENJPEG=OFF \
+  -DBUILD_TIFF=OFF -DBUILD_WEBP=OFF \
+  -DTIFF_LIBRARY="$prefix/lib/libtiff.a" -DTIFF_INCLUDE_DIR="$prefix/include" \
+  -DWEBP_LIBRARY="$prefix/lib/libwebp.a" -DWEBP_INCLUDE_DIR="$prefix/include" \
+  -DWITH_PNG=ON -DWITH_JPEG=ON -DWITH_TIFF=ON -DWITH_WEBP=ON -DWITH_OPENJPEG=OFF \
   -DWITH_JASPER=OFF -DWITH_OPENEXR=OFF -DWITH_IMGCODEC_HDR=OFF -DWITH_IMGCODEC_SUNRASTER=OFF \
   -DWITH_IMGCODEC_PXM=ON -DWITH_IMGCODEC_PFM=OFF -DWITH_GDAL=OFF -DWITH_GDCM=OFF \
   -DWITH_IPP=OFF -DWITH_ITT=OFF -DWITH_OPENCL=OFF -DWITH_VA=OFF -DWITH_VA_INTEL=OFF \
@@ -132,7 +155,8 @@ build benchmark -DBENCHMARK_ENABLE_TESTING=OFF -DBENCHMARK_ENABLE_GTEST_TESTS=OF
   -DBENCHMARK_ENABLE_INSTALL=ON -DBENCHMARK_INSTALL_DOCS=OFF -DBENCHMARK_ENABLE_WERROR=OFF
 
 # What travels needs no documentation, binaries or debug sections.
-rm -rf "$prefix/share/doc" "$prefix/share/man" "$prefix/share/licenses/opencv4/"*.txt.in "$prefix/bin"
+rm -rf "$prefix/share/doc" "$prefix/share/man" "$prefix/bin" \
+  "$prefix"/share/opencv4/{haarcascades,lbpcascades,valgrind*}
 find "$prefix/lib" -name "*.a" -exec strip --strip-debug {} +
 cat > "$prefix/README" <<EOF
 ostrov's device dependencies, built by scripts/device/bundle.sh from Debian 12's source
