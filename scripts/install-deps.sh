@@ -47,6 +47,9 @@ if [ "$dev" -eq 1 ]; then
     catch2 libbenchmark-dev
     "clang-$clang_version" "libclang-rt-$clang_version-dev"
     python3-scipy python3-numpy
+    # torch.compile's Inductor builds its C++ kernels through torch.utils.cpp_extension
+    # (benchmarks/run.py --compile)
+    python3-setuptools
   )
 fi
 
