@@ -9,8 +9,8 @@
 #
 # Carried with the call (ignored by git; prepared here by `make device-bundle`):
 #   deps/device.tar.xz      the prefix of scripts/device/bundle.sh
-#   deps/fashion-mnist/     Debian's dataset-fashion-mnist files (tests and make-scenes read
-#                           /usr/share/datasets/fashion-mnist; linked there when missing)
+#   deps/fashion-mnist/     Debian's dataset-fashion-mnist files (read through
+#                           OSTROV_FASHION_MNIST where /usr/share/datasets/fashion-mnist is missing)
 #   OSTROV_DEVICE_STEPS     training steps per measurement (default 300)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -35,7 +35,7 @@ if [ ! -d deps/device ] && [ -e deps/device.tar.xz ]; then
   tar -xJf deps/device.tar.xz -C deps
 fi
 if [ -d deps/fashion-mnist ] && [ ! -e /usr/share/datasets/fashion-mnist ]; then
-  mkdir -p /usr/share/datasets && ln -s "$PWD/deps/fashion-mnist" /usr/share/datasets/fashion-mnist
+  export OSTROV_FASHION_MNIST="$PWD/deps/fashion-mnist"
 fi
 
 if has build; then

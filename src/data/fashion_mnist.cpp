@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <limits>
 #include <memory>
@@ -96,6 +97,11 @@ at::Tensor read_idx(const std::string& path) {
                   " data bytes as the header says, followed by extra bytes");
   }
   return data;
+}
+
+std::string FashionMnist::default_root() {
+  const char* root = std::getenv("OSTROV_FASHION_MNIST");
+  return root != nullptr && *root != '\0' ? std::string(root) : std::string(kDefaultRoot);
 }
 
 FashionMnist::FashionMnist(FashionMnistSplit split, const std::string& root) : split_(split) {

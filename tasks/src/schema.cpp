@@ -17,6 +17,10 @@ namespace {
 
 using nlohmann::json;
 
+// Named, not a temporary at each call: a temporary argument makes GCC 14 suspect the returned
+// reference (-Wdangling-reference).
+const std::string kSchemaWhere = "config --schema";
+
 /// One probe config: the values of the keys that decide which other keys are read.
 struct Probe {
   std::string format, model, loss;  // loss: a loss name, "(terms)" or "" (the task's default)
@@ -146,7 +150,7 @@ std::string explain(const std::vector<Probe>& probes, const std::set<size_t>& ro
 }  // namespace
 
 std::vector<SchemaKey> config_schema(const std::string& task) {
-  const TaskEntry& entry = find_task(task, "config --schema");
+  const TaskEntry& entry = find_task(task, kSchemaWhere);
   const std::vector<std::string> models =
       entry.model_names ? entry.model_names() : std::vector<std::string>{};
   if (models.empty()) throw Error("config_schema: task " + task + " lists no model names");
@@ -230,7 +234,7 @@ std::vector<SchemaKey> config_schema(const std::string& task) {
 }
 
 std::string format_schema(const std::string& task, const std::vector<SchemaKey>& keys) {
-  const TaskEntry& entry = find_task(task, "config --schema");
+  const TaskEntry& entry = find_task(task, kSchemaWhere);
   std::vector<std::array<std::string, 4>> lines;
   for (const auto& k : keys) {
     std::string fallback = k.required           ? "required"

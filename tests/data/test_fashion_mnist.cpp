@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <cstdlib>
 #include <string>
 
 #include <ATen/ATen.h>
@@ -54,9 +55,8 @@ TEST_CASE("Fashion-MNIST train split matches numpy's reading of the same gzip fi
   REQUIRE(train.labels().scalar_type() == at::kLong);
 
   TempDir dir;
-  const auto py = test::run_python(dir, R"(
+  const auto py = test::run_python(dir, "root = '" + data::FashionMnist::default_root() + "/'" + R"(
 import gzip, numpy as np
-root = '/usr/share/datasets/fashion-mnist/'
 lab = np.frombuffer(gzip.open(root + 'train-labels-idx1-ubyte.gz').read(), np.uint8, offset=8)
 img = np.frombuffer(gzip.open(root + 'train-images-idx3-ubyte.gz').read(), np.uint8, offset=16)
 img = img.reshape(-1, 28, 28)
@@ -132,6 +132,24 @@ TEST_CASE("idx errors name the file: missing, truncated, wrong magic, extra byte
   write_gz(dir / "extra.gz", idx3(1, 785));
   CHECK_THROWS_WITH(data::read_idx(dir / "extra.gz"),
                     Catch::Contains("extra.gz") && Catch::Contains("extra bytes"));
+}
+
+TEST_CASE("FashionMnist reads OSTROV_FASHION_MNIST's folder when no root is given",
+          "[data][fashion_mnist]") {
+  TempDir dir;
+  write_gz(dir / "t10k-images-idx3-ubyte.gz", idx3(2, 2 * 784));
+  write_gz(dir / "t10k-labels-idx1-ubyte.gz", idx1("\x03\x07"));
+  setenv("OSTROV_FASHION_MNIST", dir.path().c_str(), 1);
+  CHECK(data::FashionMnist::default_root() == dir.path().string());
+  const data::FashionMnist two(data::FashionMnistSplit::kTest);
+  CHECK(two.size() == 2);
+  CHECK(two.label(1) == 7);
+  CHECK_THROWS_WITH(data::FashionMnist(data::FashionMnistSplit::kTrain),
+                    Catch::Contains(dir.path().string()) && Catch::Contains("train-images-idx3-ubyte"));
+  setenv("OSTROV_FASHION_MNIST", "", 1);  // empty: Debian's folder
+  CHECK(data::FashionMnist::default_root() == data::FashionMnist::kDefaultRoot);
+  unsetenv("OSTROV_FASHION_MNIST");
+  CHECK(data::FashionMnist::default_root() == data::FashionMnist::kDefaultRoot);
 }
 
 TEST_CASE("FashionMnist checks the files of a split against each other", "[data][fashion_mnist]") {

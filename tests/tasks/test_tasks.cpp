@@ -678,7 +678,7 @@ bool applies(const tasks::SchemaKey& key, const std::string& format, const std::
 
 TEST_CASE("config_schema lists exactly the keys each section's reader accepts", "[tasks][schema]") {
   for (const auto& task : tasks::task_names()) {
-    const auto& entry = tasks::find_task(task);
+    const tasks::TaskEntry entry = tasks::find_task(task);  // a copy: GCC 14's -Wdangling-reference
     const auto schema = tasks::config_schema(task);
     std::vector<std::string> models = entry.model_names();
     std::vector<std::string> losses = entry.loss_names ? entry.loss_names() : std::vector<std::string>{""};

@@ -31,11 +31,16 @@ class FashionMnist {
   /// Debian's install location.
   static constexpr const char* kDefaultRoot = "/usr/share/datasets/fashion-mnist";
 
+  /// The folder read when none is given: the environment variable OSTROV_FASHION_MNIST when
+  /// set and not empty (a copy of the files elsewhere, e.g. on a machine without the Debian
+  /// package), else kDefaultRoot.
+  static std::string default_root();
+
   /// Reads `<root>/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz` (or the same names
   /// without .gz). Throws ostrov::IoError naming the file (missing, truncated, wrong magic,
   /// not 28x28) and ostrov::DataError when image and label counts differ or a label is > 9.
   explicit FashionMnist(FashionMnistSplit split = FashionMnistSplit::kTrain,
-                        const std::string& root = kDefaultRoot);
+                        const std::string& root = default_root());
 
   /// Number of items.
   int64_t size() const { return labels_.size(0); }
