@@ -50,6 +50,8 @@ c10::ScalarType autocast_dtype(Precision precision);
 /// destruction, so guards nest. Thread-local, as autocast is.
 class AutocastGuard {
  public:
+  /// Turns autocast on for `device`'s type (CPU or CUDA) with `precision`'s dtype; fp32 does
+  /// nothing. c10::Error for bf16/fp16 on another device type (parse_precision rejects those).
   AutocastGuard(const c10::Device& device, Precision precision);
   ~AutocastGuard();
   AutocastGuard(const AutocastGuard&) = delete;
@@ -84,6 +86,8 @@ struct GradScalerOptions {
 /// per step (one synchronisation).
 class GradScaler {
  public:
+  /// A scaler at options.init_scale(). c10::Error unless init_scale > 0, growth_factor > 1,
+  /// 0 < backoff_factor < 1 and growth_interval > 0.
   explicit GradScaler(GradScalerOptions options = {});
   /// `loss` × scale (the loss itself when disabled).
   at::Tensor scale(const at::Tensor& loss) const;
