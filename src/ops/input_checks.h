@@ -7,6 +7,13 @@
 
 namespace ostrov::ops::detail {
 
+/// Whether `t` holds float16 or bfloat16 (what autocast's convolutions return): nms,
+/// batched_nms and roi_align then compute in float32, as torchvision's autocast registrations of
+/// these ops do.
+inline bool reduced_precision(const at::Tensor& t) {
+  return t.defined() && (t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16);
+}
+
 /// nms / batched_nms: boxes [N,4] and scores [N], same device and dtype, float or double.
 inline void check_nms_inputs(const at::Tensor& boxes, const at::Tensor& scores,
                              const char* name) {

@@ -272,6 +272,9 @@ at::Tensor batched_nms_per_category(const at::Tensor& boxes, const at::Tensor& s
 }  // namespace
 
 at::Tensor nms(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold) {
+  if (detail::reduced_precision(boxes) || detail::reduced_precision(scores)) {
+    return nms(boxes.to(at::kFloat), scores.to(at::kFloat), iou_threshold);
+  }
   detail::check_nms_inputs(boxes, scores, "nms");
   // Other devices take the ATen-operations path (IoU on the device, greedy pass on the host).
   if (!boxes.is_cpu()) return generic::nms(boxes, scores, iou_threshold);
@@ -285,6 +288,9 @@ at::Tensor nms(const at::Tensor& boxes, const at::Tensor& scores, double iou_thr
 
 at::Tensor batched_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs,
                        double iou_threshold) {
+  if (detail::reduced_precision(boxes) || detail::reduced_precision(scores)) {
+    return batched_nms(boxes.to(at::kFloat), scores.to(at::kFloat), idxs, iou_threshold);
+  }
   detail::check_nms_inputs(boxes, scores, "batched_nms");
   detail::check_batched_nms_idxs(boxes, idxs);
   // Other devices: the coordinate-offset strategy for every N, on the device.

@@ -273,6 +273,12 @@ class RoIAlignFunction : public torch::autograd::Function<RoIAlignFunction> {
 at::Tensor roi_align(const at::Tensor& input, const at::Tensor& rois,
                      std::array<int64_t, 2> output_size, double spatial_scale,
                      int64_t sampling_ratio, bool aligned) {
+  if (detail::reduced_precision(input) || detail::reduced_precision(rois)) {
+    // In float32, the result back in the input's type (autograd differentiates the casts).
+    return roi_align(input.to(at::kFloat), rois.to(at::kFloat), output_size, spatial_scale,
+                     sampling_ratio, aligned)
+        .to(input.scalar_type());
+  }
   const Pooling p{output_size[0], output_size[1], spatial_scale, sampling_ratio, aligned};
   detail::check_roi_align_inputs(input, rois, p.pooled_h, p.pooled_w);
   // Other devices take the ATen-operations path, differentiated by autograd.

@@ -1,6 +1,7 @@
 #include "ostrov/train/precision.h"
 
 #include <cmath>
+#include <limits>
 
 #include <ATen/ATen.h>
 
@@ -26,7 +27,7 @@ Precision parse_precision(const std::string& name, const c10::Device& device,
                       "not on " + device.str() + "; use fp32 there");
   }
   if (precision == Precision::fp16 && device.is_cpu()) {
-    throw ConfigError(key + " \"fp16\" needs a CUDA device (train.device is \"cpu\"): LibTorch's "
+    throw ConfigError(key + " \"fp16\" needs a CUDA device (the device is the CPU): LibTorch's "
                       "CPU autocast computes in bfloat16; use bf16 or fp32 on the CPU");
   }
   return precision;
@@ -109,8 +110,12 @@ void GradScaler::update() {
   if (found_inf_) {
     scale_ *= options_.backoff_factor();
     growth_tracker_ = 0;
-  } else if (++growth_tracker_ == options_.growth_interval()) {
-    scale_ *= options_.growth_factor();
+  } else if (++growth_tracker_ >= options_.growth_interval()) {
+    // As torch's _amp_update_scale_: the scale is a float32 there, and grows only while it stays
+    // finite in float32.
+    if (scale_ * options_.growth_factor() <= std::numeric_limits<float>::max()) {
+      scale_ *= options_.growth_factor();
+    }
     growth_tracker_ = 0;
   }
 }
@@ -131,9 +136,16 @@ void GradScaler::load_state(const nlohmann::json& state) {
   if (!(scale > 0.0) || !std::isfinite(scale)) {
     throw Error("GradScaler state: \"scale\" must be positive and finite, got " + state.dump());
   }
+  const auto tracker = number("growth_tracker").get<int64_t>();
+  const auto skipped = number("skipped_steps").get<int64_t>();
+  if (tracker < 0 || tracker >= options_.growth_interval() || skipped < 0) {
+    throw Error("GradScaler state: \"growth_tracker\" must lie in [0, growth_interval = " +
+                std::to_string(options_.growth_interval()) + ") and \"skipped_steps\" be >= 0, got " +
+                state.dump());
+  }
   scale_ = scale;
-  growth_tracker_ = number("growth_tracker").get<int64_t>();
-  skipped_ = number("skipped_steps").get<int64_t>();
+  growth_tracker_ = tracker;
+  skipped_ = skipped;
 }
 
 }  // namespace ostrov::train

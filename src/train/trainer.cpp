@@ -174,11 +174,7 @@ nlohmann::json Trainer::evaluate(data::DataLoader& loader) {
     torch::NoGradGuard no_grad;
     task_.begin_evaluation();
     loader.set_epoch(0);
-    while (auto batch = loader.next()) {
-      const data::Batch on_device = to_device(*batch, options_.device());
-      AutocastGuard autocast(options_.device(), options_.precision());
-      task_.evaluate(on_device);
-    }
+    while (auto batch = loader.next()) task_.evaluate(to_device(*batch, options_.device()));
     if (dp_ != nullptr && dp_->world_size() > 1) task_.merge(*dp_);
     metrics = task_.end_evaluation();
   }

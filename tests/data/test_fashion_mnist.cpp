@@ -136,6 +136,19 @@ TEST_CASE("idx errors name the file: missing, truncated, wrong magic, extra byte
 
 TEST_CASE("FashionMnist reads OSTROV_FASHION_MNIST's folder when no root is given",
           "[data][fashion_mnist]") {
+  // Restores the variable as it was (run.sh sets it on machines without Debian's package).
+  struct Restore {
+    const char* old = std::getenv("OSTROV_FASHION_MNIST");
+    std::string saved = old != nullptr ? old : "";
+    bool had = old != nullptr;
+    ~Restore() {
+      if (had) {
+        setenv("OSTROV_FASHION_MNIST", saved.c_str(), 1);
+      } else {
+        unsetenv("OSTROV_FASHION_MNIST");
+      }
+    }
+  } restore;
   TempDir dir;
   write_gz(dir / "t10k-images-idx3-ubyte.gz", idx3(2, 2 * 784));
   write_gz(dir / "t10k-labels-idx1-ubyte.gz", idx1("\x03\x07"));

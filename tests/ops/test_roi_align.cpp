@@ -9,6 +9,7 @@
 
 #include "ostrov/io/state_dict.h"
 #include "ostrov/ops/generic.h"
+#include "ostrov/ops/nms.h"
 #include "ostrov/ops/roi_align.h"
 #include "support.h"
 
@@ -363,4 +364,27 @@ TEST_CASE("roi_align on CUDA tensors equals the CPU results forward and backward
   const auto x = at::rand({2, 3, 8, 8});
   const auto rois = at::tensor({0.f, 1.f, 1.f, 4.f, 4.f}).view({1, 5});
   CHECK_THROWS_WITH(ops::roi_align(x.cuda(), rois, {2, 2}), Catch::Contains("same device"));
+}
+
+TEST_CASE("roi_align and nms take autocast's bfloat16 and compute in float32", "[ops][roi_align][nms]") {
+  // The float32 result on the bfloat16-rounded values, in the input's type, with a gradient.
+  const auto input = at::rand({1, 3, 16, 16}).to(at::kBFloat16).requires_grad_(true);
+  const auto rois = at::tensor({0.0f, 1.3f, 2.1f, 11.7f, 9.4f, 0.0f, 4.0f, 4.5f, 15.0f, 14.2f})
+                        .view({2, 5});
+  const auto pooled = ops::roi_align(input, rois, {5, 5}, 1.0, 2, true);
+  CHECK(pooled.scalar_type() == at::kBFloat16);
+  const auto expected = ops::roi_align(input.detach().to(at::kFloat), rois, {5, 5}, 1.0, 2, true);
+  CHECK(at::equal(pooled.detach(), expected.to(at::kBFloat16)));
+  pooled.to(at::kFloat).sum().backward();
+  REQUIRE(input.grad().defined());
+  CHECK(input.grad().scalar_type() == at::kBFloat16);
+  CHECK(input.grad().to(at::kFloat).sum().item<double>() > 0.0);
+
+  const auto boxes = at::tensor({0.f, 0.f, 10.f, 10.f, 1.f, 1.f, 11.f, 11.f, 20.f, 20.f, 30.f, 30.f})
+                         .view({3, 4});
+  const auto scores = at::tensor({0.9f, 0.8f, 0.7f});
+  CHECK(at::equal(ops::nms(boxes.to(at::kBFloat16), scores.to(at::kBFloat16), 0.5),
+                  at::tensor({0, 2}, at::kLong)));
+  CHECK(at::equal(ops::batched_nms(boxes.to(at::kHalf), scores, at::tensor({0, 1, 0}, at::kLong), 0.5),
+                  at::tensor({0, 1, 2}, at::kLong)));
 }

@@ -23,6 +23,7 @@
 #include "ostrov/tasks/schema.h"
 #include "ostrov/tasks/segmentation.h"
 #include "ostrov/tasks/task.h"
+#include "ostrov/train/history.h"
 #include "tiny_runs.h"
 
 namespace fs = std::filesystem;
@@ -759,4 +760,35 @@ TEST_CASE("config_schema describes every key, and its table holds no other", "[t
   const auto text = tasks::format_schema("detection", detection);
   CHECK_THAT(text, Catch::Contains("train.lr") && Catch::Contains("0.01") &&
                        Catch::Contains("[model.name = ssdlite320_mobilenet_v3_large]"));
+}
+
+TEST_CASE("train.precision bf16 trains detection and instance models through their custom ops",
+          "[tasks][precision]") {
+  // Autocast hands bfloat16 features to roi_align and nms (SSDMask's mask head, Mask R-CNN's
+  // RoI heads and RPN, the SSD's post-processing in the evaluation after training).
+  TempDir dir;
+  test::write_tiny_scenes(dir);
+  const nlohmann::json runs = {
+      {"ssd_light", {"detection", {{"name", "ssd_light"}, {"image_size", 64}}}},
+      {"ssd_mask",
+       {"instance", {{"name", "ssd_mask"}, {"feature_channels", 8}, {"mask_channels", 8},
+                     {"mask_convs", 1}, {"roi_size", 7}}}},
+      {"mask_rcnn",
+       {"instance", {{"name", "mask_rcnn"}, {"backbone_channels", 16}, {"fpn_channels", 8},
+                     {"representation_size", 16}, {"mask_channels", 8}}}}};
+  for (const auto& [name, run] : runs.items()) {
+    INFO(name);
+    auto json = test::tiny_config(dir, run[0].get<std::string>(), run[1]);
+    json["data"]["image_size"] = {64, 64};
+    json["train"]["precision"] = "bf16";
+    const auto out = test::train_tiny(dir, json, name + "_bf16");
+    const train::History history(out + "/metrics.jsonl", /*resume=*/true);
+    int train_records = 0;
+    for (const auto& r : history.records()) {
+      if (r["split"] != "train") continue;
+      ++train_records;
+      CHECK(std::isfinite(r["loss"].get<double>()));
+    }
+    CHECK(train_records == 2);
+  }
 }

@@ -393,6 +393,14 @@ TEST_CASE("GradScaler: torch.amp's scale, unscale, skip on overflow, back-off an
   restored.update();
   CHECK(restored.scale_value() == 8.0);  // the restored growth count was 1
   CHECK_THROWS_WITH(restored.load_state({{"scale", 2.0}}), Catch::Contains("\"growth_tracker\""));
+  CHECK_THROWS_WITH(restored.load_state({{"scale", 2.0}, {"growth_tracker", 2}, {"skipped_steps", 0}}),
+                    Catch::Contains("[0, growth_interval = 2)"));
+  // The scale stops growing where float32 would overflow (torch keeps it a float32 tensor).
+  train::GradScaler huge(train::GradScalerOptions().init_scale(3e38).growth_interval(1));
+  w.mutable_grad() = at::tensor({1.0f, 1.0f});
+  huge.unscale(params);
+  huge.update();
+  CHECK(huge.scale_value() == 3e38);
   CHECK_THROWS_WITH(restored.load_state({{"scale", -1.0}, {"growth_tracker", 0}, {"skipped_steps", 0}}),
                     Catch::Contains("positive"));
   // Disabled: the loss passes through, gradients are only checked.
@@ -451,7 +459,31 @@ TEST_CASE("Trainer with loss scaling skips the step whose gradients overflow and
   CHECK(state["growth_tracker"].get<int64_t>() == 1);
 }
 
-TEST_CASE("Trainer in bf16 on the CPU: autocast in the training and evaluation passes", "[train][precision]") {
+TEST_CASE("Trainer: loss scaling by a power of two changes no step, and clipping sees unscaled gradients",
+          "[train][precision]") {
+  // SGD's step is linear in the gradient, so a scaler that did not unscale, or clipped the
+  // scaled gradients, would move the parameters differently; x65536 and back is exact.
+  auto run = [](bool scaling) {
+    core::seed_everything(9);
+    ToyTask task;
+    Run data;
+    train::OptimizerConfig sgd;
+    sgd.name = "sgd";
+    sgd.lr = 0.1;
+    auto optimizer = train::make_optimizer(sgd, task.net_->parameters());
+    train::LrSchedule schedule(train::ScheduleConfig{}, 0.1, 100);
+    train::Trainer trainer(task, *optimizer, schedule, data.train, nullptr,
+                           train::TrainerOptions().epochs(1).max_steps(3).grad_clip(0.05)
+                               .loss_scaling(scaling).progress("log"));
+    trainer.fit();
+    return task.net_->parameters();
+  };
+  const auto plain = run(false), scaled = run(true);
+  REQUIRE(plain.size() == scaled.size());
+  for (size_t i = 0; i < plain.size(); ++i) CHECK(at::allclose(plain[i], scaled[i], 1e-6, 1e-7));
+}
+
+TEST_CASE("Trainer in bf16 on the CPU: autocast in the training passes, evaluation in float32", "[train][precision]") {
   core::seed_everything(6);
   ToyTask fp32_task;
   Run run_a;

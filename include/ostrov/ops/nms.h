@@ -14,7 +14,9 @@ namespace ostrov::ops {
 /// kernel: among equal scores the lower index comes first and wins. The IoU is computed in the
 /// boxes' dtype as torchvision does: areas are
 /// (x2-x1)*(y2-y1) (zero for degenerate boxes), and two zero-area boxes have IoU 0/0 = NaN,
-/// which never suppresses. N = 0 gives an empty result.
+/// which never suppresses. N = 0 gives an empty result. float16 / bfloat16 boxes or scores
+/// (autocast's) are compared in float32, as torchvision's autocast registration does; the same
+/// holds for batched_nms.
 ///
 /// Any device: CPU tensors run a CPU kernel that matches torchvision's bit for bit. Other
 /// devices (CUDA) run ATen operations (generic.h): the IoU matrix of the sorted boxes on the

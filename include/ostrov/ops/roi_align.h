@@ -25,7 +25,9 @@ namespace ostrov::ops {
 ///   (Detectron2), and empty regions pool to 0.
 ///
 /// Returns [K,C,pooled_h,pooled_w] with input's dtype, on input's device. Differentiable with
-/// respect to input; rois get no gradient.
+/// respect to input; rois get no gradient. float16 / bfloat16 input or rois (autocast's) are
+/// pooled in float32 and the result cast back to input's dtype, as torchvision's autocast
+/// registration does.
 ///
 /// CPU tensors run a CPU kernel: an autograd function whose backward is torchvision's scatter
 /// of the bilinear weights (not itself differentiable: no double backward). Forward and

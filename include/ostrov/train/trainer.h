@@ -87,9 +87,11 @@ struct TrainerOptions {
   TORCH_ARG(nlohmann::json, config) = nlohmann::json::object();
   /// Device the batches are moved to (the model must already be there).
   TORCH_ARG(c10::Device, device) = c10::Device(c10::kCPU);
-  /// Arithmetic of the forward passes, training and evaluation (parse_precision checks it
-  /// against the device). fp16 scales the loss with a GradScaler: a step whose gradients
-  /// overflow is skipped, train records carry `loss_scale`, checkpoints the scaler's state.
+  /// Arithmetic of the training forward passes (parse_precision checks it against the device);
+  /// evaluations run in float32, so metrics and post-processing see float32 outputs. fp16
+  /// scales the loss with a GradScaler: a step whose gradients overflow is skipped, train
+  /// records carry `loss_scale` (the scale after the step's update), checkpoints the scaler's
+  /// state.
   TORCH_ARG(Precision, precision) = Precision::fp32;
   /// Dynamic loss scaling (GradScaler with torch.amp's defaults) at any precision; fp16 turns it
   /// on whatever this says.
@@ -171,8 +173,9 @@ class Trainer {
 };
 
 /// Moves a batch's tensors to `device`. To a CUDA device each tensor is first copied into
-/// page-locked (pinned) host memory, so the copy to the GPU is asynchronous (non-blocking) and
-/// overlaps the step before it; other devices copy directly. A CPU device returns the batch.
+/// page-locked (pinned) host memory, so that the copy to the GPU is asynchronous
+/// (non-blocking) and returns before the GPU has it; other devices copy directly. A CPU device
+/// returns the batch.
 data::Batch to_device(const data::Batch& batch, const c10::Device& device);
 
 }  // namespace ostrov::train

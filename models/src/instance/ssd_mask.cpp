@@ -100,8 +100,10 @@ at::Tensor SSDMaskImpl::mask_logits(const at::Tensor& mask_features, const at::T
     const int64_t m = 2 * options.roi_size();
     return at::zeros({0, options.num_classes(), m, m}, mask_features.options());
   }
-  // The features are at stride 4 of the input (ResNet's layer1).
-  const auto pooled = ops::roi_align(mask_features, rois.to(mask_features.dtype()),
+  // The features are at stride 4 of the input (ResNet's layer1). The boxes stay in float32 (or
+  // double) when autocast gives bfloat16 features: 8 bits of mantissa would move them by pixels.
+  const auto roi_type = mask_features.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const auto pooled = ops::roi_align(mask_features, rois.to(roi_type),
                                      {options.roi_size(), options.roi_size()}, 0.25,
                                      options.sampling_ratio(), /*aligned=*/true);
   TORCH_INTERNAL_ASSERT(pooled.size(1) == channels);
