@@ -30,7 +30,8 @@ def parser(doc, *, width, width_help, lr, warmup, total):
     tr.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     tr.add_argument("--log", help="append each evaluation's JSON line here")
     tr.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                    help="bf16: the forward passes under torch.autocast (train.precision)")
+                    help="bf16: the training forward passes under torch.autocast "
+                         "(train.precision); evaluations stay in float32")
     return p, sub, tr
 
 

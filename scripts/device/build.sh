@@ -20,6 +20,7 @@ jobs="${JOBS:-$(nproc)}"
 python="${PYTHON:-python3}"
 
 [ -e "$deps/README" ] || { echo "device-build: no dependency prefix at $deps (scripts/device/bundle.sh)" >&2; exit 1; }
+deps="$(cd "$deps" && pwd)"  # absolute: CMake's cache holds absolute paths, compared below
 
 torch_prefix="${OSTROV_TORCH_PREFIX:-}"
 if [ -z "$torch_prefix" ] && "$python" -c "import torch" 2> /dev/null; then

@@ -57,9 +57,10 @@ unpack() {
   if [ ! -d "$tree" ]; then
     local tarball
     tarball=$(compgen -G "$src/${1}_*.orig.tar.*" | grep -v -e "-contrib" -e "\.asc$" | head -1)
-    mkdir -p "$tree.partial"
-    tar -xf "$tarball" -C "$tree.partial" --strip-components=1
-    mv "$tree.partial" "$tree"
+    # (a command substitution does not inherit set -e: each step checks itself)
+    rm -rf "$tree.partial" && mkdir -p "$tree.partial" || exit 1
+    tar -xf "$tarball" -C "$tree.partial" --strip-components=1 || { echo "cannot unpack $tarball" >&2; exit 1; }
+    mv "$tree.partial" "$tree" || exit 1
   fi
   echo "$tree"
 }
@@ -70,7 +71,7 @@ build() {
   shift
   if [ -e "$prefix/.built-$name" ]; then return; fi
   local tree
-  tree=$(unpack "$name")
+  tree=$(unpack "$name") || exit 1
   say "building $name"
   rm -rf "$src/build/$name"
   cmake -S "$tree" -B "$src/build/$name" -G Ninja -Wno-dev \
@@ -97,7 +98,7 @@ start=$(date +%s)
 # lists for Windows.
 if [ ! -e "$prefix/.built-zlib" ]; then
   say "building zlib"
-  tree=$(unpack zlib)
+  tree=$(unpack zlib) || exit 1
   rm -rf "$src/build/zlib" && mkdir -p "$src/build" && cp -r "$tree" "$src/build/zlib"
   (cd "$src/build/zlib" && CFLAGS="-O2 -fPIC" ./configure --static --prefix="$prefix" &&
     make -j "$jobs" libz.a && make install) > "$src/build-zlib.log" 2>&1 ||

@@ -7,16 +7,20 @@
 #
 #   scripts/device/run.sh [STAGES]     STAGES: any of build,test,measure (default all three)
 #
+# One command may run 10 minutes and a task has 15 minutes of device time in all, so call it
+# twice on the same warm machine (its build-device/ stays): `run.sh build,test` (timeout 600),
+# then `run.sh measure` (about 5 minutes at most: 8 runs of at most 60 s).
+#
 # Carried with the call (ignored by git; prepared here by `make device-bundle`):
 #   deps/device.tar.xz      the prefix of scripts/device/bundle.sh
 #   deps/fashion-mnist/     Debian's dataset-fashion-mnist files (read through
 #                           OSTROV_FASHION_MNIST where /usr/share/datasets/fashion-mnist is missing)
-#   OSTROV_DEVICE_STEPS     training steps per measurement (default 300)
+#   OSTROV_DEVICE_STEPS     training steps per measurement (default 200)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-$PWD/device-out}"
 stages="${1:-build,test,measure}"
-steps="${OSTROV_DEVICE_STEPS:-300}"
+steps="${OSTROV_DEVICE_STEPS:-200}"
 mkdir -p "$out"
 log() { echo "[$(date -u +%T)] $*" | tee -a "$out/run.log"; }
 has() { [[ ",$stages," == *",$1,"* ]]; }
@@ -78,7 +82,7 @@ if has measure; then
       run="runs/${model}_$precision"
       log "ostrov train $model $precision, $steps steps"
       start=$(date +%s)
-      timeout 240 "$cli" train "examples/configs/${model}_scenes.json" --out "$run" --force \
+      timeout 60 "$cli" train "examples/configs/${model}_scenes.json" --out "$run" --force \
         --set train.device=cuda --set train.precision="$precision" \
         --set train.max_steps="$steps" --set train.workers=6 --set train.log_every=50 \
         > "$out/train_${model}_$precision.log" 2>&1
@@ -87,9 +91,13 @@ if has measure; then
       cp "$run/metrics.jsonl" "$out/${model}_$precision.metrics.jsonl" 2>/dev/null
       recipe=seg_recipe.py
       [ "$model" = ssd_light ] && recipe=ssd_recipe.py
+      if ! python3 -c "import torchvision" 2> /dev/null; then
+        log "PyTorch twin skipped: this Python has no torchvision (benchmarks/reference needs it)"
+        continue
+      fi
       log "PyTorch twin $model $precision, $steps steps"
       start=$(date +%s)
-      timeout 240 python3 "benchmarks/reference/$recipe" train --scenes scenes --total "$steps" \
+      timeout 60 python3 "benchmarks/reference/$recipe" train --scenes scenes --total "$steps" \
         --device cuda --precision "$precision" --log "$out/twin_${model}_$precision.jsonl" \
         > "$out/twin_${model}_$precision.log" 2>&1
       log "exit $? in $(( $(date +%s) - start )) s: $(tail -1 "$out/twin_${model}_$precision.jsonl" 2>/dev/null | cut -c1-200)"
