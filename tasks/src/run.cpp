@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include <c10/core/InferenceMode.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <spdlog/logger.h>
 #include <spdlog/sinks/base_sink.h>
 #include <torch/optim/optimizer.h>
@@ -113,6 +114,10 @@ train::TrainResult train(const RunConfig& config, const TrainRunOptions& options
   const auto env = train::DistributedEnv::from_environment();
   if (env.rank == 0) check_run_folder(options);
   const c10::Device device = train::rank_device(config_device(config), config.train.device, env);
+  // This rank's GPU becomes the current device (torch.cuda.set_device(local_rank) in a
+  // torchrun script), so what uses the current device — new streams, c10d — lands on it too.
+  // Through the device-guard registry, which a CPU-only LibTorch also compiles against.
+  if (device.is_cuda()) c10::impl::getDeviceGuardImpl(device.type())->setDevice(device);
   const train::Precision precision =
       train::parse_precision(config.train.precision, device, config.path + ": train.precision");
   core::set_num_threads(config.train.threads > 0
