@@ -10,18 +10,17 @@
 
 namespace ostrov::train {
 
+Precision precision_from_name(const std::string& name, const std::string& key) {
+  if (name == "fp32") return Precision::fp32;
+  if (name == "bf16") return Precision::bf16;
+  if (name == "fp16") return Precision::fp16;
+  throw ConfigError(key + ": unknown precision \"" + name + "\"; expected fp32, bf16 or fp16");
+}
+
 Precision parse_precision(const std::string& name, const c10::Device& device,
                           const std::string& key) {
-  Precision precision;
-  if (name == "fp32") {
-    return Precision::fp32;
-  } else if (name == "bf16") {
-    precision = Precision::bf16;
-  } else if (name == "fp16") {
-    precision = Precision::fp16;
-  } else {
-    throw ConfigError(key + ": unknown precision \"" + name + "\"; expected fp32, bf16 or fp16");
-  }
+  const Precision precision = precision_from_name(name, key);
+  if (precision == Precision::fp32) return precision;
   if (!device.is_cpu() && !device.is_cuda()) {
     throw ConfigError(key + " \"" + name + "\": ostrov has autocast only on CPU and CUDA devices, "
                       "not on " + device.str() + "; use fp32 there");

@@ -13,6 +13,7 @@
 #include "ostrov/io/checkpoint.h"
 #include "ostrov/io/json.h"
 #include "ostrov/tasks/task.h"
+#include "ostrov/train/precision.h"
 
 namespace fs = std::filesystem;
 
@@ -128,10 +129,8 @@ RunConfig parse_run_config(nlohmann::json json, const std::string& where) {
     tc.seed = t.get<uint64_t>("seed", tc.seed);
     tc.device = t.get<std::string>("device", tc.device);
     tc.precision = t.get<std::string>("precision", tc.precision);
-    if (tc.precision != "fp32" && tc.precision != "bf16" && tc.precision != "fp16") {
-      throw ConfigError(where + ": train.precision: unknown precision \"" + tc.precision +
-                        "\"; expected fp32, bf16 or fp16");
-    }
+    // The name now; whether the device supports it when train() knows the device.
+    train::precision_from_name(tc.precision, where + ": train.precision");
     tc.threads = t.get<int64_t>("threads", tc.threads);
     tc.log_every = t.get<int64_t>("log_every", tc.log_every);
     tc.eval_every = t.get<int64_t>("eval_every", tc.eval_every);

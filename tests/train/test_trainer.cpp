@@ -322,6 +322,9 @@ TEST_CASE("parse_precision: fp32, bf16 on CPU, fp16 only on CUDA, unknown names"
   CHECK_THROWS_WITH(train::parse_precision("bf16", c10::Device(c10::kMeta)),
                     Catch::Contains("only on CPU and CUDA"));
   CHECK(train::precision_name(train::Precision::bf16) == "bf16");
+  CHECK(train::precision_from_name("fp16") == train::Precision::fp16);  // no device yet
+  CHECK_THROWS_WITH(train::precision_from_name("half", "a.json: train.precision"),
+                    Catch::StartsWith("a.json: train.precision: unknown precision \"half\""));
   CHECK(train::autocast_dtype(train::Precision::fp16) == at::kHalf);
   CHECK(train::autocast_dtype(train::Precision::fp32) == at::kFloat);
 }

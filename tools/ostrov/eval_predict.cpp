@@ -14,7 +14,6 @@
 #include <spdlog/logger.h>
 
 #include "commands.h"
-#include "ostrov/core/device.h"
 #include "ostrov/core/error.h"
 #include "ostrov/core/image.h"
 #include "ostrov/core/progress.h"

@@ -32,7 +32,12 @@ enum class Precision {
   fp16,  ///< autocast to float16 with a GradScaler (CUDA only)
 };
 
-/// "fp32" | "bf16" | "fp16" for `device`. ostrov::ConfigError naming `key` for another name, for
+/// "fp32" | "bf16" | "fp16" by name alone (a config's value before its device is known).
+/// ostrov::ConfigError naming `key` for another name.
+Precision precision_from_name(const std::string& name,
+                              const std::string& key = "train.precision");
+
+/// precision_from_name, checked against `device`: ostrov::ConfigError naming `key` also for
 /// fp16 on a CPU (LibTorch's CPU autocast computes in bfloat16; use bf16 there), and for a
 /// precision other than fp32 on a device type without autocast here (neither CPU nor CUDA).
 Precision parse_precision(const std::string& name, const c10::Device& device,
