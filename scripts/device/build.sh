@@ -8,6 +8,7 @@
 #   OSTROV_DEVICE_DEPS   the prefix (default: deps/device in the checkout)
 #   OSTROV_TORCH_PREFIX  LibTorch's CMake prefix (default: Python torch's
 #                        torch.utils.cmake_prefix_path; Debian's LibTorch when Python has none)
+#   OSTROV_NCCL_INCLUDE_DIR  the folder of nccl.h (default: Python's nvidia-nccl package)
 #   JOBS                 parallel compile jobs (default: the number of cores)
 # Fails, naming the library, when CMake picks a dependency from outside the prefix, or when
 # LibTorch's C++ ABI is not the prefix's.
@@ -33,14 +34,22 @@ if [ -z "$torch_prefix" ] && "$python" -c "import torch" 2> /dev/null; then
     exit 1
   fi
 fi
-echo "device-build: LibTorch from ${torch_prefix:-the system}, dependencies from $deps"
+# NCCL's header: Python torch's CUDA wheels bring it as the nvidia-nccl package
+# (site-packages/nvidia/nccl/include); CMake looks in the system's folders too.
+nccl_include="${OSTROV_NCCL_INCLUDE_DIR:-}"
+if [ -z "$nccl_include" ]; then
+  nccl_include=$("$python" -c "import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], 'include'))" 2> /dev/null || true)
+fi
+echo "device-build: LibTorch from ${torch_prefix:-the system}, dependencies from $deps," \
+     "nccl.h from ${nccl_include:-the system include folders}"
 
 generator=()
 command -v ninja > /dev/null && generator=(-G Ninja)
 cmake -S "$checkout" -B "$build" "${generator[@]}" \
   -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$deps${torch_prefix:+;$torch_prefix}" \
-  -DCMAKE_CXX_COMPILER_LAUNCHER="$(command -v ccache || true)"
+  -DCMAKE_CXX_COMPILER_LAUNCHER="$(command -v ccache || true)" \
+  ${nccl_include:+-DOSTROV_NCCL_INCLUDE_DIR="$nccl_include"}
 
 # Every dependency must come from the prefix: a system copy would not exist on the device.
 for pkg in OpenCV fmt spdlog nlohmann_json CLI11 Catch2 benchmark; do

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include <ATen/ATen.h>
+#include <spdlog/spdlog.h>
 
 #include "ostrov/core/error.h"
 #include "ostrov/core/runtime.h"
@@ -146,6 +147,22 @@ struct DataLoader::Result {
   bool cancelled = false;
 };
 
+namespace {
+
+// Every tensor of `batch` in pinned host memory.
+void pin(Batch& batch) {
+  auto pin_one = [](at::Tensor& t) {
+    if (t.defined() && !t.is_pinned()) t = t.pin_memory();
+  };
+  pin_one(batch.images);
+  pin_one(batch.masks);
+  for (auto* list : {&batch.instances, &batch.boxes, &batch.labels}) {
+    for (auto& t : *list) pin_one(t);
+  }
+}
+
+}  // namespace
+
 DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, LoaderOptions options)
     : dataset_(std::move(dataset)), options_(std::move(options)) {
   auto bad = [](const std::string& what) { throw ConfigError("DataLoader: " + what); };
@@ -161,6 +178,11 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, LoaderOptions opt
       options_.rank() >= options_.world_size()) {
     bad("need 0 <= rank < world_size, got rank " + std::to_string(options_.rank()) +
         ", world_size " + std::to_string(options_.world_size()));
+  }
+  pin_memory_ = options_.pin_memory() && at::globalContext().hasCUDA();
+  if (options_.pin_memory() && !pin_memory_) {
+    core::logger()->warn("DataLoader: pin_memory needs a LibTorch with CUDA; batches stay in "
+                         "pageable memory");
   }
   start_pass();
   threads_.reserve(static_cast<size_t>(options_.workers()));
@@ -265,6 +287,7 @@ DataLoader::Result DataLoader::load_batch(const Plan& plan, int64_t batch) const
   }
   try {
     result.batch = collate(samples);
+    if (pin_memory_) pin(result.batch);
   } catch (...) {
     result.error = std::current_exception();
     result.context = "batch " + std::to_string(batch) + " of epoch " + std::to_string(plan.epoch);

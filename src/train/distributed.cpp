@@ -1,6 +1,7 @@
 #include "ostrov/train/distributed.h"
 
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -11,6 +12,7 @@
 #include <torch/cuda.h>
 #include <torch/types.h>
 
+#include "nccl.h"
 #include "ostrov/core/error.h"
 
 namespace ostrov::train {
@@ -62,6 +64,7 @@ DistributedEnv DistributedEnv::from_environment() {
   env.world_size = env_int("WORLD_SIZE", 1);
   env.rank = env_int("RANK", 0);
   env.local_rank = env_int("LOCAL_RANK", env.rank);
+  env.local_world_size = env_int("LOCAL_WORLD_SIZE", env.world_size);
   env.master_port = env_int("MASTER_PORT", env.master_port);
   if (const char* addr = std::getenv("MASTER_ADDR"); addr != nullptr && *addr != '\0') {
     env.master_addr = addr;
@@ -70,6 +73,10 @@ DistributedEnv DistributedEnv::from_environment() {
   if (env.rank < 0 || env.rank >= env.world_size) {
     throw ConfigError("RANK=" + std::to_string(env.rank) + " is outside [0, WORLD_SIZE=" +
                       std::to_string(env.world_size) + ")");
+  }
+  if (env.local_world_size < 1 || env.local_world_size > env.world_size) {
+    throw ConfigError("LOCAL_WORLD_SIZE=" + std::to_string(env.local_world_size) +
+                      " is outside [1, WORLD_SIZE=" + std::to_string(env.world_size) + "]");
   }
   if (env.master_port <= 0 || env.master_port > 65535) {
     throw ConfigError("MASTER_PORT=" + std::to_string(env.master_port) + " is not a port");
@@ -86,10 +93,60 @@ c10::Device rank_device(const c10::Device& device, const std::string& requested,
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank % cuda_devices));
 }
 
+bool nccl_available() { return detail::nccl_compiled(); }
+
+void check_backend_name(const std::string& name, const std::string& where) {
+  if (name != "auto" && name != "gloo" && name != "nccl") {
+    throw ConfigError(where + ": unknown backend \"" + name + "\" (auto, gloo or nccl)");
+  }
+}
+
+bool ranks_share_device(const std::string& requested, const DistributedEnv& env,
+                        int64_t cuda_devices) {
+  if (env.world_size == 1) return false;
+  if (requested.find(':') != std::string::npos) return true;
+  if (cuda_devices < 0) cuda_devices = static_cast<int64_t>(torch::cuda::device_count());
+  return env.local_world_size > cuda_devices;
+}
+
+std::string collective_backend(const std::string& name, const c10::Device& device,
+                               const std::string& where, bool shared_device) {
+  check_backend_name(name, where);
+  if (name == "auto") {
+    return device.is_cuda() && !shared_device && nccl_available() ? "nccl" : "gloo";
+  }
+  if (name == "nccl") {
+    if (!device.is_cuda()) {
+      throw ConfigError(where + ": backend \"nccl\" needs a CUDA device, the device is " +
+                        device.str() + " (use \"gloo\" or \"auto\")");
+    }
+    if (shared_device) {
+      throw ConfigError(where + ": backend \"nccl\" needs a GPU per process, and ranks here "
+                        "share one (an indexed train.device, or more processes than GPUs); "
+                        "use \"gloo\" or \"auto\"");
+    }
+    if (!nccl_available()) {
+      throw ConfigError(where + ": backend \"nccl\": this build of ostrov has no NCCL (`ostrov "
+                        "info` prints nccl: false); use \"gloo\" or \"auto\"");
+    }
+  }
+  return name;
+}
+
 struct DataParallel::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  c10::intrusive_ptr<compat::CollectiveGroup> group;
   std::chrono::milliseconds timeout;
+  // Where the group's tensors must be: the rank's CUDA device for NCCL; anywhere for Gloo.
+  std::optional<c10::Device> device;
+
+  // `tensor`, or a copy of it on the group's device (written back by unstage()).
+  at::Tensor stage(const at::Tensor& tensor) const {
+    return device && tensor.device() != *device ? tensor.to(*device) : tensor;
+  }
+  static void unstage(at::Tensor& tensor, const at::Tensor& staged) {
+    if (!staged.is_same(tensor)) tensor.copy_(staged);
+  }
 
   void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) {
     try {
@@ -102,8 +159,19 @@ struct DataParallel::Impl {
 };
 
 DataParallel::DataParallel(const DistributedEnv& env, std::chrono::milliseconds timeout)
-    : env_(env), impl_(std::make_unique<Impl>()) {
+    : DataParallel(env, DataParallelOptions().timeout(timeout)) {}
+
+DataParallel::DataParallel(const DistributedEnv& env, const DataParallelOptions& options)
+    : env_(env), options_(options), impl_(std::make_unique<Impl>()) {
+  const auto timeout = options_.timeout();
   impl_->timeout = timeout;
+  if (options_.backend() == "auto") {
+    throw ConfigError("DataParallel: backend \"auto\": pick one with collective_backend()");
+  }
+  // Gloo as is; NCCL where the device and the build allow it (the same errors as the config's).
+  const bool nccl = collective_backend(options_.backend(), options_.device(),
+                                       "DataParallel") == "nccl";
+  if (nccl) impl_->device = options_.device();
   if (env_.world_size == 1) return;
   try {
     c10d::TCPStoreOptions options;
@@ -113,6 +181,10 @@ DataParallel::DataParallel(const DistributedEnv& env, std::chrono::milliseconds 
     options.waitWorkers = true;
     options.timeout = timeout;
     impl_->store = make_store(env_.master_addr, options);
+    if (nccl) {
+      impl_->group = detail::make_nccl_group(impl_->store, env_.rank, env_.world_size, timeout);
+      return;
+    }
     auto group_options = c10d::ProcessGroupGloo::Options::create(timeout);
     group_options->devices.push_back(
         c10d::ProcessGroupGloo::createDeviceForHostname(env_.master_addr == "localhost"
@@ -140,10 +212,12 @@ void DataParallel::broadcast_module(torch::nn::Module& module) {
   for (auto& p : module.parameters()) tensors.push_back(p);
   for (auto& b : module.buffers()) tensors.push_back(b);
   for (auto& t : tensors) {
-    std::vector<at::Tensor> one{t.data()};
+    at::Tensor data = t.data();
+    std::vector<at::Tensor> one{impl_->stage(data)};
     c10d::BroadcastOptions options;
     options.rootRank = 0;
     impl_->wait(impl_->group->broadcast(one, options), "broadcast");
+    Impl::unstage(data, one[0]);
   }
 }
 
@@ -169,9 +243,10 @@ void DataParallel::average_gradients(torch::nn::Module& module, size_t bucket_by
       auto& p = params[i];
       grads.push_back(p.grad().defined() ? p.grad().reshape({-1}) : at::zeros({p.numel()}, p.options()));
     }
-    std::vector<at::Tensor> flat{at::cat(grads)};
+    std::vector<at::Tensor> flat{impl_->stage(at::cat(grads))};
     impl_->wait(impl_->group->allreduce(flat), "all-reduce");
     flat[0].div_(env_.world_size);
+    flat[0] = flat[0].to(params[start].device());
     int64_t offset = 0;
     for (size_t i = start; i < end; ++i) {
       auto& p = params[i];
@@ -189,8 +264,9 @@ void DataParallel::average_gradients(torch::nn::Module& module, size_t bucket_by
 
 at::Tensor DataParallel::all_reduce_sum(at::Tensor tensor) {
   if (env_.world_size == 1) return tensor;
-  std::vector<at::Tensor> one{tensor};
+  std::vector<at::Tensor> one{impl_->stage(tensor)};
   impl_->wait(impl_->group->allreduce(one), "all-reduce");
+  Impl::unstage(tensor, one[0]);
   return tensor;
 }
 

@@ -243,6 +243,7 @@ TrainResult Trainer::fit() {
   std::string stop;
   double loss_sum = 0.0;
   int64_t loss_count = 0;
+  int64_t skipped_in_a_row = 0;
   auto window_start = Clock::now();
   int64_t window_images = 0;
   double images_per_second = 0.0;
@@ -285,16 +286,33 @@ TrainResult Trainer::fit() {
         loss = task_.loss(on_device);
       }
       const double value = loss.item<double>();
-      if (!std::isfinite(value)) {
+      const bool finite_loss = std::isfinite(value);
+      const std::string where = "at step " + std::to_string(step + 1) + " (epoch " +
+                                std::to_string(epoch) + ", batch " + std::to_string(b) + ")";
+      const std::string advice =
+          (write ? ", " + (dir / "last.pt").string() + " keeps the last good state"
+                 : std::string()) +
+          ". Lower the learning rate or check the data.";
+      if (!finite_loss && !scaler_.enabled()) {
         progress.end_line();
-        throw Error("non-finite training loss (" + std::to_string(value) + ") at step " +
-                    std::to_string(step + 1) + " (epoch " + std::to_string(epoch) + ", batch " +
-                    std::to_string(b) + "); training stopped" +
-                    (write ? ", " + (dir / "last.pt").string() + " keeps the last good state"
-                           : std::string()) +
-                    ". Lower the learning rate or check the data.");
+        throw Error("non-finite training loss (" + std::to_string(value) + ") " + where +
+                    "; training stopped" + advice);
       }
-      scaler_.scale(loss).backward();
+      if (finite_loss) {
+        scaler_.scale(loss).backward();
+      } else {
+        // With loss scaling a non-finite loss (a float16 forward pass that overflowed) is
+        // skipped as torch.amp's loop skips it: NaN gradients make unscale() find the overflow
+        // on every rank after the average, so all ranks skip this step together and halve the
+        // scale (a rank that skipped alone would leave the others' parameters behind).
+        core::logger()->warn("step {}: non-finite loss ({}) at loss scale {}; step skipped",
+                             step + 1, value, scaler_.scale_value());
+        for (auto& p : params) {
+          if (p.requires_grad()) {
+            p.mutable_grad() = at::full_like(p, std::numeric_limits<double>::quiet_NaN());
+          }
+        }
+      }
       if (dp_ != nullptr) dp_->average_gradients(model);
       // fp16: the gradients are unscaled before clipping; a step whose gradients overflowed is
       // skipped on every rank alike (they hold the same averaged gradients) and lowers the scale.
@@ -302,16 +320,31 @@ TrainResult Trainer::fit() {
       if (finite) {
         if (options_.grad_clip() > 0.0) clip_grad_norm(params, options_.grad_clip());
         optimizer_.step();
+        skipped_in_a_row = 0;
       } else {
+        ++skipped_in_a_row;
         core::logger()->debug("step {}: gradients overflowed at loss scale {}; step skipped",
                               step + 1, scaler_.scale_value());
       }
       scaler_.update();
+      // Skipping lowers the scale; once it is below 1 the float16 gradients overflow unscaled,
+      // which no further skip can mend: the model diverged. Every rank sees the same averaged
+      // gradients, so every rank stops here together.
+      if (!finite && scaler_.scale_value() < 1.0) {
+        progress.end_line();
+        throw Error("non-finite gradients or losses " + where + ", " +
+                    std::to_string(skipped_in_a_row) + " steps in a row skipped (this rank's loss " +
+                    std::to_string(value) + "), and the loss scale fell to " +
+                    fmt::format("{}", scaler_.scale_value()) + " (below 1); training stopped" +
+                    advice);
+      }
       ++step;
       ++b;
       result.losses.push_back(value);
-      loss_sum += value;
-      ++loss_count;
+      if (finite_loss) {  // a skipped step's loss stays out of the logged mean
+        loss_sum += value;
+        ++loss_count;
+      }
       window_images += on_device.size();
       const double window = seconds_since(window_start);
       if (window >= 1.0 || step == 1) {
@@ -328,10 +361,15 @@ TrainResult Trainer::fit() {
         nlohmann::json record = {{"epoch", epoch},
                                  {"step", step},
                                  {"split", "train"},
-                                 {"loss", loss_sum / static_cast<double>(loss_count)},
+                                 {"loss", loss_count > 0
+                                              ? loss_sum / static_cast<double>(loss_count)
+                                              : std::numeric_limits<double>::quiet_NaN()},
                                  {"lr", info.lr},
                                  {"images_per_second", images_per_second}};
-        if (scaler_.enabled()) record["loss_scale"] = scaler_.scale_value();
+        if (scaler_.enabled()) {
+          record["loss_scale"] = scaler_.scale_value();
+          record["skipped_steps"] = scaler_.skipped_steps();
+        }
         history->append(record);
         loss_sum = 0.0;
         loss_count = 0;

@@ -13,6 +13,7 @@
 #include "ostrov/io/checkpoint.h"
 #include "ostrov/io/json.h"
 #include "ostrov/tasks/task.h"
+#include "ostrov/train/distributed.h"
 #include "ostrov/train/precision.h"
 
 namespace fs = std::filesystem;
@@ -141,6 +142,9 @@ RunConfig parse_run_config(nlohmann::json json, const std::string& where) {
     if (!(tc.distributed_timeout_s >= 1.0)) {
       throw ConfigError(where + ": train.distributed_timeout_s must be at least 1 (seconds)");
     }
+    tc.distributed_backend = t.get<std::string>("distributed_backend", tc.distributed_backend);
+    // The name now; whether the device and the build have it when train() knows the device.
+    train::check_backend_name(tc.distributed_backend, where + ": train.distributed_backend");
     tc.best_metric = t.get<std::string>("best_metric", entry.best_metric);
     require_positive(tc.batch_size, where, "train.batch_size");
     if (tc.epochs <= 0 && tc.max_steps <= 0) {

@@ -99,9 +99,68 @@ class YOLODetector : public NetworkDetector<models::YOLO> {
   YOLOObjective objective_;
 };
 
+// Faster R-CNN: models::build_faster_rcnn, its own losses weighted by RCNNObjective, its own
+// post-processing. The task's pipeline resizes the image to the square image_size and
+// normalises it; the network's transform then only batches (min_size = image_size by default).
+class TwoStageDetector : public Detector {
+ public:
+  explicit TwoStageDetector(const RunConfig& c)
+      : config_(models::faster_rcnn_config(c.model, c.data.num_classes, c.path)),
+        objective_(RCNNObjective::from_config(c.loss, /*masks=*/false, c.path)),
+        net_(models::build_faster_rcnn(c.model, c.data.num_classes, c.path)) {}
+  torch::nn::Module& module() override { return *net_; }
+  int64_t image_size() const override { return config_.image_size; }
+  std::vector<double> image_mean() const override {
+    return config_.options.transform().image_mean();
+  }
+  std::vector<double> image_std() const override {
+    return config_.options.transform().image_std();
+  }
+  at::Tensor loss(const data::Batch& batch, std::vector<models::Detections>* found) override {
+    std::vector<models::RCNNDetection> detections;
+    const auto total = objective_(*net_, batch, found ? &detections : nullptr);
+    if (found) {
+      found->clear();
+      for (auto& d : detections) found->push_back({d.boxes, d.scores, d.labels});
+    }
+    return total;
+  }
+  std::vector<models::Detections> detect(const at::Tensor& images,
+                                         const std::vector<ops::GridSize>& sizes) const override {
+    std::vector<at::Tensor> list;
+    for (int64_t i = 0; i < images.size(0); ++i) list.push_back(images[i]);
+    const auto net = net_.ptr();  // detect is not const; it changes no state in eval mode
+    auto detections = net->detect(list);
+    std::vector<models::Detections> out;
+    for (size_t i = 0; i < detections.size(); ++i) {
+      // From the network input's pixels to the original image's.
+      const double sx = static_cast<double>(sizes.at(i)[1]) / static_cast<double>(images.size(3));
+      const double sy = static_cast<double>(sizes.at(i)[0]) / static_cast<double>(images.size(2));
+      const auto scale = at::tensor({sx, sy, sx, sy}, detections[i].boxes.options());
+      out.push_back({detections[i].boxes * scale, detections[i].scores, detections[i].labels});
+    }
+    return out;
+  }
+
+ private:
+  models::FasterRCNNConfig config_;
+  RCNNObjective objective_;
+  models::FasterRCNN net_;
+};
+
 core::Registry<DetectorEntry>& detectors() {
   static core::Registry<DetectorEntry> r(
-      "detector", {{"yolo",
+      "detector", {{"faster_rcnn",
+                    [](const RunConfig& c) -> std::unique_ptr<Detector> {
+                      return std::make_unique<TwoStageDetector>(c);
+                    },
+                    [](const RunConfig& c) {
+                      models::faster_rcnn_config(c.model, c.data.num_classes, c.path);
+                    },
+                    [](const RunConfig& c) {
+                      RCNNObjective::from_config(c.loss, /*masks=*/false, c.path);
+                    }},
+                   {"yolo",
                     [](const RunConfig& c) -> std::unique_ptr<Detector> {
                       return std::make_unique<YOLODetector>(c);
                     },
@@ -164,7 +223,8 @@ std::unique_ptr<Detector> make_detector(const RunConfig& config) {
 }
 
 TaskEntry detail::detection_entry() {
-  return {"detection", "boxes with classes (SSD300, SSDlite, the light SSD, YOLO)", "map50",
+  return {"detection", "boxes with classes (SSD300, SSDlite, the light SSD, YOLO, Faster R-CNN)",
+          "map50",
           {"coco"},
           [](const RunConfig& c, const c10::Device& d) {
             return std::make_unique<DetectionTask>(c, d);

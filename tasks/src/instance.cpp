@@ -2,12 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <map>
-#include <mutex>
 #include <random>
 
 #include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
 
 #include "entries.h"
 #include "evaluation.h"
@@ -263,26 +260,12 @@ class SSDMaskObjective : public InstanceObjective {
   std::mt19937_64 rng_{0x05700};
 };
 
-// Two-stage Mask R-CNN: the model's own losses (torchvision's five), each with a weight.
-// Boxes with zero width or height (an object cut to a line by the augmentation) are left out
-// with their masks; the model itself rejects them, as torchvision does.
+// Two-stage Mask R-CNN: the model's own losses (torchvision's five), each with a weight
+// (RCNNObjective).
 class TwoStageObjective : public InstanceObjective {
  public:
-  explicit TwoStageObjective(const RunConfig& c) {
-    const nlohmann::json section = c.loss.is_null() ? nlohmann::json::object() : c.loss;
-    if (!section.is_object()) throw ConfigError(c.path + ": loss must be an object");
-    io::ConfigReader r(section, c.path, "loss");
-    for (const char* key : {"loss_objectness", "loss_rpn_box_reg", "loss_classifier",
-                            "loss_box_reg", "loss_mask"}) {
-      const auto w = r.get<double>(std::string(key) + "_weight", 1.0);
-      if (!(w >= 0.0)) {
-        throw ConfigError(c.path + ": key " + r.path_of(std::string(key) + "_weight") +
-                          " must be >= 0, got " + std::to_string(w));
-      }
-      weights_[key] = w;
-    }
-    r.finish();
-  }
+  explicit TwoStageObjective(const RunConfig& c)
+      : objective_(RCNNObjective::from_config(c.loss, /*masks=*/true, c.path)) {}
   at::Tensor loss(const models::InstanceModel& model, const data::Batch& batch,
                   std::vector<models::InstancePrediction>* found) override {
     auto& net = *model.as<models::FasterRCNNImpl>();
@@ -293,43 +276,14 @@ class TwoStageObjective : public InstanceObjective {
                       std::to_string(batch.instances.size()) + " mask sets for " +
                       std::to_string(n) + " images");
     }
-    std::vector<at::Tensor> images;
-    std::vector<models::RCNNTarget> targets;
-    for (int64_t i = 0; i < batch.images.size(0); ++i) {
-      const auto k = static_cast<size_t>(i);
-      images.push_back(batch.images[i]);
-      const auto device = batch.images.device();
-      const auto b = batch.boxes[k].to(device, at::kFloat);
-      const auto keep = at::where((b.select(1, 2) > b.select(1, 0))
-                                      .logical_and(b.select(1, 3) > b.select(1, 1)))[0];
-      targets.push_back({b.index_select(0, keep),
-                         batch.labels[k].to(device, at::kLong).index_select(0, keep),
-                         batch.instances[k].to(device).index_select(0, keep)});
-    }
-    // The validation loss samples anchors and proposals too: keep the default generator where
-    // it was, so that how often one evaluates does not change the training's draws.
-    auto generator = at::detail::getDefaultCPUGenerator();
-    at::Tensor state;
-    if (!net.is_training()) {
-      std::lock_guard<std::mutex> lock(generator.mutex());
-      state = generator.get_state();
-    }
-    auto out = net.forward(images, targets);
-    if (state.defined()) {
-      std::lock_guard<std::mutex> lock(generator.mutex());
-      generator.set_state(state);
-    }
-    if (found) *found = net.instances(out.detections);
-    at::Tensor total;
-    for (const auto& [name, value] : out.losses) {
-      const auto term = value * weights_.at(name);
-      total = total.defined() ? total + term : term;
-    }
+    std::vector<models::RCNNDetection> detections;
+    const auto total = objective_(net, batch, found ? &detections : nullptr);
+    if (found) *found = net.instances(detections);
     return total;
   }
 
  private:
-  std::map<std::string, double> weights_;
+  RCNNObjective objective_;
 };
 
 template <typename Objective>

@@ -1,6 +1,9 @@
 #include "ostrov/tasks/objectives.h"
 
+#include <mutex>
+
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include "ostrov/core/error.h"
 #include "ostrov/io/json.h"
@@ -151,6 +154,62 @@ at::Tensor MaskObjective::operator()(models::SSDMaskImpl& net, const at::Tensor&
   const auto logits = net.mask_logits(mask_features, at::cat(rois).to(device));
   return mask_weight_ * losses::functional::mask_loss(logits, at::cat(mask_labels).to(device),
                                                       at::cat(targets).to(device));
+}
+
+RCNNObjective RCNNObjective::from_config(const nlohmann::json& loss, bool masks,
+                                         const std::string& where) {
+  const nlohmann::json section = loss.is_null() ? nlohmann::json::object() : loss;
+  if (!section.is_object()) throw ConfigError(where + ": loss must be an object");
+  io::ConfigReader r(section, where, "loss");
+  RCNNObjective objective;
+  objective.masks_ = masks;
+  std::vector<std::string> terms = {"loss_objectness", "loss_rpn_box_reg", "loss_classifier",
+                                    "loss_box_reg"};
+  if (masks) terms.emplace_back("loss_mask");
+  for (const auto& term : terms) {
+    objective.weights_[term] = non_negative(r, (term + "_weight").c_str(), 1.0);
+  }
+  r.finish();
+  return objective;
+}
+
+at::Tensor RCNNObjective::operator()(models::FasterRCNNImpl& net, const data::Batch& batch,
+                                     std::vector<models::RCNNDetection>* found) const {
+  std::vector<at::Tensor> images;
+  std::vector<models::RCNNTarget> targets;
+  const auto device = batch.images.device();
+  for (int64_t i = 0; i < batch.images.size(0); ++i) {
+    const auto k = static_cast<size_t>(i);
+    images.push_back(batch.images[i]);
+    const auto b = batch.boxes.at(k).to(device, at::kFloat);
+    const auto keep = at::where((b.select(1, 2) > b.select(1, 0))
+                                    .logical_and(b.select(1, 3) > b.select(1, 1)))[0];
+    models::RCNNTarget target{b.index_select(0, keep),
+                              batch.labels.at(k).to(device, at::kLong).index_select(0, keep),
+                              at::Tensor()};
+    if (masks_) target.masks = batch.instances.at(k).to(device).index_select(0, keep);
+    targets.push_back(std::move(target));
+  }
+  // The validation loss samples anchors and proposals too: keep the default generator where
+  // it was, so that how often one evaluates does not change the training's draws.
+  auto generator = at::detail::getDefaultCPUGenerator();
+  at::Tensor state;
+  if (!net.is_training()) {
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    state = generator.get_state();
+  }
+  auto out = net.forward(images, targets);
+  if (state.defined()) {
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(state);
+  }
+  if (found) *found = std::move(out.detections);
+  at::Tensor total;
+  for (const auto& [name, value] : out.losses) {
+    const auto term = value * weights_.at(name);
+    total = total.defined() ? total + term : term;
+  }
+  return total;
 }
 
 }  // namespace ostrov::tasks

@@ -120,6 +120,9 @@ train::TrainResult train(const RunConfig& config, const TrainRunOptions& options
   if (device.is_cuda()) c10::impl::getDeviceGuardImpl(device.type())->setDevice(device);
   const train::Precision precision =
       train::parse_precision(config.train.precision, device, config.path + ": train.precision");
+  const std::string backend = train::collective_backend(
+      config.train.distributed_backend, device, config.path + ": train.distributed_backend",
+      device.is_cuda() && train::ranks_share_device(config.train.device, env));
   core::set_num_threads(config.train.threads > 0
                             ? static_cast<int>(config.train.threads)
                             : std::max(1, core::available_cores() / env.world_size));
@@ -137,7 +140,8 @@ train::TrainResult train(const RunConfig& config, const TrainRunOptions& options
                      .seed(config.train.seed)
                      .transform(task->transforms(/*training=*/true))
                      .rank(env.rank)
-                     .world_size(env.world_size));
+                     .world_size(env.world_size)
+                     .pin_memory(device.is_cuda()));
   std::unique_ptr<data::DataLoader> val_loader;
   if (val_set) {
     val_loader = std::make_unique<data::DataLoader>(
@@ -145,7 +149,8 @@ train::TrainResult train(const RunConfig& config, const TrainRunOptions& options
                      .workers(config.train.workers)
                      .transform(task->transforms(/*training=*/false))
                      .rank(env.rank)
-                     .world_size(env.world_size));
+                     .world_size(env.world_size)
+                     .pin_memory(device.is_cuda()));
   }
   auto optimizer = train::make_optimizer(config.train.optimizer, task->model().parameters(),
                                          config.path + ": train");
@@ -153,8 +158,12 @@ train::TrainResult train(const RunConfig& config, const TrainRunOptions& options
                                   ? config.train.max_steps
                                   : config.train.epochs * train_loader.num_batches();
   train::LrSchedule schedule(config.train.schedule, config.train.optimizer.lr, total_steps);
-  train::DataParallel dp(env, std::chrono::milliseconds(static_cast<int64_t>(
-                                  config.train.distributed_timeout_s * 1000.0)));
+  train::DataParallel dp(
+      env, train::DataParallelOptions()
+               .timeout(std::chrono::milliseconds(
+                   static_cast<int64_t>(config.train.distributed_timeout_s * 1000.0)))
+               .backend(backend)
+               .device(device));
 
   const auto resolved = task->resolved_config();
   const std::string& best = config.train.best_metric;
@@ -244,7 +253,8 @@ nlohmann::json evaluate(Task& task) {
   data::DataLoader loader(dataset,
                           data::LoaderOptions(config.train.batch_size)
                               .workers(config.train.workers)
-                              .transform(task.transforms(/*training=*/false)));
+                              .transform(task.transforms(/*training=*/false))
+                              .pin_memory(task.device().is_cuda()));
   task.model().eval();
   task.begin_evaluation();
   core::ProgressLine progress("eval", dataset->size(), "images",

@@ -10,6 +10,7 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
+#include "ostrov/train/distributed.h"
 #include "support.h"
 
 using ostrov::test::run;
@@ -24,6 +25,8 @@ TEST_CASE("ostrov info prints versions and threads as JSON", "[cli]") {
   CHECK(j["torch"].get<std::string>().rfind(built, 0) == 0);
   CHECK(j["intra_op_threads"].get<int>() == j["available_cores"].get<int>());
   CHECK(j.contains("blas"));
+  // Whether this build has NCCL, as the library says (CMake found it with a CUDA LibTorch).
+  CHECK(j["nccl"].get<bool>() == ostrov::train::nccl_available());
 }
 
 TEST_CASE("ostrov usage errors exit 2 with a message on stderr", "[cli]") {
@@ -99,7 +102,7 @@ TEST_CASE("ostrov config --check validates keys and data paths without training"
   CHECK_FALSE(std::filesystem::exists(dir.path() / "runs"));
 }
 
-TEST_CASE("ostrov train: a device or precision the build cannot run exits 2 naming the key", "[cli]") {
+TEST_CASE("ostrov train: a device, precision or backend the build cannot run exits 2 naming the key", "[cli]") {
   ostrov::test::TempDir dir;
   std::filesystem::create_directories(dir.path() / "train");
   nlohmann::json config = {
@@ -117,6 +120,13 @@ TEST_CASE("ostrov train: a device or precision the build cannot run exits 2 nami
   const auto typo = run(train + " --set train.precision=fp8", true);
   CHECK(typo.exit_code == 2);
   CHECK_THAT(typo.output, Catch::Contains("train.precision: unknown precision \"fp8\""));
+  const auto mpi = run(train + " --set train.distributed_backend=mpi", true);
+  CHECK(mpi.exit_code == 2);
+  CHECK_THAT(mpi.output, Catch::Contains("train.distributed_backend: unknown backend \"mpi\""));
+  const auto nccl = run(train + " --set train.distributed_backend=nccl", true);
+  CHECK(nccl.exit_code == 2);
+  CHECK_THAT(nccl.output, Catch::Contains("run.json: train.distributed_backend: backend \"nccl\" "
+                                          "needs a CUDA device, the device is cpu"));
   if (!torch::cuda::is_available()) {
     const auto cuda = run(train + " --set train.device=cuda", true);
     CHECK(cuda.exit_code == 2);

@@ -170,6 +170,23 @@ TEST_CASE("same seed gives the same batches, workers do not change them", "[data
   CHECK(seen == all);
 }
 
+TEST_CASE("pin_memory: pinned batches with CUDA, the same batches either way", "[data][loader]") {
+  auto dataset = std::make_shared<RectDataset>(10);
+  auto options = LoaderOptions(4).shuffle(true).seed(5).workers(2);
+  DataLoader plain(dataset, options);
+  DataLoader pinned(dataset, LoaderOptions(options).pin_memory(true));
+  CHECK_FALSE(plain.pins_memory());
+  // torch's rule: pinning needs CUDA; without it the option is off (with a warning).
+  CHECK(pinned.pins_memory() == at::globalContext().hasCUDA());
+  const auto a = epoch_batches(plain);
+  const auto b = epoch_batches(pinned);
+  CHECK(batches_equal(a, b));
+  for (const auto& batch : b) {
+    CHECK(batch.images.is_pinned() == pinned.pins_memory());
+    for (const auto& boxes : batch.boxes) CHECK(boxes.is_pinned() == pinned.pins_memory());
+  }
+}
+
 TEST_CASE("epochs reshuffle, set_epoch and reset repeat an epoch", "[data][loader]") {
   auto dataset = std::make_shared<RectDataset>(16);
   DataLoader loader(dataset, LoaderOptions(4).shuffle(true).seed(5).workers(2).transform(augment()));

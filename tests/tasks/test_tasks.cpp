@@ -14,6 +14,8 @@
 #include "ostrov/losses/mask.h"
 #include "ostrov/losses/segmentation.h"
 #include "ostrov/losses/unet_weights.h"
+#include "ostrov/models/detection/build.h"
+#include "ostrov/models/detection/faster_rcnn.h"
 #include "ostrov/models/detection/ssd_targets.h"
 #include "ostrov/models/instance/build.h"
 #include "ostrov/tasks/detection.h"
@@ -553,6 +555,87 @@ TEST_CASE("detection: YOLO and the SSDs behind one Detector interface", "[tasks]
   CHECK(std::isfinite(ssd->loss(batch).item<double>()));
 }
 
+TEST_CASE("detection: Faster R-CNN's weighted losses and its detections at the original size",
+          "[tasks]") {
+  TempDir dir;
+  ostrov::test::write_tiny_scenes(dir, 2);
+  auto json = ostrov::test::tiny_config(
+      dir, "detection",
+      {{"name", "faster_rcnn"}, {"image_size", 64}, {"backbone_channels", 16},
+       {"fpn_channels", 8}, {"representation_size", 16}, {"score_threshold", 0.0}});
+  json["loss"] = {{"loss_classifier_weight", 2.0}, {"loss_box_reg_weight", 0.0}};
+  auto task = tasks::make_task(tasks::parse_run_config(json, "f.json"), torch::kCPU);
+  auto& detection = dynamic_cast<tasks::DetectionTask&>(*task);
+  CHECK(detection.detector().image_size() == 64);
+  CHECK(task->input_size() == ops::GridSize{64, 64});
+  // The network's transform does not normalise again: the task's pipeline does, with its
+  // ImageNet statistics.
+  CHECK((detection.detector().image_mean() == std::vector<double>{0.485, 0.456, 0.406}));
+  auto* net = dynamic_cast<models::FasterRCNNImpl*>(&task->model());
+  REQUIRE(net != nullptr);
+  CHECK_FALSE(net->options.masks());
+  CHECK_FALSE(net->options.transform().normalize());
+
+  data::Batch batch;
+  batch.images = at::rand({2, 3, 64, 64});
+  batch.boxes = {torch::tensor({{4.f, 6.f, 30.f, 28.f}, {10.f, 10.f, 10.f, 20.f}}),
+                 torch::tensor({{34.f, 30.f, 60.f, 62.f}})};
+  batch.labels = {at::tensor({2, 3}, at::kLong), at::tensor({5}, at::kLong)};
+  // The task's loss: the network's own terms, classifier x2, box regression x0; the flat box
+  // (zero width) left out.
+  at::manual_seed(7);
+  const double loss = task->loss(batch).item<double>();
+  at::manual_seed(7);
+  const auto out = net->forward(
+      {batch.images[0], batch.images[1]},
+      {{batch.boxes[0].narrow(0, 0, 1), batch.labels[0].narrow(0, 0, 1), at::Tensor()},
+       {batch.boxes[1], batch.labels[1], at::Tensor()}});
+  REQUIRE(out.losses.size() == 4);
+  const double expected = out.losses.at("loss_objectness").item<double>() +
+                          out.losses.at("loss_rpn_box_reg").item<double>() +
+                          2.0 * out.losses.at("loss_classifier").item<double>();
+  CHECK(loss == Approx(expected).epsilon(1e-6));
+  CHECK(out.losses.at("loss_box_reg").item<double>() > 0.0);  // the weight 0 mattered
+
+  task->model().eval();
+  task->begin_evaluation();
+  task->evaluate(batch);
+  const auto metrics = task->end_evaluation();
+  CHECK(metrics["images"] == 2);
+  CHECK(metrics["map50"].is_number());
+  // Predictions are the network's detections scaled from the 64x64 input to each image's size.
+  const auto predictions = task->predict(batch.images, {{64, 64}, {128, 96}});
+  const auto direct = net->detect({batch.images[0], batch.images[1]});
+  REQUIRE(predictions.size() == 2);
+  REQUIRE(direct[1].boxes.size(0) > 0);
+  REQUIRE(predictions[1].boxes.size(0) == direct[1].boxes.size(0));
+  const auto scale = at::tensor({96.0f / 64.0f, 2.0f, 96.0f / 64.0f, 2.0f});
+  CHECK(at::allclose(predictions[1].boxes, direct[1].boxes * scale));
+  CHECK(at::allclose(predictions[0].boxes, direct[0].boxes));
+
+  // Its keys are checked where the config is read.
+  auto bad = json;
+  bad["loss"] = {{"loss_mask_weight", 1.0}};  // no mask branch
+  CHECK_THROWS_WITH(tasks::parse_run_config(bad, "f.json"), Catch::Contains("loss.loss_mask_weight"));
+  bad = json;
+  bad["loss"] = {{"loss_objectness_weight", -1.0}};
+  CHECK_THROWS_WITH(tasks::parse_run_config(bad, "f.json"),
+                    Catch::Contains("loss.loss_objectness_weight must be >= 0"));
+  bad = json;
+  bad["model"]["preset"] = "large";
+  CHECK_THROWS_WITH(tasks::parse_run_config(bad, "f.json"),
+                    Catch::Contains("\"large\" is not a faster_rcnn preset"));
+  bad = json;
+  bad["model"]["mask_channels"] = 8;  // a mask_rcnn key
+  CHECK_THROWS_WITH(tasks::parse_run_config(bad, "f.json"), Catch::Contains("model.mask_channels"));
+  const auto names = tasks::detector_names();
+  CHECK(std::find(names.begin(), names.end(), "faster_rcnn") != names.end());
+  // ostrov receptive-field: the body, the FPN's and the RPN's 3x3 convolutions.
+  const auto layers = models::detector_receptive_field_layers(json["model"], "f.json");
+  REQUIRE(layers.size() > 2);
+  CHECK(layers.back().name == "rpn.head.conv.0.0");
+}
+
 TEST_CASE("MaskObjective: weighted mask loss on jittered ground-truth boxes", "[tasks]") {
   at::manual_seed(1);
   models::SSDMask net(models::SSDMaskOptions(3).image_size(64).backbone_channels(8)
@@ -775,7 +858,10 @@ TEST_CASE("train.precision bf16 trains detection and instance models through the
                      {"mask_convs", 1}, {"roi_size", 7}}}},
       {"mask_rcnn",
        {"instance", {{"name", "mask_rcnn"}, {"backbone_channels", 16}, {"fpn_channels", 8},
-                     {"representation_size", 16}, {"mask_channels", 8}}}}};
+                     {"representation_size", 16}, {"mask_channels", 8}}}},
+      {"faster_rcnn",
+       {"detection", {{"name", "faster_rcnn"}, {"image_size", 64}, {"backbone_channels", 16},
+                      {"fpn_channels", 8}, {"representation_size", 16}}}}};
   for (const auto& [name, run] : runs.items()) {
     INFO(name);
     auto json = test::tiny_config(dir, run[0].get<std::string>(), run[1]);

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include <cmath>
+#include <limits>
 #include <filesystem>
 
 #include <ATen/ATen.h>
@@ -460,6 +461,66 @@ TEST_CASE("Trainer with loss scaling skips the step whose gradients overflow and
   CHECK(state["scale"].get<double>() == 32768.0);
   CHECK(state["skipped_steps"].get<int64_t>() == 1);
   CHECK(state["growth_tracker"].get<int64_t>() == 1);
+}
+
+TEST_CASE("Trainer with loss scaling skips a step whose loss is not finite and stops below scale 1",
+          "[train][precision]") {
+  // The 2nd loss gets +inf: its gradients with respect to the parameters are still finite, so
+  // only the trainer's own poisoning of the gradients makes the scaler skip the step.
+  struct InfiniteLossTask : ToyTask {
+    int calls = 0;
+    std::vector<std::vector<at::Tensor>> before;  // parameters before each step
+    at::Tensor loss(const data::Batch& b) override {
+      std::vector<at::Tensor> copy;
+      for (const auto& p : net_->parameters()) copy.push_back(p.detach().clone());
+      before.push_back(copy);
+      auto l = ToyTask::loss(b);
+      return ++calls == 2 ? l + std::numeric_limits<double>::infinity() : l;
+    }
+  };
+  test::TempDir dir;
+  core::seed_everything(4);
+  InfiniteLossTask task;
+  Run run;
+  auto result = fit(task, run,
+                    train::TrainerOptions().epochs(1).log_every(1).loss_scaling(true)
+                        .out_dir(dir.path().string()),
+                    100, /*validate=*/false);
+  REQUIRE(result.steps == 4);
+  REQUIRE(task.before.size() == 4);
+  CHECK(std::isinf(result.losses[1]));
+  const auto params = task.net_->parameters();
+  auto same = [&](size_t a, size_t b) {
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (!at::equal(task.before[a][i], task.before[b][i])) return false;
+    }
+    return true;
+  };
+  CHECK_FALSE(same(0, 1));  // step 1 updated
+  CHECK(same(1, 2));        // step 2's loss was infinite: skipped
+  CHECK_FALSE(same(2, 3));  // step 3 updated again
+  std::vector<double> scales;
+  std::vector<int64_t> skipped;
+  std::vector<bool> loss_logged;
+  const train::History history(dir / "metrics.jsonl", true);
+  for (const auto& r : history.records()) {
+    if (r["split"] != "train") continue;
+    scales.push_back(r["loss_scale"].get<double>());
+    skipped.push_back(r["skipped_steps"].get<int64_t>());
+    loss_logged.push_back(r["loss"].is_number());
+  }
+  CHECK((scales == std::vector<double>{65536.0, 32768.0, 32768.0, 32768.0}));
+  CHECK((skipped == std::vector<int64_t>{0, 1, 1, 1}));
+  // The skipped step's window has no finite loss to average: its record says so with null.
+  CHECK((loss_logged == std::vector<bool>{true, false, true, true}));
+
+  // A loss that is never finite is not a passing overflow: 17 halvings take the scale from
+  // 65536 to 0.5, and the run stops there.
+  ToyTask poisoned(std::nan(""));
+  Run run2;
+  CHECK_THROWS_WITH(fit(poisoned, run2, train::TrainerOptions().epochs(5).loss_scaling(true)),
+                    Catch::Contains("at step 17") && Catch::Contains("17 steps in a row") &&
+                        Catch::Contains("loss scale fell to 0.5"));
 }
 
 TEST_CASE("Trainer: loss scaling by a power of two changes no step, and clipping sees unscaled gradients",

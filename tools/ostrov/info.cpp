@@ -1,4 +1,4 @@
-// `ostrov info`: versions, threads, BLAS and devices, as text or JSON.
+// `ostrov info`: versions, threads, BLAS, devices and NCCL, as text or JSON.
 
 #include <iostream>
 #include <memory>
@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "ostrov/core/runtime.h"
+#include "ostrov/train/distributed.h"
 
 namespace ostrov::cli {
 
@@ -26,6 +27,7 @@ Command add_info(CLI::App& app) {
                         {"available_cores", info.available_cores},
                         {"cuda", info.cuda},
                         {"cuda_devices", info.cuda_devices},
+                        {"nccl", train::nccl_available()},
                         {"mkldnn", info.mkldnn},
                         {"openmp", info.openmp}};
     if (*as_json) {

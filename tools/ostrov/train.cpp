@@ -46,6 +46,7 @@ int spawn_workers(int nproc, int argc, char** argv) {
     env_strings.push_back("RANK=" + std::to_string(rank));
     env_strings.push_back("LOCAL_RANK=" + std::to_string(rank));
     env_strings.push_back("WORLD_SIZE=" + std::to_string(nproc));
+    env_strings.push_back("LOCAL_WORLD_SIZE=" + std::to_string(nproc));
     env_strings.push_back("MASTER_ADDR=127.0.0.1");
     env_strings.push_back("MASTER_PORT=" + std::to_string(port));
     std::vector<char*> envp;

@@ -87,3 +87,24 @@ inline void set_autocast(c10::DeviceType device, bool enabled, c10::ScalarType d
 }
 
 }  // namespace ostrov::compat
+
+// ---- c10d process groups -----------------------------------------------------------------
+// LibTorch 1.13's ProcessGroupGloo and ProcessGroupNCCL derive from c10d::ProcessGroup; from
+// 2.0 they derive from c10d::Backend (ProcessGroup became a front over backends; 2.6 tested).
+// Both bases declare the collectives ostrov calls (broadcast, allreduce, barrier). Declared
+// here only: the c10d headers stay in the files that use them.
+
+namespace c10d {
+class Backend;
+class ProcessGroup;
+}  // namespace c10d
+
+namespace ostrov::compat {
+
+#if TORCH_VERSION_MAJOR >= 2
+using CollectiveGroup = c10d::Backend;
+#else
+using CollectiveGroup = c10d::ProcessGroup;
+#endif
+
+}  // namespace ostrov::compat

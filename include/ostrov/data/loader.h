@@ -83,6 +83,11 @@ struct LoaderOptions {
   TORCH_ARG(int64_t, rank) = 0;
   /// Number of processes the samples are sharded over (>= 1; 1 = this process sees them all).
   TORCH_ARG(int64_t, world_size) = 1;
+  /// Copy every batch into page-locked (pinned) host memory where it is loaded — in the
+  /// workers — so its non-blocking copy to a CUDA device overlaps the step before (torch's
+  /// DataLoader pin_memory). Needs a LibTorch with CUDA; elsewhere it is off with a warning,
+  /// as in torch (DataLoader::pins_memory() says which).
+  TORCH_ARG(bool, pin_memory) = false;
 };
 
 /// Stacks samples into a Batch: images [N,3,H,W]; masks [N,H,W] when every sample has one
@@ -127,6 +132,8 @@ class DataLoader {
   int64_t num_batches() const;
   /// Samples per pass on this rank (after distributed padding, before drop_last).
   int64_t num_samples() const;
+  /// Whether batches come in pinned host memory (options().pin_memory() and CUDA present).
+  bool pins_memory() const { return pin_memory_; }
   /// The options given to the constructor.
   const LoaderOptions& options() const { return options_; }
 
@@ -173,6 +180,7 @@ class DataLoader {
 
   std::shared_ptr<const Dataset> dataset_;
   LoaderOptions options_;
+  bool pin_memory_ = false;
   int64_t epoch_ = 0;
   bool fresh_ = false;           // the current pass has delivered nothing yet
 

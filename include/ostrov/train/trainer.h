@@ -94,7 +94,9 @@ struct TrainerOptions {
   /// state.
   TORCH_ARG(Precision, precision) = Precision::fp32;
   /// Dynamic loss scaling (GradScaler with torch.amp's defaults) at any precision; fp16 turns it
-  /// on whatever this says.
+  /// on whatever this says. With it a step whose loss is not finite is skipped like one whose
+  /// gradients overflow (train records carry loss_scale and skipped_steps), and the run stops
+  /// when a skip brings the scale below 1 (from 65536: 17 skips in a row).
   TORCH_ARG(bool, loss_scaling) = false;
   /// Progress bar on stderr: "auto" (when stderr is a terminal), "bar", "log".
   TORCH_ARG(std::string, progress) = "auto";
@@ -150,7 +152,8 @@ class Trainer {
   /// Adds a callback; callbacks are called in the order added.
   void add_callback(std::shared_ptr<Callback> callback);
   /// Trains; throws ostrov::Error on a non-finite loss (naming the step; last.pt keeps the
-  /// last good state) and passes data errors through.
+  /// last good state) — with loss scaling, when skipped steps bring the loss scale below 1 —
+  /// and passes data errors through.
   TrainResult fit();
   /// One evaluation pass over `loader` (model in eval mode, no gradients); merged over ranks.
   nlohmann::json evaluate(data::DataLoader& loader);
@@ -173,9 +176,9 @@ class Trainer {
 };
 
 /// Moves a batch's tensors to `device`. To a CUDA device each tensor is first copied into
-/// page-locked (pinned) host memory, so that the copy to the GPU is asynchronous
-/// (non-blocking) and returns before the GPU has it; other devices copy directly. A CPU device
-/// returns the batch.
+/// page-locked (pinned) host memory unless it is pinned already (LoaderOptions::pin_memory),
+/// so that the copy to the GPU is asynchronous (non-blocking) and returns before the GPU has
+/// it; other devices copy directly. A CPU device returns the batch.
 data::Batch to_device(const data::Batch& batch, const c10::Device& device);
 
 }  // namespace ostrov::train

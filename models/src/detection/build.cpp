@@ -43,6 +43,95 @@ int64_t read_image_size(io::ConfigReader& r, int64_t fallback) {
   return size;
 }
 
+FasterRCNNOptions read_two_stage(io::ConfigReader& r, const std::string& name,
+                                 int64_t num_classes, int64_t image_size, bool masks) {
+  if (num_classes < 2) {
+    throw ConfigError(r.where() + ": " + name + " needs num_classes >= 2 (background + 1), got " +
+                      std::to_string(num_classes));
+  }
+  const auto preset = r.get<std::string>("preset", "small");
+  FasterRCNNOptions o(num_classes);
+  if (preset == "small") {
+    o = FasterRCNNOptions::maskrcnn_resnet18_fpn_small(num_classes, image_size).masks(masks);
+  } else if (preset == "torchvision") {
+    o = masks ? FasterRCNNOptions::maskrcnn_resnet50_fpn(num_classes)
+              : FasterRCNNOptions::fasterrcnn_resnet50_fpn(num_classes);
+  } else {
+    throw ConfigError(r.where() + ": key " + r.path_of("preset") + ": \"" + preset +
+                      "\" is not a " + name + " preset (small, torchvision)");
+  }
+  auto backbone = o.backbone();
+  backbone.backbone(read_backbone(r, name, backbone.backbone(), {resnet_names(), true, {}}));
+  // As torchvision: from ImageNet weights, the body's batch norm is frozen and only layer2 to
+  // layer4 train (trainable_backbone_layers 3); from scratch, everything trains.
+  const bool pretrained = !r.get<std::string>("backbone_weights", "").empty();
+  backbone.out_channels(r.get<int64_t>("fpn_channels", backbone.out_channels()))
+      .trainable_layers(r.get<int64_t>("trainable_layers", pretrained ? 3 : 5))
+      .frozen_batch_norm(r.get<bool>("frozen_batch_norm", pretrained));
+  o.backbone(backbone);
+  auto transform = o.transform();
+  const auto min_size = r.get<int64_t>("min_size", transform.min_size().back());
+  const auto max_size = r.get<int64_t>("max_size", transform.max_size());
+  if (min_size < 32 || max_size < min_size) {
+    throw ConfigError(r.where() + ": keys " + r.path_of("min_size") + " and " +
+                      r.path_of("max_size") + " need 32 <= min_size <= max_size, got " +
+                      std::to_string(min_size) + " and " + std::to_string(max_size));
+  }
+  // ostrov's data pipeline normalises with ImageNet's statistics, as torchvision's transform.
+  o.transform(transform.min_size(std::vector<int64_t>{min_size}).max_size(max_size).normalize(false));
+  o.representation_size(r.get<int64_t>("representation_size", o.representation_size()));
+  const int64_t mask_channels =
+      masks ? r.get<int64_t>("mask_channels", o.mask_dim_reduced()) : o.mask_dim_reduced();
+  if (masks) {
+    o.mask_layers(std::vector<int64_t>(o.mask_layers().size(), mask_channels))
+        .mask_dim_reduced(mask_channels);
+  }
+  auto rpn = o.rpn();
+  rpn.batch_size_per_image(r.get<int64_t>("rpn_batch_size_per_image", rpn.batch_size_per_image()))
+      .post_nms_top_n_train(r.get<int64_t>("rpn_post_nms_top_n_train", rpn.post_nms_top_n_train()))
+      .post_nms_top_n_test(r.get<int64_t>("rpn_post_nms_top_n_test", rpn.post_nms_top_n_test()));
+  o.rpn(rpn);
+  auto heads = o.roi_heads();
+  heads.batch_size_per_image(r.get<int64_t>("batch_size_per_image", heads.batch_size_per_image()))
+      .score_thresh(r.get<double>("score_threshold", heads.score_thresh()))
+      .nms_thresh(r.get<double>("nms_threshold", heads.nms_thresh()))
+      .detections_per_img(r.get<int64_t>("detections_per_image", heads.detections_per_img()));
+  o.roi_heads(heads);
+  std::vector<std::pair<std::string, int64_t>> positive = {
+      {"fpn_channels", o.backbone().out_channels()},
+      {"representation_size", o.representation_size()}};
+  if (masks) positive.emplace_back("mask_channels", mask_channels);
+  positive.insert(positive.end(), {
+      {"rpn_batch_size_per_image", rpn.batch_size_per_image()},
+      {"rpn_post_nms_top_n_train", rpn.post_nms_top_n_train()},
+      {"rpn_post_nms_top_n_test", rpn.post_nms_top_n_test()},
+      {"batch_size_per_image", heads.batch_size_per_image()},
+      {"detections_per_image", heads.detections_per_img()}});
+  std::vector<std::pair<std::string, double>> unit = {{"score_threshold", heads.score_thresh()},
+                                                      {"nms_threshold", heads.nms_thresh()}};
+  if (masks) {
+    o.mask_threshold(r.get<double>("mask_threshold", o.mask_threshold()))
+        .count_score(r.get<double>("count_score", o.count_score()))
+        .count_nms_threshold(r.get<double>("count_nms_threshold", o.count_nms_threshold()));
+    unit.emplace_back("mask_threshold", o.mask_threshold());
+    unit.emplace_back("count_score", o.count_score());
+    unit.emplace_back("count_nms_threshold", o.count_nms_threshold());
+  }
+  for (const auto& [key, value] : positive) {
+    if (value < 1) {
+      throw ConfigError(r.where() + ": key " + r.path_of(key) + " must be >= 1, got " +
+                        std::to_string(value));
+    }
+  }
+  for (const auto& [key, value] : unit) {
+    if (!(value >= 0.0 && value <= 1.0)) {
+      throw ConfigError(r.where() + ": key " + r.path_of(key) + " must be in [0,1], got " +
+                        std::to_string(value));
+    }
+  }
+  return o;
+}
+
 }  // namespace detail
 
 namespace {
@@ -240,6 +329,16 @@ std::vector<nn::LayerSpec> detector_receptive_field_layers(const nlohmann::json&
     layers.push_back(detail::conv("head.1", 3, 1, 1));
     return layers;
   }
+  if (model_config.is_object() && model_config.contains("name") &&
+      model_config["name"] == "faster_rcnn") {
+    // The body to layer4, the FPN's 3x3 output convolution of that level and the RPN's 3x3
+    // convolution: what one anchor of the coarsest convolutional level sees.
+    const auto config = faster_rcnn_config(model_config, /*num_classes=*/2, where);
+    auto layers = detail::backbone_layers(config.options.backbone().backbone());
+    layers.push_back(detail::conv("backbone.fpn.layer_blocks.3.0", 3, 1, 1));
+    layers.push_back(detail::conv("rpn.head.conv.0.0", 3, 1, 1));
+    return layers;
+  }
   const ParsedDetector p = parse(model_config, /*num_classes=*/2, where);
   try {
     return ssd_receptive_field_layers(p.options);
@@ -258,6 +357,50 @@ YOLO build_yolo(const nlohmann::json& model_config, int64_t num_classes, const s
   return allocate_and_load<YOLO>(p, where, [](YOLOImpl& net, const io::StateDict& state,
                                               const std::string& file) {
     net.load_backbone_weights(state, file);
+  });
+}
+
+namespace {
+
+struct ParsedFasterRCNN {
+  FasterRCNNOptions options;
+  int64_t image_size;
+  std::string weights;
+  std::string backbone_weights;
+};
+
+ParsedFasterRCNN parse_faster_rcnn(const nlohmann::json& model_config, int64_t num_classes,
+                                   const std::string& where) {
+  io::ConfigReader r(model_config, where, "model");
+  const auto name = r.required<std::string>("name");
+  if (name != "faster_rcnn") {
+    throw ConfigError(where + ": key " + r.path_of("name") + ": \"" + name +
+                      "\" is not faster_rcnn");
+  }
+  const bool torchvision = r.get<std::string>("preset", "small") == "torchvision";
+  const int64_t image_size = detail::read_image_size(r, torchvision ? 800 : 320);
+  ParsedFasterRCNN p{
+      detail::read_two_stage(r, name, num_classes, image_size, /*masks=*/false), image_size,
+      r.get<std::string>("weights", ""), r.get<std::string>("backbone_weights", "")};
+  r.finish();
+  return p;
+}
+
+}  // namespace
+
+FasterRCNNConfig faster_rcnn_config(const nlohmann::json& model_config, int64_t num_classes,
+                                    const std::string& where) {
+  const ParsedFasterRCNN p = parse_faster_rcnn(model_config, num_classes, where);
+  return {p.options, p.image_size};
+}
+
+FasterRCNN build_faster_rcnn(const nlohmann::json& model_config, int64_t num_classes,
+                             const std::string& where) {
+  const ParsedFasterRCNN p = parse_faster_rcnn(model_config, num_classes, where);
+  return allocate_and_load<FasterRCNN>(p, where, [](FasterRCNNImpl& net,
+                                                    const io::StateDict& state,
+                                                    const std::string& file) {
+    net.backbone->load_backbone(state, file);
   });
 }
 

@@ -75,89 +75,10 @@ InstanceRecipe parse_ssd_mask(io::ConfigReader& r, int64_t num_classes, int64_t 
   return recipe;
 }
 
-/// Two-stage Mask R-CNN (FasterRCNN with masks): `preset` "small" (ResNet-18 FPN for a CPU,
-/// FasterRCNNOptions::maskrcnn_resnet18_fpn_small at the data's size) or "torchvision"
-/// (maskrcnn_resnet50_fpn exactly), then the keys below override it.
+/// Two-stage Mask R-CNN (FasterRCNN with masks): detail::read_two_stage's keys.
 InstanceRecipe parse_two_stage(io::ConfigReader& r, int64_t num_classes, int64_t image_size) {
-  if (num_classes < 2) {
-    throw ConfigError(r.where() + ": mask_rcnn needs num_classes >= 2 (background + 1), got " +
-                      std::to_string(num_classes));
-  }
-  const auto preset = r.get<std::string>("preset", "small");
-  FasterRCNNOptions o(num_classes);
-  if (preset == "small") {
-    o = FasterRCNNOptions::maskrcnn_resnet18_fpn_small(num_classes, image_size);
-  } else if (preset == "torchvision") {
-    o = FasterRCNNOptions::maskrcnn_resnet50_fpn(num_classes);
-  } else {
-    throw ConfigError(r.where() + ": key " + r.path_of("preset") + ": \"" + preset +
-                      "\" is not a mask_rcnn preset (small, torchvision)");
-  }
-  auto backbone = o.backbone();
-  backbone.backbone(detail::read_backbone(r, "mask_rcnn", backbone.backbone(),
-                                          {detail::resnet_names(), true, {}}));
-  // As torchvision: from ImageNet weights, the body's batch norm is frozen and only layer2 to
-  // layer4 train (trainable_backbone_layers 3); from scratch, everything trains.
-  const bool pretrained = !r.get<std::string>("backbone_weights", "").empty();
-  backbone.out_channels(r.get<int64_t>("fpn_channels", backbone.out_channels()))
-      .trainable_layers(r.get<int64_t>("trainable_layers", pretrained ? 3 : 5))
-      .frozen_batch_norm(r.get<bool>("frozen_batch_norm", pretrained));
-  o.backbone(backbone);
-  auto transform = o.transform();
-  const auto min_size = r.get<int64_t>("min_size", transform.min_size().back());
-  const auto max_size = r.get<int64_t>("max_size", transform.max_size());
-  if (min_size < 32 || max_size < min_size) {
-    throw ConfigError(r.where() + ": keys " + r.path_of("min_size") + " and " +
-                      r.path_of("max_size") + " need 32 <= min_size <= max_size, got " +
-                      std::to_string(min_size) + " and " + std::to_string(max_size));
-  }
-  // ostrov's data pipeline normalises with ImageNet's statistics, as torchvision's transform.
-  o.transform(transform.min_size(std::vector<int64_t>{min_size}).max_size(max_size).normalize(false));
-  o.representation_size(r.get<int64_t>("representation_size", o.representation_size()));
-  const auto mask_channels = r.get<int64_t>("mask_channels", o.mask_dim_reduced());
-  o.mask_layers(std::vector<int64_t>(o.mask_layers().size(), mask_channels))
-      .mask_dim_reduced(mask_channels);
-  auto rpn = o.rpn();
-  rpn.batch_size_per_image(r.get<int64_t>("rpn_batch_size_per_image", rpn.batch_size_per_image()))
-      .post_nms_top_n_train(r.get<int64_t>("rpn_post_nms_top_n_train", rpn.post_nms_top_n_train()))
-      .post_nms_top_n_test(r.get<int64_t>("rpn_post_nms_top_n_test", rpn.post_nms_top_n_test()));
-  o.rpn(rpn);
-  auto heads = o.roi_heads();
-  heads.batch_size_per_image(r.get<int64_t>("batch_size_per_image", heads.batch_size_per_image()))
-      .score_thresh(r.get<double>("score_threshold", heads.score_thresh()))
-      .nms_thresh(r.get<double>("nms_threshold", heads.nms_thresh()))
-      .detections_per_img(r.get<int64_t>("detections_per_image", heads.detections_per_img()));
-  o.roi_heads(heads);
-  o.mask_threshold(r.get<double>("mask_threshold", o.mask_threshold()))
-      .count_score(r.get<double>("count_score", o.count_score()))
-      .count_nms_threshold(r.get<double>("count_nms_threshold", o.count_nms_threshold()));
-  const std::vector<std::pair<const char*, int64_t>> positive = {
-      {"fpn_channels", o.backbone().out_channels()},
-      {"representation_size", o.representation_size()},
-      {"mask_channels", mask_channels},
-      {"rpn_batch_size_per_image", rpn.batch_size_per_image()},
-      {"rpn_post_nms_top_n_train", rpn.post_nms_top_n_train()},
-      {"rpn_post_nms_top_n_test", rpn.post_nms_top_n_test()},
-      {"batch_size_per_image", heads.batch_size_per_image()},
-      {"detections_per_image", heads.detections_per_img()}};
-  for (const auto& [key, value] : positive) {
-    if (value < 1) {
-      throw ConfigError(r.where() + ": key " + r.path_of(key) + " must be >= 1, got " +
-                        std::to_string(value));
-    }
-  }
-  const std::vector<std::pair<const char*, double>> unit = {
-      {"score_threshold", heads.score_thresh()},
-      {"nms_threshold", heads.nms_thresh()},
-      {"mask_threshold", o.mask_threshold()},
-      {"count_score", o.count_score()},
-      {"count_nms_threshold", o.count_nms_threshold()}};
-  for (const auto& [key, value] : unit) {
-    if (!(value >= 0.0 && value <= 1.0)) {
-      throw ConfigError(r.where() + ": key " + r.path_of(key) + " must be in [0,1], got " +
-                        std::to_string(value));
-    }
-  }
+  const FasterRCNNOptions o =
+      detail::read_two_stage(r, "mask_rcnn", num_classes, image_size, /*masks=*/true);
   InstanceRecipe recipe{maker<FasterRCNNImpl>(o), {}};
   recipe.load_backbone = [](torch::nn::Module& module, const io::StateDict& state,
                             const std::string& file) {

@@ -62,6 +62,9 @@ struct TrainConfig {
   int64_t early_stopping = 0;     ///< stop after N evaluations without improvement (0: never)
   double grad_clip = 0.0;         ///< clip the global gradient norm to this (0: off)
   double distributed_timeout_s = 300.0;  ///< joining the group and every collective
+  /// "auto" | "gloo" | "nccl": the c10d backend of a data-parallel run
+  /// (train::collective_backend; auto is NCCL on CUDA where the build has it)
+  std::string distributed_backend = "auto";
   std::string best_metric;  ///< default: the task's (miou, map50, ap50, accuracy)
   /// The optimizer and its settings (`optimizer`, `lr`, `momentum`, ... in `train`).
   train::OptimizerConfig optimizer;

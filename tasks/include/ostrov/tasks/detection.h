@@ -6,9 +6,10 @@
 // (register_detector); every name of models::detection_model_names() is an SSD.
 //
 // Config (beside the common keys, see docs/configs.md):
-//   model  models::build_detector's keys (name ssd300_vgg16 | ssd_light | ..., image_size, ...)
-//          or models::build_yolo's (name yolo, grid, boxes_per_cell, ...)
-//   loss   SSDObjective's or YOLOObjective's keys (objectives.h)
+//   model  models::build_detector's keys (name ssd300_vgg16 | ssd_light | ..., image_size, ...),
+//          models::build_yolo's (name yolo, grid, boxes_per_cell, ...) or
+//          models::build_faster_rcnn's (name faster_rcnn, preset, image_size, ...)
+//   loss   SSDObjective's, YOLOObjective's or RCNNObjective's keys (objectives.h)
 //   data   format "coco"; transforms: the training augmentation (default photometric_distort,
 //          expand, ssd_random_crop, horizontal_flip); the resize to the model's image_size and
 //          the model's normalisation are always appended
@@ -65,7 +66,7 @@ struct DetectorEntry {
 /// Adds a detector kind; ostrov::Error when the name is taken or is an SSD's.
 void register_detector(DetectorEntry entry);
 /// The detector kinds the task builds: the SSDs of models::detection_model_names(), then the
-/// registry's (yolo and users').
+/// registry's (faster_rcnn, yolo and users').
 std::vector<std::string> detector_names();
 /// The detector of `config.model["name"]`; ConfigError naming model.name and the known names.
 std::unique_ptr<Detector> make_detector(const RunConfig& config);

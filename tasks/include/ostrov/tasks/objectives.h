@@ -11,8 +11,12 @@
 //   The SSD-based mask model adds {"mask_weight": 1, "box_jitter": 0.1}.
 //   YOLO (task detection, model yolo):
 //     {"name": "yolo", "lambda_coord": 5, "lambda_noobj": 0.5, "rescore": true}
+//   Two-stage R-CNNs (task detection's faster_rcnn, task instance's mask_rcnn): the network's
+//   own losses, each weighted: {"loss_objectness_weight": 1, "loss_rpn_box_reg_weight": 1,
+//   "loss_classifier_weight": 1, "loss_box_reg_weight": 1, "loss_mask_weight": 1 (mask_rcnn)}
 
 #include <cstdint>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -20,8 +24,10 @@
 #include <ATen/core/Tensor.h>
 #include <nlohmann/json.hpp>
 
+#include "ostrov/data/sample.h"
 #include "ostrov/losses/multibox.h"
 #include "ostrov/losses/yolo.h"
+#include "ostrov/models/detection/faster_rcnn.h"
 #include "ostrov/models/detection/ssd.h"
 #include "ostrov/models/detection/ssd_targets.h"
 #include "ostrov/models/detection/yolo.h"
@@ -116,6 +122,33 @@ class MaskObjective {
  private:
   double mask_weight_ = 1.0;
   double box_jitter_ = 0.1;
+};
+
+/// A two-stage R-CNN's objective (models::FasterRCNN: Ren et al. 2015; with masks, He et al.
+/// 2017): the network computes torchvision's losses itself — loss_objectness and
+/// loss_rpn_box_reg (the RPN), loss_classifier and loss_box_reg (the box head), loss_mask
+/// (the mask head) — and this sums them, each times its weight.
+class RCNNObjective {
+ public:
+  /// Reads loss_<term>_weight (>= 0, default 1) for each term of the network (loss_mask only
+  /// with `masks`) from `loss` (null: the defaults); unknown keys and negative weights are
+  /// ConfigErrors naming the key.
+  static RCNNObjective from_config(const nlohmann::json& loss, bool masks,
+                                   const std::string& where);
+  /// The weighted loss of `net` on `batch`: [N,3,H,W] images, per image boxes [G,4] (input
+  /// pixels), labels [G] in 1..C-1 and, with masks, instance masks [G,H,W]. A box with zero
+  /// width or height (an object the augmentation flattened) is left out with its mask. In
+  /// evaluation mode the default CPU generator is restored afterwards, so a validation loss
+  /// (which samples anchors and proposals too) leaves the training's draws as they were;
+  /// `found` then receives the detections of the same forward pass (input pixels).
+  at::Tensor operator()(models::FasterRCNNImpl& net, const data::Batch& batch,
+                        std::vector<models::RCNNDetection>* found = nullptr) const;
+  /// The weight of each of the network's terms.
+  const std::map<std::string, double>& weights() const { return weights_; }
+
+ private:
+  std::map<std::string, double> weights_;
+  bool masks_ = false;
 };
 
 }  // namespace ostrov::tasks

@@ -1,5 +1,5 @@
 #pragma once
-// Building SSD detectors (and YOLO, build_yolo at the end) from the `model` object of an
+// Building SSD detectors (and YOLO and Faster R-CNN, at the end) from the `model` object of an
 // ostrov JSON config (task "detection"), for the CLI and users' own programs; the detection
 // counterpart of models/build.h.
 //
@@ -34,6 +34,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ostrov/io/state_dict.h"
+#include "ostrov/models/detection/faster_rcnn.h"
 #include "ostrov/models/detection/ssd.h"
 #include "ostrov/models/detection/yolo.h"
 
@@ -100,5 +101,27 @@ YOLOOptions yolo_options(const nlohmann::json& model_config, int64_t num_classes
 /// included), then loads `backbone_weights` and `weights` if given. ConfigError for bad keys
 /// and values, IoError for weights files.
 YOLO build_yolo(const nlohmann::json& model_config, int64_t num_classes, const std::string& where);
+
+/// What build_faster_rcnn builds: the network's options and the side of its square input.
+struct FasterRCNNConfig {
+  FasterRCNNOptions options;  ///< masks off; the transform does not normalise (the task does)
+  int64_t image_size;         ///< key image_size: the side images are resized to
+};
+/// The configuration build_faster_rcnn would build (validated; ConfigError naming the key).
+/// Keys: name "faster_rcnn"; preset "small" (ResNet-18 FPN, anchors 16..256, for small
+/// images on a CPU; image_size 320) or "torchvision" (fasterrcnn_resnet50_fpn; image_size 800);
+/// image_size; backbone (resnet18..resnet152), fpn_channels, trainable_layers,
+/// frozen_batch_norm, min_size, max_size, representation_size, rpn_batch_size_per_image,
+/// rpn_post_nms_top_n_train, rpn_post_nms_top_n_test, batch_size_per_image,
+/// score_threshold, nms_threshold, detections_per_image; weights (a whole-model state_dict:
+/// an ostrov checkpoint's weights or torchvision's fasterrcnn_resnet50_fpn), backbone_weights
+/// (a torchvision ResNet classifier).
+FasterRCNNConfig faster_rcnn_config(const nlohmann::json& model_config, int64_t num_classes,
+                                    const std::string& where);
+/// Builds the Faster R-CNN of `model_config` (keys above) with `num_classes` classes
+/// (background included), then loads `backbone_weights` and `weights` if given. ConfigError for
+/// bad keys and values, IoError for weights files.
+FasterRCNN build_faster_rcnn(const nlohmann::json& model_config, int64_t num_classes,
+                             const std::string& where);
 
 }  // namespace ostrov::models
