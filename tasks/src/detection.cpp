@@ -136,8 +136,10 @@ class TwoStageDetector : public Detector {
       // From the network input's pixels to the original image's.
       const double sx = static_cast<double>(sizes.at(i)[1]) / static_cast<double>(images.size(3));
       const double sy = static_cast<double>(sizes.at(i)[0]) / static_cast<double>(images.size(2));
-      const auto scale = at::tensor({sx, sy, sx, sy}, detections[i].boxes.options());
-      out.push_back({detections[i].boxes * scale, detections[i].scores, detections[i].labels});
+      // In float32: under autocast the network's boxes may be bfloat16 or float16.
+      const auto boxes = detections[i].boxes.to(at::kFloat);
+      const auto scale = at::tensor({sx, sy, sx, sy}, boxes.options());
+      out.push_back({boxes * scale, detections[i].scores.to(at::kFloat), detections[i].labels});
     }
     return out;
   }

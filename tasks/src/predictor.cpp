@@ -45,23 +45,40 @@ cv::Mat to_bgr(const cv::Mat& image, size_t index) {
   }
 }
 
-}  // namespace
-
-Predictor Predictor::load(const std::string& checkpoint, const c10::Device& device) {
-  return load(checkpoint, checkpoint_run_config(checkpoint), device);
+// The floating tensors of `p` in float32 (autocast leaves some in bfloat16 or float16).
+void to_float32(Prediction& p) {
+  for (auto* t : {&p.probabilities, &p.boxes, &p.scores}) {
+    if (t->defined() && t->is_floating_point() && t->scalar_type() != at::kFloat) {
+      *t = t->to(at::kFloat);
+    }
+  }
 }
 
-Predictor Predictor::load(const std::string& checkpoint, const std::string& device) {
-  return load(checkpoint, core::parse_device(device));
+}  // namespace
+
+Predictor Predictor::load(const std::string& checkpoint, const c10::Device& device,
+                          train::Precision precision) {
+  return load(checkpoint, checkpoint_run_config(checkpoint), device, precision);
+}
+
+Predictor Predictor::load(const std::string& checkpoint, const std::string& device,
+                          const std::string& precision) {
+  const auto parsed = core::parse_device(device);
+  return load(checkpoint, parsed, train::parse_precision(precision, parsed, "predict: precision"));
 }
 
 Predictor Predictor::load(const std::string& checkpoint, const RunConfig& config,
-                          const c10::Device& device) {
-  return Predictor(std::shared_ptr<Task>(load_task(config, checkpoint, device)));
+                          const c10::Device& device, train::Precision precision) {
+  // The precision is checked before the checkpoint is read.
+  train::parse_precision(train::precision_name(precision), device, "predict: precision");
+  return Predictor(std::shared_ptr<Task>(load_task(config, checkpoint, device)), precision);
 }
 
-Predictor::Predictor(std::shared_ptr<Task> task)
-    : task_(std::move(task)), preprocess_(task_->transforms(/*training=*/false)) {
+Predictor::Predictor(std::shared_ptr<Task> task, train::Precision precision)
+    : task_(std::move(task)),
+      precision_(precision),
+      preprocess_(task_->transforms(/*training=*/false)) {
+  train::parse_precision(train::precision_name(precision_), task_->device(), "predict: precision");
   task_->model().eval();
   // One pass at the input size fills what models cache per input size (the SSD's default
   // boxes), so concurrent predict() calls only read.
@@ -76,8 +93,11 @@ Prediction Predictor::predict(const cv::Mat& image) const {
 Prediction Predictor::predict(const cv::Mat& image, const PredictOptions& options) const {
   if (!options.tile()) return predict(image);
   c10::InferenceMode guard;
-  return task_->predict_tiled(core::image_to_tensor(to_bgr(image, 0)).to(task_->device()),
-                              options.overlap());
+  train::AutocastGuard autocast(task_->device(), precision_);
+  auto p = task_->predict_tiled(core::image_to_tensor(to_bgr(image, 0)).to(task_->device()),
+                                options.overlap());
+  to_float32(p);
+  return p;
 }
 
 std::vector<Prediction> Predictor::predict(const std::vector<cv::Mat>& images) const {
@@ -96,7 +116,10 @@ std::vector<Prediction> Predictor::predict(const std::vector<cv::Mat>& images) c
     sizes.push_back({bgr.rows, bgr.cols});
   }
   const auto batch = core::stack_images(inputs).to(task_->device());
-  return task_->predict(batch, sizes);
+  train::AutocastGuard autocast(task_->device(), precision_);
+  auto predictions = task_->predict(batch, sizes);
+  for (auto& p : predictions) to_float32(p);
+  return predictions;
 }
 
 cv::Mat Predictor::overlay(const cv::Mat& image, const Prediction& prediction) const {

@@ -247,7 +247,8 @@ std::unique_ptr<Task> load_task(RunConfig config, const std::string& checkpoint,
   return task;
 }
 
-nlohmann::json evaluate(Task& task) {
+nlohmann::json evaluate(Task& task, train::Precision precision) {
+  train::parse_precision(train::precision_name(precision), task.device(), "eval: precision");
   const auto& config = task.config();
   const auto dataset = task.dataset("val");
   data::DataLoader loader(dataset,
@@ -261,6 +262,7 @@ nlohmann::json evaluate(Task& task) {
                               core::stderr_is_terminal() ? &std::cerr : nullptr);
   {
     c10::InferenceMode guard;
+    train::AutocastGuard autocast(task.device(), precision);
     while (auto batch = loader.next()) {
       task.evaluate(train::to_device(*batch, task.device()));
       progress.advance(batch->size());

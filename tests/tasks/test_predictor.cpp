@@ -17,6 +17,8 @@
 #include "ostrov/io/json.h"
 #include "ostrov/ops/instance.h"
 #include "ostrov/tasks/predictor.h"
+#include "ostrov/tasks/run.h"
+#include "ostrov/train/precision.h"
 #include "ostrov/tasks/segmentation.h"
 #include "tiny_runs.h"
 
@@ -353,4 +355,61 @@ TEST_CASE("Predictor: overlapping tiles on a 3x larger image equal a whole-image
   auto det_json = test::tiny_config(dir, "detection", {{"name", "ssd_light"}, {"image_size", 64}});
   auto det = tasks::make_task(tasks::parse_run_config(det_json, "d.json"), torch::kCPU);
   CHECK_THROWS_WITH(det->predict_tiled(image, 8), Catch::Contains("cannot predict by tiles"));
+}
+
+TEST_CASE("Predictor and evaluate in bf16: every task kind under autocast, results in float32",
+          "[tasks][predictor][precision]") {
+  TempDir dir;
+  test::write_tiny_scenes(dir);
+  const std::string image_path = dir / "val/images/scene_000001.png";
+  const cv::Mat image = core::read_image(image_path);
+  const nlohmann::json runs = {
+      {"unet", {"segmentation", {{"name", "unet"}, {"depth", 2}, {"base_width", 4}}}},
+      {"ssd_light", {"detection", {{"name", "ssd_light"}, {"image_size", 64}}}},
+      {"faster_rcnn",
+       {"detection", {{"name", "faster_rcnn"}, {"image_size", 64}, {"backbone_channels", 16},
+                      {"fpn_channels", 8}, {"representation_size", 16}}}},
+      {"mask_rcnn",
+       {"instance", {{"name", "mask_rcnn"}, {"backbone_channels", 16}, {"fpn_channels", 8},
+                     {"representation_size", 16}, {"mask_channels", 8}}}},
+      {"deep_coloring", {"instance", {{"name", "deep_coloring"}, {"depth", 2}, {"base_width", 4}}}}};
+  for (const auto& [name, run] : runs.items()) {
+    INFO(name);
+    auto json = test::tiny_config(dir, run[0].get<std::string>(), run[1]);
+    if (name == "mask_rcnn") json["data"]["image_size"] = {64, 64};
+    const std::string checkpoint = test::train_tiny(dir, json, name) + "/last.pt";
+
+    const auto bf16 = tasks::Predictor::load(checkpoint, "cpu", "bf16");
+    CHECK(bf16.precision() == train::Precision::bf16);
+    const auto p = bf16.predict(image);
+    for (const auto* t : {&p.probabilities, &p.boxes, &p.scores}) {
+      if (t->defined()) CHECK(t->scalar_type() == at::kFloat);
+    }
+    CHECK(p.mask.empty() == (run[0] != "segmentation"));
+
+    // The evaluation loss in bf16 is the float32 one up to bfloat16's rounding: close, but
+    // not equal (equal would mean autocast never ran).
+    auto task = tasks::load_task(tasks::checkpoint_run_config(checkpoint), checkpoint,
+                                 c10::Device(c10::kCPU));
+    const double fp32_loss = tasks::evaluate(*task)["loss"].get<double>();
+    const double bf16_loss = tasks::evaluate(*task, train::Precision::bf16)["loss"].get<double>();
+    CHECK(bf16_loss != fp32_loss);
+    CHECK(std::abs(bf16_loss - fp32_loss) <= 0.05 * std::abs(fp32_loss));
+    CHECK(tasks::evaluate(*task)["loss"].get<double>() == fp32_loss);  // the guard is gone
+  }
+  // fp16 is CUDA's; on the CPU it is refused naming the option, before anything is read.
+  CHECK_THROWS_WITH(tasks::Predictor::load("missing.pt", "cpu", "fp16"),
+                    Catch::Contains("predict: precision") && Catch::Contains("fp16"));
+  CHECK_THROWS_WITH(tasks::Predictor::load("missing.pt", "cpu", "fp8"),
+                    Catch::Contains("unknown precision \"fp8\""));
+  const std::string checkpoint = dir / "unet/last.pt";
+  auto r = run(cli() + " predict --checkpoint " + quote(checkpoint) + " --input " +
+                   quote(image_path) + " --output " + quote(dir / "p16") + " --precision fp16",
+               true);
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.output, Catch::Contains("--precision \"fp16\" needs a CUDA device"));
+  r = run(cli() + " eval --checkpoint " + quote(checkpoint) + " --precision bf16");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(nlohmann::json::parse(r.output).contains("miou"));
 }

@@ -1,5 +1,6 @@
-// `ostrov eval [CONFIG.json] --checkpoint FILE [--data PATH]`,
-// `ostrov predict [CONFIG.json] --checkpoint FILE --input IMG_OR_DIR --output DIR` and
+// `ostrov eval [CONFIG.json] --checkpoint FILE [--data PATH] [--precision P]`,
+// `ostrov predict [CONFIG.json] --checkpoint FILE --input IMG_OR_DIR --output DIR
+// [--precision P]` and
 // `ostrov export [CONFIG.json] --checkpoint FILE --output WEIGHTS.pt`. The checkpoint carries
 // its run's config; a CONFIG given replaces it.
 
@@ -23,6 +24,7 @@
 #include "ostrov/tasks/config.h"
 #include "ostrov/tasks/predictor.h"
 #include "ostrov/tasks/run.h"
+#include "ostrov/train/precision.h"
 
 namespace fs = std::filesystem;
 
@@ -39,12 +41,18 @@ struct RunArgs {
   std::string output;
   bool tile = false;
   int64_t overlap = 32;
+  std::string precision = "fp32";
 };
 
 void add_common(CLI::App* sub, RunArgs& args) {
   sub->add_option("config", args.config, "Run config (JSON); default: the checkpoint's own");
   sub->add_option("--checkpoint", args.checkpoint, "Checkpoint written by ostrov train")->required();
   sub->add_option("--set", args.overrides, "Override a config key: key.path=value")->take_all();
+}
+
+void add_precision(CLI::App* sub, RunArgs& args) {
+  sub->add_option("--precision", args.precision,
+                  "fp32 (default), bf16 (CPU, CUDA) or fp16 (CUDA): the network under autocast");
 }
 
 tasks::RunConfig run_config(const RunArgs& args) {
@@ -76,6 +84,7 @@ Command add_eval(CLI::App& app) {
   auto* sub = app.add_subcommand("eval", "Evaluate a checkpoint on data.val; prints one JSON object");
   auto args = std::make_shared<RunArgs>();
   add_common(sub, *args);
+  add_precision(sub, *args);
   sub->add_option("--data", args->data,
                   "Evaluate on this data instead of data.val: a folder (folder formats), a COCO "
                   "annotation file or a make-scenes folder");
@@ -83,8 +92,10 @@ Command add_eval(CLI::App& app) {
     if (!sub->parsed()) return -1;
     auto config = run_config(*args);
     if (!args->data.empty()) tasks::set_validation_data(config, args->data);
-    auto task = tasks::load_task(config, args->checkpoint, tasks::config_device(config));
-    std::cout << tasks::evaluate(*task).dump() << std::endl;  // the only stdout output
+    const auto device = tasks::config_device(config);
+    const auto precision = train::parse_precision(args->precision, device, "--precision");
+    auto task = tasks::load_task(config, args->checkpoint, device);
+    std::cout << tasks::evaluate(*task, precision).dump() << std::endl;  // the only stdout output
     return kExitOk;
   };
 }
@@ -93,6 +104,7 @@ Command add_predict(CLI::App& app) {
   auto* sub = app.add_subcommand("predict", "Run a checkpoint on images; writes masks or boxes, and overlays");
   auto args = std::make_shared<RunArgs>();
   add_common(sub, *args);
+  add_precision(sub, *args);
   sub->add_option("--input", args->input, "An image or a folder of images")->required();
   sub->add_option("--output", args->output, "Output folder (created)")->required();
   sub->add_flag("--tile", args->tile,
@@ -104,8 +116,10 @@ Command add_predict(CLI::App& app) {
     const auto config = run_config(*args);
     const auto options = tasks::PredictOptions().tile(args->tile).overlap(args->overlap);
     const auto images = list_images(args->input);
-    const auto predictor = tasks::Predictor::load(args->checkpoint, config,
-                                                  tasks::config_device(config));
+    const auto device = tasks::config_device(config);
+    const auto predictor =
+        tasks::Predictor::load(args->checkpoint, config, device,
+                               train::parse_precision(args->precision, device, "--precision"));
     fs::create_directories(args->output);
     core::ProgressLine progress("predict", static_cast<int64_t>(images.size()), "images",
                                 core::stderr_is_terminal() && images.size() > 1 ? &std::cerr

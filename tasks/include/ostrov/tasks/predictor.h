@@ -11,6 +11,8 @@
 // Pre-processing is the task's evaluation transform (the one `ostrov eval` measures with):
 // the image is resized to input_size() and normalised; results come back at the image's own
 // size. predict() may be called from several threads at once: it changes no state.
+// With a precision of bf16 (CPU or CUDA) or fp16 (CUDA) the network runs under LibTorch's
+// autocast, as in training; the results' tensors come back in float32.
 
 #include <memory>
 #include <string>
@@ -24,6 +26,7 @@
 #include "ostrov/tasks/config.h"
 #include "ostrov/tasks/prediction.h"
 #include "ostrov/tasks/task.h"
+#include "ostrov/train/precision.h"
 
 namespace ostrov::tasks {
 
@@ -45,15 +48,23 @@ class Predictor {
   /// The checkpoint's model on `device` in eval mode. ostrov::IoError naming the file when it
   /// is missing, damaged, not an ostrov checkpoint or carries no run config; nothing is half
   /// loaded.
+  /// `precision` as the constructor takes it.
   static Predictor load(const std::string& checkpoint,
-                        const c10::Device& device = c10::Device(c10::kCPU));
-  /// `device` as a string: "cpu", "cuda", "cuda:1", "auto".
-  static Predictor load(const std::string& checkpoint, const std::string& device);
+                        const c10::Device& device = c10::Device(c10::kCPU),
+                        train::Precision precision = train::Precision::fp32);
+  /// `device` as a string: "cpu", "cuda", "cuda:1", "auto"; `precision`: "fp32", "bf16",
+  /// "fp16" (ostrov::ConfigError naming it for another name or one the device lacks).
+  static Predictor load(const std::string& checkpoint, const std::string& device,
+                        const std::string& precision = "fp32");
   /// With a config that replaces the checkpoint's (`ostrov predict CONFIG --checkpoint F`).
   static Predictor load(const std::string& checkpoint, const RunConfig& config,
-                        const c10::Device& device);
-  /// Wraps a task whose model is trained already (e.g. right after tasks::train).
-  explicit Predictor(std::shared_ptr<Task> task);
+                        const c10::Device& device,
+                        train::Precision precision = train::Precision::fp32);
+  /// Wraps a task whose model is trained already (e.g. right after tasks::train). The network
+  /// runs in `precision` (autocast; ostrov::ConfigError for fp16 on the CPU, or bf16/fp16 on a
+  /// device type without autocast, as train::parse_precision).
+  explicit Predictor(std::shared_ptr<Task> task,
+                     train::Precision precision = train::Precision::fp32);
 
   /// One image: CV_8UC3 BGR, CV_8UC1 grey or CV_8UC4 BGRA (alpha dropped), any size.
   /// ostrov::Error for an empty image or another type, naming it.
@@ -81,9 +92,12 @@ class Predictor {
   const RunConfig& config() const { return task_->config(); }
   /// The device the model runs on.
   const c10::Device& device() const { return task_->device(); }
+  /// The precision the network runs in.
+  train::Precision precision() const { return precision_; }
 
  private:
   std::shared_ptr<Task> task_;
+  train::Precision precision_ = train::Precision::fp32;
   std::shared_ptr<const data::Transform> preprocess_;
 };
 

@@ -48,7 +48,8 @@ std::unique_ptr<Task> load_task(RunConfig config, const std::string& checkpoint,
                                 const c10::Device& device);
 
 /// One evaluation pass over data.val (batch size and workers from config.train): the task's
-/// metrics, e.g. {"loss": 0.21, "miou": 0.83, ...}.
-nlohmann::json evaluate(Task& task);
+/// metrics, e.g. {"loss": 0.21, "miou": 0.83, ...}. The network runs in `precision`
+/// (autocast; train::parse_precision's checks against the task's device).
+nlohmann::json evaluate(Task& task, train::Precision precision = train::Precision::fp32);
 
 }  // namespace ostrov::tasks
