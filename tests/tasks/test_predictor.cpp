@@ -388,13 +388,16 @@ TEST_CASE("Predictor and evaluate in bf16: every task kind under autocast, resul
     CHECK(p.mask.empty() == (run[0] != "segmentation"));
 
     // The evaluation loss in bf16 is the float32 one up to bfloat16's rounding: close, but
-    // not equal (equal would mean autocast never ran).
+    // not equal (equal would mean autocast never ran). The R-CNNs' validation losses sample
+    // proposals ranked by rounded scores, so a few change: 15 % there (LibTorch 2.6 moves
+    // Mask R-CNN's by 7 %), 5 % for the dense models.
+    const bool rcnn = name == "faster_rcnn" || name == "mask_rcnn";
     auto task = tasks::load_task(tasks::checkpoint_run_config(checkpoint), checkpoint,
                                  c10::Device(c10::kCPU));
     const double fp32_loss = tasks::evaluate(*task)["loss"].get<double>();
     const double bf16_loss = tasks::evaluate(*task, train::Precision::bf16)["loss"].get<double>();
     CHECK(bf16_loss != fp32_loss);
-    CHECK(std::abs(bf16_loss - fp32_loss) <= 0.05 * std::abs(fp32_loss));
+    CHECK(std::abs(bf16_loss - fp32_loss) <= (rcnn ? 0.15 : 0.05) * std::abs(fp32_loss));
     CHECK(tasks::evaluate(*task)["loss"].get<double>() == fp32_loss);  // the guard is gone
   }
   // fp16 is CUDA's; on the CPU it is refused naming the option, before anything is read.
