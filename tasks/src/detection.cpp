@@ -296,7 +296,12 @@ nlohmann::json DetectionTask::end_evaluation() {
   const auto r = ap.compute();
   nlohmann::json per_class = nlohmann::json::object();
   for (size_t c = 0; c < r.classes.size(); ++c) {
-    per_class[std::to_string(r.classes[c])] = nan_to_null(r.ap50_per_class[c]);
+    // Keyed by the dataset's category id, as predictions report classes.
+    const int64_t label = r.classes[c];
+    const int64_t id = label >= 0 && label < static_cast<int64_t>(category_ids_.size())
+                           ? category_ids_[static_cast<size_t>(label)]
+                           : label;
+    per_class[std::to_string(id)] = nan_to_null(r.ap50_per_class[c]);
   }
   return {{"loss", loss_count_ > 0 ? loss_sum_ / static_cast<double>(loss_count_) : 0.0},
           {"map50", nan_to_null(r.map50)},

@@ -225,6 +225,17 @@ TEST_CASE("Predictor: detection boxes in input pixels with the dataset's categor
   cli_predict(out + "/last.pt", image_path, dir / "cli");
   check_json_equals(r, io::read_json(dir / "cli/scene_000001.json"));
 
+  // The evaluation's per-class AP is keyed by the same category ids.
+  auto task = tasks::load_task(tasks::checkpoint_run_config(out + "/last.pt"), out + "/last.pt",
+                               c10::Device(c10::kCPU));
+  const auto per_class = tasks::evaluate(*task)["ap50_per_class"];
+  REQUIRE_FALSE(per_class.empty());
+  for (const auto& item : per_class.items()) {
+    INFO(item.key());
+    CHECK(std::stoi(item.key()) >= 101);
+    CHECK(std::stoi(item.key()) <= 110);
+  }
+
   fs::remove_all(dir / "train");
   fs::remove_all(dir / "val");
   const auto alone = tasks::Predictor::load(out + "/last.pt").predict(image);
