@@ -99,17 +99,17 @@ core::Registry<LossEntry>& registry() {
   static core::Registry<LossEntry> r("loss", {{"cross_entropy", parse_cross_entropy},
                                               {"soft_dice", parse_soft_dice},
                                               {"ce_dice", parse_ce_dice},
-                                              {"multibox", parse_multibox},
-                                              {"halo", parse_halo},
-                                              {"direction", parse_direction},
-                                              {"energy", parse_energy},
+                                              {"multibox", parse_multibox, false},
+                                              {"halo", parse_halo, false},
+                                              {"direction", parse_direction, false},
+                                              {"energy", parse_energy, false},
                                               {"weighted_cross_entropy",
-                                               parse_weighted_cross_entropy}});
+                                               parse_weighted_cross_entropy, false}});
   return r;
 }
 
 LossTerm parse_term(const nlohmann::json& object, const std::string& where,
-                    const std::string& prefix, bool weighted) {
+                    const std::string& prefix, bool weighted, bool class_map_only) {
   io::ConfigReader r(object, where, prefix);
   LossTerm term;
   term.name = r.required<std::string>("name");
@@ -118,6 +118,13 @@ LossTerm parse_term(const nlohmann::json& object, const std::string& where,
   if (entry == nullptr) {
     throw ConfigError(where + ": key " + r.path_of("name") + ": unknown loss \"" + term.name +
                       "\" (known: " + registry().known() + ")");
+  }
+  if (class_map_only && !entry->class_map_only) {
+    std::string fit;
+    for (const auto& n : class_map_loss_names()) fit += (fit.empty() ? "" : ", ") + n;
+    throw ConfigError(where + ": key " + r.path_of("name") + ": loss \"" + term.name +
+                      "\" needs more than class scores and a class map, which is all this task "
+                      "gives it (losses here: " + fit + ")");
   }
   term.make = entry->parse(r);
   r.finish();
@@ -139,6 +146,14 @@ void register_loss(LossEntry entry) {
 }
 
 std::vector<std::string> loss_names() { return registry().names(); }
+
+std::vector<std::string> class_map_loss_names() {
+  std::vector<std::string> names;
+  for (const auto& name : registry().names()) {
+    if (registry().find(name)->class_map_only) names.push_back(name);
+  }
+  return names;
+}
 
 CompositeLossImpl::CompositeLossImpl(std::vector<LossTerm> terms_) : terms(std::move(terms_)) {
   reset();
@@ -176,8 +191,10 @@ void CompositeLossImpl::pretty_print(std::ostream& stream) const {
   stream << ")";
 }
 
-CompositeLoss build(const nlohmann::json& config, const std::string& where,
-                    const std::string& key) {
+namespace {
+
+CompositeLoss build_terms(const nlohmann::json& config, const std::string& where,
+                          const std::string& key, bool class_map_only) {
   if (!config.is_object()) {
     throw ConfigError(where + ": " + key + " must be a JSON object, got " +
                       (config.is_null() ? std::string("nothing") : config.dump()));
@@ -193,12 +210,25 @@ CompositeLoss build(const nlohmann::json& config, const std::string& where,
                         list.dump());
     }
     for (size_t i = 0; i < list.size(); ++i) {
-      terms.push_back(parse_term(list[i], where, list_path + "[" + std::to_string(i) + "]", true));
+      terms.push_back(parse_term(list[i], where, list_path + "[" + std::to_string(i) + "]", true,
+                                 class_map_only));
     }
   } else {
-    terms.push_back(parse_term(config, where, key, false));
+    terms.push_back(parse_term(config, where, key, false, class_map_only));
   }
   return CompositeLoss(std::move(terms));
+}
+
+}  // namespace
+
+CompositeLoss build(const nlohmann::json& config, const std::string& where,
+                    const std::string& key) {
+  return build_terms(config, where, key, /*class_map_only=*/false);
+}
+
+CompositeLoss build_class_map_loss(const nlohmann::json& config, const std::string& where,
+                                   const std::string& key) {
+  return build_terms(config, where, key, /*class_map_only=*/true);
 }
 
 }  // namespace ostrov::losses

@@ -147,7 +147,6 @@ const std::map<std::string, std::string>& descriptions() {
       {"loss.box_jitter", "ssd_mask: training shift of box corners, a fraction of the box size"},
       {"loss.margin", "halo: the halo's width around each object (pixels)"},
       {"loss.mu", "halo: weight of the halo term in the choice of colour"},
-      {"loss.angular", "direction: compare angles instead of vectors"},
       {"loss.weight_map", "weighted_cross_entropy: U-Net's w(x) from the instance masks"},
       {"loss.weight_map.w0", "weighted_cross_entropy: amplitude of the border term"},
       {"loss.weight_map.sigma", "weighted_cross_entropy: width of the border term (px)"},

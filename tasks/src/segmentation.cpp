@@ -32,16 +32,17 @@ TaskEntry detail::segmentation_entry() {
             models::receptive_field_layers(c.model, c.path);  // parses the model's keys only
           },
           [](const RunConfig& c) {
-            losses::build(c.loss.is_null() ? default_loss() : c.loss, c.path, "loss");
+            losses::build_class_map_loss(c.loss.is_null() ? default_loss() : c.loss, c.path);
           },
-          models::segmentation_model_names, losses::loss_names};
+          models::segmentation_model_names, losses::class_map_loss_names};
 }
 
 SegmentationTask::SegmentationTask(const RunConfig& config, const c10::Device& device)
     : Task(config, device),
       model_(models::build(config.model, config.data.num_classes, config.path)),
       confusion_(config.data.num_classes) {
-  loss_ = losses::build(config.loss.is_null() ? default_loss() : config.loss, config.path, "loss");
+  loss_ = losses::build_class_map_loss(config.loss.is_null() ? default_loss() : config.loss,
+                                       config.path);
   model_.module->to(device);
   loss_->to(device);
 }

@@ -120,6 +120,10 @@ TEST_CASE("ostrov train: a device, precision or backend the build cannot run exi
   const auto typo = run(train + " --set train.precision=fp8", true);
   CHECK(typo.exit_code == 2);
   CHECK_THAT(typo.output, Catch::Contains("train.precision: unknown precision \"fp8\""));
+  // The segmentation task gives its loss class scores and a class map only.
+  const auto wce = run(train + " --set loss.name=weighted_cross_entropy", true);
+  CHECK(wce.exit_code == 2);
+  CHECK_THAT(wce.output, Catch::Contains("run.json: key loss.name: loss \"weighted_cross_entropy\""));
   const auto mpi = run(train + " --set train.distributed_backend=mpi", true);
   CHECK(mpi.exit_code == 2);
   CHECK_THAT(mpi.output, Catch::Contains("train.distributed_backend: unknown backend \"mpi\""));

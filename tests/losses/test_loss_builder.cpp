@@ -135,3 +135,20 @@ TEST_CASE("losses::register_loss: a user's term in a weighted sum, with the same
   CHECK_THROWS_WITH(build(json{{"name", "not_a_term"}}, "run.json"),
                     Catch::Contains("is not a losses::LossTermModule"));
 }
+
+TEST_CASE("build_class_map_loss refuses terms that need more than class scores and a class map",
+          "[losses][config]") {
+  const auto fit = class_map_loss_names();
+  CHECK((fit == std::vector<std::string>{"cross_entropy", "soft_dice", "ce_dice"}));
+  CHECK_NOTHROW(build_class_map_loss({{"name", "ce_dice"}}, "s.json"));
+  CHECK_THROWS_WITH(build_class_map_loss({{"name", "weighted_cross_entropy"}}, "s.json"),
+                    Catch::Contains("s.json: key loss.name: loss \"weighted_cross_entropy\" needs "
+                                    "more than class scores and a class map") &&
+                        Catch::Contains("cross_entropy, soft_dice, ce_dice"));
+  CHECK_THROWS_WITH(
+      build_class_map_loss({{"terms", {{{"name", "cross_entropy"}}, {{"name", "multibox"}}}}},
+                           "s.json"),
+      Catch::Contains("loss.terms[1].name: loss \"multibox\""));
+  // build itself takes them all (the instance objectives read these names through it).
+  CHECK_NOTHROW(build({{"name", "weighted_cross_entropy"}}, "s.json"));
+}

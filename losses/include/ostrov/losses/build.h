@@ -73,6 +73,11 @@ struct LossEntry {
   using Parse = std::function<LossTerm::Make(io::ConfigReader& term)>;
   std::string name;  ///< the config "name" of this kind; register_loss refuses a taken one
   Parse parse;       ///< the reader above; register_loss refuses an empty one (ostrov::Error)
+  /// Whether the term needs nothing but class scores [N,C,H,W] and a class map [N,H,W] — what
+  /// the segmentation task gives its loss (build_class_map_loss). false for the terms of other
+  /// objectives: multibox (priors), halo (an instance map), direction, energy,
+  /// weighted_cross_entropy (instance masks).
+  bool class_map_only = true;
 };
 
 /// Adds a loss kind (`"name"` in configs); ostrov::Error when the name is taken.
@@ -80,6 +85,8 @@ void register_loss(LossEntry entry);
 
 /// The names `build` accepts (the registry's, in registration order).
 std::vector<std::string> loss_names();
+/// The names `build_class_map_loss` accepts: the entries with class_map_only.
+std::vector<std::string> class_map_loss_names();
 
 /// A weighted sum of loss modules (children "0", "1", ... in the order of the terms).
 class CompositeLossImpl : public torch::nn::Cloneable<CompositeLossImpl> {
@@ -109,5 +116,10 @@ MultiboxLossOptions read_multibox_options(io::ConfigReader& reader);
 /// errors and `key` the config's own path in it ("loss").
 CompositeLoss build(const nlohmann::json& config, const std::string& where,
                     const std::string& key = "loss");
+/// `build` for a task that gives its loss only class scores and a class map (segmentation):
+/// a term whose entry is not class_map_only is a ConfigError naming its `name` key and the
+/// names that fit.
+CompositeLoss build_class_map_loss(const nlohmann::json& config, const std::string& where,
+                                   const std::string& key = "loss");
 
 }  // namespace ostrov::losses
