@@ -378,11 +378,9 @@ TEST_CASE("Predictor and evaluate in bf16: every task kind under autocast, resul
       {"unet", {"segmentation", {{"name", "unet"}, {"depth", 2}, {"base_width", 4}}}},
       {"ssd_light", {"detection", {{"name", "ssd_light"}, {"image_size", 64}}}},
       {"faster_rcnn",
-       {"detection", {{"name", "faster_rcnn"}, {"image_size", 64}, {"backbone_channels", 16},
-                      {"fpn_channels", 8}, {"representation_size", 16}}}},
+       {"detection", test::tiny_rcnn("faster_rcnn")}},
       {"mask_rcnn",
-       {"instance", {{"name", "mask_rcnn"}, {"backbone_channels", 16}, {"fpn_channels", 8},
-                     {"representation_size", 16}, {"mask_channels", 8}}}},
+       {"instance", test::tiny_rcnn("mask_rcnn")}},
       {"deep_coloring", {"instance", {{"name", "deep_coloring"}, {"depth", 2}, {"base_width", 4}}}}};
   for (const auto& [name, run] : runs.items()) {
     INFO(name);

@@ -559,10 +559,9 @@ TEST_CASE("detection: Faster R-CNN's weighted losses and its detections at the o
           "[tasks]") {
   TempDir dir;
   ostrov::test::write_tiny_scenes(dir, 2);
-  auto json = ostrov::test::tiny_config(
-      dir, "detection",
-      {{"name", "faster_rcnn"}, {"image_size", 64}, {"backbone_channels", 16},
-       {"fpn_channels", 8}, {"representation_size", 16}, {"score_threshold", 0.0}});
+  auto model = ostrov::test::tiny_rcnn("faster_rcnn");
+  model["score_threshold"] = 0.0;
+  auto json = ostrov::test::tiny_config(dir, "detection", model);
   json["loss"] = {{"loss_classifier_weight", 2.0}, {"loss_box_reg_weight", 0.0}};
   auto task = tasks::make_task(tasks::parse_run_config(json, "f.json"), torch::kCPU);
   auto& detection = dynamic_cast<tasks::DetectionTask&>(*task);
@@ -857,11 +856,9 @@ TEST_CASE("train.precision bf16 trains detection and instance models through the
        {"instance", {{"name", "ssd_mask"}, {"feature_channels", 8}, {"mask_channels", 8},
                      {"mask_convs", 1}, {"roi_size", 7}}}},
       {"mask_rcnn",
-       {"instance", {{"name", "mask_rcnn"}, {"backbone_channels", 16}, {"fpn_channels", 8},
-                     {"representation_size", 16}, {"mask_channels", 8}}}},
+       {"instance", test::tiny_rcnn("mask_rcnn")}},
       {"faster_rcnn",
-       {"detection", {{"name", "faster_rcnn"}, {"image_size", 64}, {"backbone_channels", 16},
-                      {"fpn_channels", 8}, {"representation_size", 16}}}}};
+       {"detection", test::tiny_rcnn("faster_rcnn")}}};
   for (const auto& [name, run] : runs.items()) {
     INFO(name);
     auto json = test::tiny_config(dir, run[0].get<std::string>(), run[1]);

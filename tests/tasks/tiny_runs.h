@@ -49,6 +49,16 @@ inline nlohmann::json tiny_config(const TempDir& dir, const std::string& task,
   return {{"task", task}, {"model", model}, {"data", data}, {"train", tiny_train_section()}};
 }
 
+/// A small two-stage R-CNN's model section for the tiny scenes: "faster_rcnn" (detection, a
+/// 64-pixel input) or "mask_rcnn" (instance): ResNet-18 at 16 channels, an FPN of 8, heads of 16.
+inline nlohmann::json tiny_rcnn(const std::string& name) {
+  nlohmann::json model = {{"name", name}, {"backbone_channels", 16}, {"fpn_channels", 8},
+                          {"representation_size", 16}};
+  if (name == "faster_rcnn") model["image_size"] = 64;
+  if (name == "mask_rcnn") model["mask_channels"] = 8;
+  return model;
+}
+
 /// Trains `config` into DIR/<name> and returns the folder.
 inline std::string train_tiny(const TempDir& dir, const nlohmann::json& config,
                               const std::string& name) {

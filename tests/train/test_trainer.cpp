@@ -5,6 +5,7 @@
 #include <thread>
 
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <filesystem>
 
@@ -108,6 +109,32 @@ train::TrainResult fit(ToyTask& task, Run& run, train::TrainerOptions options,
   if (callback) trainer.add_callback(callback);
   return trainer.fit();
 }
+
+// A ToyTask that keeps a copy of its parameters before each step and lets `alter` change the
+// loss of the n-th call (1-based), to make one step overflow.
+class RecordingTask : public ToyTask {
+ public:
+  explicit RecordingTask(std::function<at::Tensor(const at::Tensor&, int)> alter)
+      : alter_(std::move(alter)) {}
+  at::Tensor loss(const data::Batch& b) override {
+    std::vector<at::Tensor> copy;
+    for (const auto& p : net_->parameters()) copy.push_back(p.detach().clone());
+    before.push_back(copy);
+    return alter_(ToyTask::loss(b), ++calls_);
+  }
+  /// Whether the parameters before steps a and b (0-based) are equal.
+  bool same(size_t a, size_t b) const {
+    for (size_t i = 0; i < before[a].size(); ++i) {
+      if (!at::equal(before[a][i], before[b][i])) return false;
+    }
+    return true;
+  }
+  std::vector<std::vector<at::Tensor>> before;  ///< parameters before each step
+
+ private:
+  std::function<at::Tensor(const at::Tensor&, int)> alter_;
+  int calls_ = 0;
+};
 
 }  // namespace
 
@@ -420,20 +447,9 @@ TEST_CASE("Trainer with loss scaling skips the step whose gradients overflow and
           "[train][precision]") {
   // The loss of the 3rd step is multiplied by 1e35: finite in float32, but x65536 it is not,
   // so its gradients overflow. That step must leave the parameters as they were.
-  struct OverflowingTask : ToyTask {
-    int calls = 0;
-    std::vector<std::vector<at::Tensor>> before;  // parameters before each step
-    at::Tensor loss(const data::Batch& b) override {
-      std::vector<at::Tensor> copy;
-      for (const auto& p : net_->parameters()) copy.push_back(p.detach().clone());
-      before.push_back(copy);
-      auto l = ToyTask::loss(b);
-      return ++calls == 3 ? l * 1e35 : l;
-    }
-  };
   test::TempDir dir;
   core::seed_everything(4);
-  OverflowingTask task;
+  RecordingTask task([](const at::Tensor& l, int call) { return call == 3 ? l * 1e35 : l; });
   Run run;
   auto result = fit(task, run,
                     train::TrainerOptions().epochs(1).log_every(1).loss_scaling(true)
@@ -441,16 +457,9 @@ TEST_CASE("Trainer with loss scaling skips the step whose gradients overflow and
                     100, /*validate=*/false);
   REQUIRE(result.steps == 4);
   REQUIRE(task.before.size() == 4);
-  const auto params = task.net_->parameters();
-  auto same = [&](size_t a, size_t b) {
-    for (size_t i = 0; i < params.size(); ++i) {
-      if (!at::equal(task.before[a][i], task.before[b][i])) return false;
-    }
-    return true;
-  };
-  CHECK_FALSE(same(0, 1));  // step 1 updated
-  CHECK_FALSE(same(1, 2));  // step 2 updated
-  CHECK(same(2, 3));        // step 3 overflowed: skipped
+  CHECK_FALSE(task.same(0, 1));  // step 1 updated
+  CHECK_FALSE(task.same(1, 2));  // step 2 updated
+  CHECK(task.same(2, 3));        // step 3 overflowed: skipped
   std::vector<double> scales;
   const train::History history(dir / "metrics.jsonl", true);
   for (const auto& r : history.records()) {
@@ -467,20 +476,11 @@ TEST_CASE("Trainer with loss scaling skips a step whose loss is not finite and s
           "[train][precision]") {
   // The 2nd loss gets +inf: its gradients with respect to the parameters are still finite, so
   // only the trainer's own poisoning of the gradients makes the scaler skip the step.
-  struct InfiniteLossTask : ToyTask {
-    int calls = 0;
-    std::vector<std::vector<at::Tensor>> before;  // parameters before each step
-    at::Tensor loss(const data::Batch& b) override {
-      std::vector<at::Tensor> copy;
-      for (const auto& p : net_->parameters()) copy.push_back(p.detach().clone());
-      before.push_back(copy);
-      auto l = ToyTask::loss(b);
-      return ++calls == 2 ? l + std::numeric_limits<double>::infinity() : l;
-    }
-  };
   test::TempDir dir;
   core::seed_everything(4);
-  InfiniteLossTask task;
+  RecordingTask task([](const at::Tensor& l, int call) {
+    return call == 2 ? l + std::numeric_limits<double>::infinity() : l;
+  });
   Run run;
   auto result = fit(task, run,
                     train::TrainerOptions().epochs(1).log_every(1).loss_scaling(true)
@@ -489,16 +489,9 @@ TEST_CASE("Trainer with loss scaling skips a step whose loss is not finite and s
   REQUIRE(result.steps == 4);
   REQUIRE(task.before.size() == 4);
   CHECK(std::isinf(result.losses[1]));
-  const auto params = task.net_->parameters();
-  auto same = [&](size_t a, size_t b) {
-    for (size_t i = 0; i < params.size(); ++i) {
-      if (!at::equal(task.before[a][i], task.before[b][i])) return false;
-    }
-    return true;
-  };
-  CHECK_FALSE(same(0, 1));  // step 1 updated
-  CHECK(same(1, 2));        // step 2's loss was infinite: skipped
-  CHECK_FALSE(same(2, 3));  // step 3 updated again
+  CHECK_FALSE(task.same(0, 1));  // step 1 updated
+  CHECK(task.same(1, 2));        // step 2's loss was infinite: skipped
+  CHECK_FALSE(task.same(2, 3));  // step 3 updated again
   std::vector<double> scales;
   std::vector<int64_t> skipped;
   std::vector<bool> loss_logged;
