@@ -287,16 +287,20 @@ TrainResult Trainer::fit() {
       }
       const double value = loss.item<double>();
       const bool finite_loss = std::isfinite(value);
-      const std::string where = "at step " + std::to_string(step + 1) + " (epoch " +
-                                std::to_string(epoch) + ", batch " + std::to_string(b) + ")";
-      const std::string advice =
-          (write ? ", " + (dir / "last.pt").string() + " keeps the last good state"
-                 : std::string()) +
-          ". Lower the learning rate or check the data.";
+      // The error messages' parts, built only when a run stops.
+      const auto where = [&] {
+        return "at step " + std::to_string(step + 1) + " (epoch " + std::to_string(epoch) +
+               ", batch " + std::to_string(b) + ")";
+      };
+      const auto advice = [&] {
+        return (write ? ", " + (dir / "last.pt").string() + " keeps the last good state"
+                      : std::string()) +
+               ". Lower the learning rate or check the data.";
+      };
       if (!finite_loss && !scaler_.enabled()) {
         progress.end_line();
-        throw Error("non-finite training loss (" + std::to_string(value) + ") " + where +
-                    "; training stopped" + advice);
+        throw Error("non-finite training loss (" + std::to_string(value) + ") " + where() +
+                    "; training stopped" + advice());
       }
       if (finite_loss) {
         scaler_.scale(loss).backward();
@@ -332,11 +336,11 @@ TrainResult Trainer::fit() {
       // gradients, so every rank stops here together.
       if (!finite && scaler_.scale_value() < 1.0) {
         progress.end_line();
-        throw Error("non-finite gradients or losses " + where + ", " +
+        throw Error("non-finite gradients or losses " + where() + ", " +
                     std::to_string(skipped_in_a_row) + " steps in a row skipped (this rank's loss " +
                     std::to_string(value) + "), and the loss scale fell to " +
                     fmt::format("{}", scaler_.scale_value()) + " (below 1); training stopped" +
-                    advice);
+                    advice());
       }
       ++step;
       ++b;
